@@ -1,0 +1,130 @@
+"""Global options, merged settings, and the one error boundary of every command.
+
+Global options are accepted both before the verb (``pulsing --json status``) and
+after it (``pulsing status --json``); the verb's own value wins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, NoReturn, Optional
+
+import typer
+
+from pulsing_cli.exit import ExitStatus
+
+if TYPE_CHECKING:
+    from pulsing_cli.client import Client
+    from pulsing_cli.render import Output
+
+EndpointOpt = Annotated[
+    Optional[str],  # noqa: UP045 - typer needs Optional on Python 3.10
+    typer.Option(
+        "--endpoint",
+        "-e",
+        envvar="PULSING_ENDPOINT",
+        help="Daemon address: http://HOST:PORT or unix:/path [default: http://127.0.0.1:7480].",
+        show_default=False,
+    ),
+]
+TokenOpt = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option(
+        "--token",
+        envvar="PULSING_TOKEN",
+        help="Bearer token for a daemon that requires one.",
+        show_default=False,
+        show_envvar=True,
+    ),
+]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Machine-readable JSON on stdout.", show_default=False)
+]
+DebugOpt = Annotated[
+    bool,
+    typer.Option(
+        "--debug", help="Show Python tracebacks for unexpected errors.", show_default=False
+    ),
+]
+
+
+@dataclass
+class Settings:
+    endpoint: str | None = None
+    token: str | None = None
+    json: bool = False
+    debug: bool = False
+    # Set by a command that wants something printed when interrupted (a resume hint).
+    on_interrupt: Callable[[], str | None] | None = None
+
+    def output(self) -> Output:
+        from pulsing_cli.render import Output
+
+        return Output(json_mode=self.json)
+
+    def client(self) -> Client:
+        from pulsing_cli.client import Client
+
+        return Client(self.endpoint, self.token)
+
+
+def settings(
+    ctx: typer.Context,
+    endpoint: str | None = None,
+    token: str | None = None,
+    json: bool = False,
+    debug: bool = False,
+) -> Settings:
+    """The command's own global options, falling back to the ones given before the verb."""
+    root = ctx.find_root().obj if ctx.find_root().obj is not None else Settings()
+    return Settings(
+        endpoint=endpoint or root.endpoint,
+        token=token or root.token,
+        json=json or root.json,
+        debug=debug or root.debug,
+    )
+
+
+def run(options: Settings, main: Callable[[Output], Awaitable[int | None]]) -> NoReturn:
+    """Run a command's coroutine; turn every outcome into output and an exit status."""
+    import asyncio
+
+    from pulsing_daemon.exceptions import PulsingError
+
+    out = options.output()
+    try:
+        code = asyncio.run(main(out))
+    except KeyboardInterrupt:
+        message = options.on_interrupt() if options.on_interrupt else None
+        out.notice(message or "interrupted")
+        raise typer.Exit(ExitStatus.INTERRUPTED) from None
+    except PulsingError as error:
+        if options.debug:
+            import traceback
+
+            traceback.print_exc()
+        out.error(error)
+        from pulsing_cli.exit import exit_for
+
+        raise typer.Exit(exit_for(error.category)) from None
+    except UsageError as error:
+        out.usage_error(str(error))
+        raise typer.Exit(ExitStatus.USAGE) from None
+    except Exception as exc:
+        if options.debug:
+            raise
+        out.usage_error(
+            f"internal error: {type(exc).__name__}: {exc} (run with --debug for details)"
+        )
+        raise typer.Exit(ExitStatus.FAILURE) from None
+    raise typer.Exit(int(code or 0))
+
+
+class UsageError(Exception):
+    """Bad command-line input found after parsing (bad --data JSON, ...): exit 2."""
+
+
+def fail_usage(options: Settings, message: str) -> NoReturn:
+    options.output().usage_error(message)
+    raise typer.Exit(ExitStatus.USAGE)

@@ -1,0 +1,264 @@
+"""All terminal output of the CLI. The only module that imports rich, and only on a TTY.
+
+Results go to stdout, notices and errors to stderr. When stdout is not a terminal
+(or ``NO_COLOR`` is set) output is plain text with no colour or boxes; ``--json``
+prints machine-readable JSON on stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any, TextIO
+
+from pulsing_daemon.exceptions import PulsingError
+
+STATE_STYLES = {
+    "running": "green",
+    "starting": "cyan",
+    "backoff": "yellow",
+    "stopped": "dim",
+    "failed": "bold red",
+}
+
+
+def _dumps(value: Any, pretty: bool = False) -> str:
+    if pretty:
+        return json.dumps(value, indent=2, ensure_ascii=False, default=str)
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def hint_for(error: PulsingError) -> str:
+    """A one-line suggestion of what to do next."""
+    given = error.extra.get("hint")
+    if isinstance(given, str) and given:
+        return given
+    actor = error.actor or "ACTOR"
+    if error.category == "business":
+        return "fix the request; retrying will not help"
+    if error.category == "unsupported":
+        return f"check the op name; `pulsing status {actor}` shows the actor"
+    if error.category == "timeout":
+        if error.extra.get("executed") is False:
+            return "it never ran: the actor was busy; retry or raise --timeout"
+        return "raise --timeout, or retry with --retries (a key makes it run at most once)"
+    if error.category == "system":
+        if error.recoverable:
+            return "the actor is recovering; retry, e.g. with --retries 3"
+        if error.state == "failed":
+            return f"the actor gave up; fix the cause, then `pulsing restart {actor}`"
+        return f"not retryable; see `pulsing status {actor}` and the daemon log"
+    if error.recoverable:
+        return "transient; retry shortly"
+    return "see `pulsing status` and the daemon log"
+
+
+class Output:
+    """Where and how the CLI prints; streams are injectable for tests."""
+
+    def __init__(
+        self,
+        *,
+        json_mode: bool = False,
+        stdout: TextIO | None = None,
+        stderr: TextIO | None = None,
+    ) -> None:
+        self.json_mode = json_mode
+        self.stdout = stdout or sys.stdout
+        self.stderr = stderr or sys.stderr
+        no_color = "NO_COLOR" in os.environ or os.environ.get("TERM") == "dumb"
+        self.rich_out = _isatty(self.stdout) and not no_color
+        self.rich_err = _isatty(self.stderr) and not no_color
+        self._consoles: dict[str, Any] = {}
+
+    def console(self, which: str = "out") -> Any:
+        if which not in self._consoles:
+            from rich.console import Console
+
+            stream = self.stdout if which == "out" else self.stderr
+            self._consoles[which] = Console(file=stream, highlight=False, soft_wrap=True)
+        return self._consoles[which]
+
+    # ------------------------------------------------------------------ basics
+    def line(self, text: str = "") -> None:
+        self.stdout.write(text + "\n")
+        self.stdout.flush()
+
+    def notice(self, text: str) -> None:
+        """A message for the human, never mixed into the data on stdout."""
+        if self.rich_err:
+            from rich.text import Text
+
+            self.console("err").print(Text(text, style="dim"))
+        else:
+            self.stderr.write(text + "\n")
+            self.stderr.flush()
+
+    def json(self, value: Any) -> None:
+        self.line(_dumps(value))
+
+    # ------------------------------------------------------------------ results
+    def result(self, value: Any, meta: dict[str, Any] | None = None) -> None:
+        if self.json_mode:
+            self.json({"result": value, **(meta or {})})
+            return
+        if isinstance(value, str):
+            self.line(value)
+        elif self.rich_out:
+            from rich.pretty import Pretty
+
+            self.console().print(Pretty(value))
+        else:
+            self.line(_dumps(value, pretty=not isinstance(value, (int, float, bool, type(None)))))
+        if meta and meta.get("replayed"):
+            self.notice("(replayed: the stored outcome of an earlier ask with this key)")
+
+    # ------------------------------------------------------------------ errors
+    def error(self, error: PulsingError) -> None:
+        if self.json_mode:
+            self.json(error.to_wire())
+            return
+        kind = f"{error.category} error"
+        if error.category in ("system", "runtime"):
+            kind += " (recoverable)" if error.recoverable else " (not recoverable)"
+        lines = [f"{kind}: {error.message}"]
+        if error.actor:
+            facts = [error.state or "?"]
+            if error.restarts is not None and error.max_restarts is not None:
+                facts.append(f"restarts {error.restarts}/{error.max_restarts}")
+            lines.append(f"actor {error.actor}: " + ", ".join(facts))
+        if error.retry_after is not None:
+            lines.append(f"retry after: {error.retry_after:g}s")
+        lines.append(f"hint: {hint_for(error)}")
+        if self.rich_err:
+            from rich.text import Text
+
+            console = self.console("err")
+            console.print(Text("error ", style="bold red") + Text(lines[0]))
+            for extra in lines[1:]:
+                console.print(Text("  " + extra, style="dim" if extra.startswith("hint") else ""))
+        else:
+            self.stderr.write("pulsing: " + lines[0] + "\n")
+            for extra in lines[1:]:
+                self.stderr.write("  " + extra + "\n")
+            self.stderr.flush()
+
+    def usage_error(self, message: str) -> None:
+        if self.json_mode:
+            self.json(
+                {
+                    "error": {
+                        "category": "usage",
+                        "type": "UsageError",
+                        "message": message,
+                        "recoverable": False,
+                    }
+                }
+            )
+        else:
+            self.stderr.write(f"pulsing: {message}\n")
+            self.stderr.flush()
+
+    # ------------------------------------------------------------------ status
+    def status(self, payload: dict[str, Any]) -> None:
+        if self.json_mode:
+            self.json(payload)
+            return
+        rows = [status_row(actor) for actor in payload.get("actors", [])]
+        headers = list(STATUS_COLUMNS)
+        if self.rich_out:
+            from rich.table import Table
+            from rich.text import Text
+
+            table = Table(box=None, pad_edge=False, header_style="bold")
+            for header in headers:
+                table.add_column(header, overflow="fold")
+            for actor, row in zip(payload.get("actors", []), rows, strict=True):
+                cells = [Text(cell) for cell in row]
+                cells[1].stylize(STATE_STYLES.get(actor.get("state", ""), ""))
+                table.add_row(*cells)
+            self.console().print(table)
+        else:
+            widths = [
+                max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
+                for i, h in enumerate(headers)
+            ]
+            for row in [headers, *rows]:
+                self.line("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
+        for actor in payload.get("actors", []):
+            failure = actor.get("last_failure")
+            if failure and len(payload.get("actors", [])) == 1:
+                self.line(
+                    f"last failure: {failure.get('type')}: {failure.get('message')} "
+                    f"(in {failure.get('where')}, at {failure.get('at')})"
+                )
+
+
+STATUS_COLUMNS = (
+    "ACTOR",
+    "STATE",
+    "POLICY",
+    "RESTARTS",
+    "MAILBOX",
+    "INFLIGHT",
+    "OK",
+    "BUS",
+    "SYS",
+    "TMO",
+    "UNS",
+    "UPTIME",
+    "LAST ERROR",
+)
+
+
+def status_row(actor: dict[str, Any]) -> list[str]:
+    counts = actor.get("counts") or {}
+    state = str(actor.get("state", "?"))
+    if actor.get("backoff_remaining") is not None:
+        state += f" ({actor['backoff_remaining']:.1f}s)"
+    restarts = f"{actor.get('restarts', 0)}/{actor.get('max_restarts', '?')}"
+    if actor.get("restart_window"):
+        restarts += f" in {actor['restart_window']:g}s"
+    if actor.get("operator_restarts"):
+        restarts += f" +{actor['operator_restarts']} op"
+    last = actor.get("last_error")
+    last_text = "-"
+    if last:
+        last_text = (
+            f"{last.get('category')} {last.get('type')}: {last.get('message')} @ {last.get('at')}"
+        )
+        if len(last_text) > 100:
+            last_text = last_text[:97] + "..."
+    return [
+        str(actor.get("name", "?")),
+        state,
+        str(actor.get("policy", "?")),
+        restarts,
+        str(actor.get("mailbox", 0)),
+        str(actor.get("in_flight", 0)),
+        *(str(counts.get(k, 0)) for k in ("ok", "business", "system", "timeout", "unsupported")),
+        format_duration(actor.get("uptime")),
+        last_text,
+    ]
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours}h{minutes:02d}m"
+    return f"{hours // 24}d{hours % 24:02d}h"
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False

@@ -1,0 +1,710 @@
+"""One supervised actor: its mailbox, its state machine, and the loop that serves it.
+
+The cell outlives instances. A lifecycle task starts an instance through a host
+(``pulsing_daemon.host``), serves the mailbox one message at a time, and when the
+instance ends asks the restart tracker what to do. The mailbox survives restarts:
+asks queued behind a failure wait for the next instance, each bound by its own
+deadline. Every envelope is answered exactly once, by ``_answer``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from pulsing_daemon import log
+from pulsing_daemon.config import ActorConfig
+from pulsing_daemon.exceptions import (
+    PulsingBusinessError,
+    PulsingError,
+    PulsingRuntimeError,
+    PulsingSystemError,
+    PulsingTimeoutError,
+    PulsingUnsupportedError,
+)
+from pulsing_daemon.host import ActorHost
+from pulsing_daemon.policy import ExitKind, RestartTracker
+from pulsing_daemon.states import ACCEPTING, ActorState, check_transition
+
+OUTCOMES = ("ok", "business", "system", "timeout", "unsupported", "runtime")
+
+
+class EnvelopeState(enum.Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+
+
+class StreamSink(Protocol):
+    """Where a streaming op's chunks go (the journal)."""
+
+    async def append(self, chunk: Any) -> None: ...
+
+
+@dataclass(eq=False)
+class Envelope:
+    """One message in a mailbox and the future its sender waits on."""
+
+    op: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    timeout: float
+    deadline: float  # event-loop time
+    future: asyncio.Future[Any]
+    sink: StreamSink | None = None  # set for streaming ops
+    # Called with (value, error) when the op really finished after its caller was
+    # already answered (a sync op past its deadline); idempotency records it.
+    on_late: Callable[[Any, PulsingError | None], None] | None = None
+    state: EnvelopeState = EnvelopeState.QUEUED
+    timer: asyncio.TimerHandle | None = None
+    executed: bool = False
+
+
+@dataclass
+class _Ended:
+    """How an instance's serving ended."""
+
+    stopped: bool = False  # a stop was requested
+    kind: ExitKind | None = None
+    cause: BaseException | None = None
+    where: str = "op"  # op | start | run | process
+    envelope: Envelope | None = None  # the message that hit the failure, still unanswered
+
+
+HostFactory = Callable[[ActorConfig], ActorHost]
+
+
+class ActorCell:
+    """A named actor: config, mailbox, state, counters; survives its instances."""
+
+    def __init__(
+        self,
+        config: ActorConfig,
+        host_factory: HostFactory,
+        default_timeout: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.name = config.name
+        self.config = config
+        self.host_factory = host_factory
+        self.default_timeout = config.timeout or default_timeout
+        self.clock = clock
+        self.state = ActorState.STOPPED
+        self.tracker = RestartTracker(
+            config.restart_policy,
+            config.max_restarts,
+            config.min_backoff,
+            config.max_backoff,
+            restart_window=config.restart_window,
+            reset_after=config.reset_after,
+            clock=clock,
+        )
+        self.mailbox: deque[Envelope] = deque()
+        self.queued = 0  # live (not expired) envelopes in the mailbox
+        self.in_flight = 0
+        self.counts = dict.fromkeys(OUTCOMES, 0)
+        self.total_restarts = 0
+        self.operator_restarts = 0
+        self.last_error: dict[str, Any] | None = None
+        self.last_failure: dict[str, Any] | None = None
+        self.running_since: float | None = None
+        self.backoff_until: float | None = None
+        self.host: ActorHost | None = None
+        self.accepting = True  # False while the daemon shuts down
+        self._wakeup = asyncio.Event()
+        self._stop_requested = False
+        self._stop_reason = "stopped by operator"
+        self._drain_on_stop = True
+        self._holding = False  # an operator restart in progress: keep the mailbox
+        self._task: asyncio.Task[None] | None = None
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._changed = asyncio.Event()  # replaced on every transition
+
+    # ----------------------------------------------------------------- state machine
+    def _set_state(self, new: ActorState, **fields: Any) -> None:
+        check_transition(self.state, new)
+        old, self.state = self.state, new
+        self._changed.set()
+        self._changed = asyncio.Event()
+        level = logging.WARNING if new in (ActorState.BACKOFF, ActorState.FAILED) else logging.INFO
+        log.event(
+            "state",
+            actor=self.name,
+            level=level,
+            **{"from": old.value, "to": new.value},
+            **fields,
+        )
+
+    def stamp(self, error: PulsingError) -> PulsingError:
+        """Put this actor's name, state and restart count on an error."""
+        return error.with_actor(
+            self.name, self.state.value, self.tracker.count, self.config.max_restarts
+        )
+
+    # ----------------------------------------------------------------- control
+    def start(self) -> None:
+        """Start the lifecycle (from stopped or failed)."""
+        if self._task is not None and not self._task.done():
+            return
+        self._stop_requested = False
+        self.accepting = True
+        self._task = asyncio.create_task(self._lifecycle(), name=f"pulsing-actor-{self.name}")
+
+    async def settle(self, timeout: float) -> None:
+        """Wait (bounded) until a just started instance is past ``starting``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self._task is not None and not self._task.done():
+            if self.state not in (ActorState.STOPPED, ActorState.STARTING):
+                return
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            try:
+                await asyncio.wait_for(asyncio.shield(self._changed.wait()), remaining)
+            except asyncio.TimeoutError:
+                return
+
+    async def stop(self, *, reason: str = "stopped by operator", drain: bool = True) -> None:
+        """Stop after the current message; queued asks get a runtime error (unless held)."""
+        task = self._task
+        if task is None or task.done():
+            if self.state is ActorState.FAILED:
+                self._set_state(ActorState.STOPPED, reason=reason)
+            if drain:
+                self._drain(reason)
+            return
+        self._stop_requested = True
+        self._stop_reason = reason
+        self._drain_on_stop = drain
+        self._wakeup.set()
+        await asyncio.shield(task)
+
+    async def restart(self) -> None:
+        """Operator restart: count and backoff start over; queued asks are kept."""
+        self._holding = True
+        try:
+            await self.stop(reason="restart by operator", drain=False)
+        finally:
+            self._holding = False
+        self.tracker.reset()
+        self.operator_restarts += 1
+        log.event("restart", actor=self.name, cause="operator")
+        self.start()
+
+    async def shutdown(self, grace: float) -> None:
+        """Daemon shutdown: take no new asks, let accepted ones finish within ``grace``."""
+        self.accepting = False
+        if self.queued or self.in_flight:
+            try:
+                await asyncio.wait_for(self._wait_idle(), grace)
+            except asyncio.TimeoutError:
+                pass
+        task = self._task
+        stopping = asyncio.ensure_future(self.stop(reason="daemon shutting down"))
+        try:
+            await asyncio.wait_for(asyncio.shield(stopping), max(0.1, grace / 4))
+        except asyncio.TimeoutError:
+            # An op outlived the grace period: cancel the lifecycle (answers the ask).
+            if task is not None:
+                task.cancel()
+            await asyncio.gather(stopping, return_exceptions=True)
+
+    async def _wait_idle(self) -> None:
+        while self.queued or self.in_flight:
+            self._idle.clear()
+            await self._idle.wait()
+
+    # ----------------------------------------------------------------- mailbox
+    def submit(self, envelope: Envelope) -> None:
+        """Queue a message, or raise the error that answers it at once."""
+        if not self.accepting:
+            raise self.stamp(
+                PulsingRuntimeError("daemon is shutting down", recoverable=True, status=503)
+            )
+        if self.state not in ACCEPTING and not self._holding:
+            raise self.stamp(self._not_serving_error())
+        if self.config.during_restart == "fail_fast" and self.state in (
+            ActorState.BACKOFF,
+            ActorState.STARTING,
+        ):
+            retry_after = round(max(0.05, self.backoff_remaining() or 0.0), 3)
+            raise self.stamp(
+                PulsingSystemError(
+                    f"actor {self.name} is restarting (during_restart = fail_fast)",
+                    recoverable=True,
+                    retry_after=retry_after,
+                    status=503,
+                )
+            )
+        if self.queued >= self.config.mailbox_size:
+            raise self.stamp(
+                PulsingRuntimeError(
+                    f"mailbox of {self.name} is full ({self.config.mailbox_size} messages)",
+                    recoverable=True,
+                    status=503,
+                    retry_after=1.0,
+                )
+            )
+        loop = asyncio.get_running_loop()
+        if envelope.deadline <= loop.time():
+            raise self.stamp(self._expired_error(envelope))
+        if envelope.sink is None:  # streams are not bound by an ask deadline
+            envelope.timer = loop.call_at(envelope.deadline, self._expire, envelope)
+        self.mailbox.append(envelope)
+        self.queued += 1
+        self._idle.clear()
+        self._wakeup.set()
+
+    def _not_serving_error(self) -> PulsingRuntimeError:
+        if self.state is ActorState.FAILED:
+            why = (self.last_failure or {}).get("message", "")
+            hint = f"run `pulsing restart {self.name}`"
+            message = f"actor {self.name} is failed" + (f" ({why})" if why else "")
+        else:
+            hint = f"run `pulsing start {self.name}`"
+            message = f"actor {self.name} is stopped"
+        return PulsingRuntimeError(message, recoverable=False, status=409, hint=hint)
+
+    def _expired_error(self, envelope: Envelope) -> PulsingTimeoutError:
+        return PulsingTimeoutError(
+            envelope.op,
+            round(envelope.timeout * 1000, 3),
+            message=(
+                f"{envelope.op} timed out after {envelope.timeout:g}s while queued "
+                f"in the mailbox of {self.name}; it was never executed"
+            ),
+            executed=False,
+        )
+
+    def _expire(self, envelope: Envelope) -> None:
+        """Deadline timer of a queued message: answer it; it will never run."""
+        if envelope.state is EnvelopeState.QUEUED:
+            self.queued -= 1
+            self._answer(envelope, error=self._expired_error(envelope))
+            self._check_idle()
+
+    def _pop(self) -> Envelope | None:
+        while self.mailbox:
+            envelope = self.mailbox.popleft()
+            if envelope.state is EnvelopeState.QUEUED:
+                self.queued -= 1
+                if envelope.timer is not None:
+                    envelope.timer.cancel()
+                return envelope
+        return None
+
+    def _drain(self, reason: str) -> None:
+        """Answer every queued message: the actor will not serve them."""
+        while (envelope := self._pop()) is not None:
+            if self.state in (ActorState.STOPPED, ActorState.FAILED) and not self.accepting:
+                error: PulsingError = PulsingRuntimeError(
+                    f"{reason}; {envelope.op} was not executed", recoverable=True, status=503
+                )
+            elif self.state in (ActorState.STOPPED, ActorState.FAILED):
+                error = self._not_serving_error()
+                error.message += f"; {envelope.op} was not executed"
+            else:
+                error = PulsingRuntimeError(f"{reason}; {envelope.op} was not executed", status=503)
+            self._answer(envelope, error=error)
+        self._check_idle()
+
+    def _check_idle(self) -> None:
+        if not self.queued and not self.in_flight:
+            self._idle.set()
+
+    def _answer(
+        self, envelope: Envelope, value: Any = None, error: PulsingError | None = None
+    ) -> None:
+        """Resolve an envelope once; count the outcome; remember the last error."""
+        if envelope.state is EnvelopeState.DONE and envelope.future.done():
+            return
+        envelope.state = EnvelopeState.DONE
+        if envelope.timer is not None:
+            envelope.timer.cancel()
+        if envelope.future.done():
+            return
+        if error is None:
+            self.counts["ok"] += 1
+            envelope.future.set_result(value)
+            return
+        self.stamp(error)
+        self.counts[error.category] = self.counts.get(error.category, 0) + 1
+        self.last_error = {
+            "category": error.category,
+            "type": error.type,
+            "message": error.message,
+            "op": envelope.op,
+            "at": _utc_now(),
+        }
+        log.event(
+            "error",
+            actor=self.name,
+            category=error.category,
+            level=logging.INFO if error.category == "business" else logging.WARNING,
+            op=envelope.op,
+            type=error.type,
+            msg=error.message,
+        )
+        envelope.future.set_exception(error)
+        envelope.future.exception()  # retrieved: a caller that left must not warn
+
+    # ----------------------------------------------------------------- lifecycle
+    async def _lifecycle(self) -> None:
+        try:
+            while True:
+                self.backoff_until = None
+                self._set_state(ActorState.STARTING)
+                ended = await self._run_instance()
+                if ended.stopped:
+                    self._set_state(ActorState.STOPPED, reason=self._stop_reason)
+                    if self._drain_on_stop:
+                        self._drain(self._stop_reason)
+                    return
+                if not await self._after_exit(ended):
+                    return
+        except asyncio.CancelledError:
+            # Cancelled at daemon shutdown past the grace period.
+            if self.host is not None:
+                await self.host.stop(graceful=False)
+                self.host = None
+            if self.state is not ActorState.STOPPED:
+                self.state = ActorState.STOPPED
+            self.accepting = False
+            self._drain("daemon shutting down")
+            raise
+
+    async def _run_instance(self) -> _Ended:
+        host = self.host_factory(self.config)
+        try:
+            await host.start()
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            await host.stop(graceful=False)
+            return _Ended(kind=ExitKind.FAILURE, cause=exc, where="start")
+        self.host = host
+        self.running_since = self.clock()
+        self.tracker.mark_running()
+        self._set_state(ActorState.RUNNING, **{k: v for k, v in host.info().items()})
+        try:
+            ended = await self._serve(host)
+        finally:
+            self.running_since = None
+        await host.stop(graceful=ended.stopped)
+        self.host = None
+        return ended
+
+    async def _after_exit(self, ended: _Ended) -> bool:
+        """Apply the restart policy to an ended instance. True = start again."""
+        kind = ended.kind or ExitKind.FAILURE
+        decision = self.tracker.on_exit(kind)
+        if kind is ExitKind.FAILURE:
+            self._record_failure(ended)
+        if decision.restart:
+            self.total_restarts += 1
+            self.backoff_until = self.clock() + decision.delay
+            self._set_state(
+                ActorState.BACKOFF,
+                delay=f"{decision.delay:.3f}",
+                restarts=f"{self.tracker.count}/{self.config.max_restarts}",
+                cause=ended.where if kind is ExitKind.FAILURE else "exit",
+            )
+            self._answer_failed(ended, restart=True)
+            if not await self._sleep_backoff(decision.delay):
+                self._set_state(ActorState.STOPPED, reason=self._stop_reason)
+                if self._drain_on_stop:
+                    self._drain(self._stop_reason)
+                return False
+            return True
+        final = ActorState.FAILED if kind is ExitKind.FAILURE else ActorState.STOPPED
+        self._set_state(final, reason=decision.reason)
+        self._answer_failed(ended, restart=False)
+        self._drain(decision.reason)
+        return False
+
+    async def _sleep_backoff(self, delay: float) -> bool:
+        """Wait out the backoff; False when a stop was requested meanwhile."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + delay
+        while not self._stop_requested:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return True
+            self._wakeup.clear()
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), remaining)
+            except asyncio.TimeoutError:
+                return True
+        return False
+
+    def _record_failure(self, ended: _Ended) -> None:
+        cause = ended.cause
+        self.last_failure = {
+            "category": "system",
+            "type": type(cause).__name__ if cause is not None else "Exit",
+            "message": str(cause) if cause is not None else "run() exited",
+            "where": ended.where,
+            "at": _utc_now(),
+        }
+        if ended.envelope is None:  # no ask carries it: the failure is the last error
+            self.last_error = dict(self.last_failure)
+        log.event(
+            "failure",
+            actor=self.name,
+            category="system",
+            level=logging.WARNING,
+            where=ended.where,
+            type=self.last_failure["type"],
+            msg=self.last_failure["message"],
+        )
+
+    def _answer_failed(self, ended: _Ended, restart: bool) -> None:
+        """Answer the ask that hit the failure, once the next state is known."""
+        if ended.envelope is not None:
+            self._answer(ended.envelope, error=self._failure_error(ended, restart))
+
+    def _failure_error(self, ended: _Ended, restart: bool) -> PulsingSystemError:
+        cause = ended.cause
+        if isinstance(cause, PulsingSystemError):
+            message = cause.message
+        else:
+            message = (
+                f"{ended.envelope.op if ended.envelope else 'actor'} crashed: {_describe(cause)}"
+            )
+        error = PulsingSystemError(message, recoverable=restart)
+        if cause is not None and not isinstance(cause, PulsingError):
+            error.type = type(cause).__name__
+        return error
+
+    # ----------------------------------------------------------------- serving
+    async def _serve(self, host: ActorHost) -> _Ended:
+        host.exited.add_done_callback(lambda _: self._wakeup.set())
+        while True:
+            if self._stop_requested:
+                return _Ended(stopped=True)
+            if host.exited.done():
+                cause = host.exited.result()
+                kind = ExitKind.EXIT if cause is None else ExitKind.FAILURE
+                return _Ended(kind=kind, cause=cause, where=getattr(host, "exit_where", "run"))
+            envelope = self._pop()
+            if envelope is None:
+                self._check_idle()
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            if envelope.sink is not None:
+                ended = await self._produce(host, envelope)
+            else:
+                ended = await self._execute(host, envelope)
+            if ended is not None:
+                return ended
+
+    async def _execute(self, host: ActorHost, envelope: Envelope) -> _Ended | None:
+        loop = asyncio.get_running_loop()
+        remaining = envelope.deadline - loop.time()
+        if remaining <= 0:
+            self._answer(envelope, error=self._expired_error(envelope))
+            return None
+        envelope.state = EnvelopeState.RUNNING
+        try:
+            running = host.invoke(envelope.op, envelope.args, envelope.kwargs)
+        except (PulsingBusinessError, PulsingUnsupportedError) as exc:
+            self._answer(envelope, error=exc)
+            return None
+        envelope.executed = True
+        self.in_flight += 1
+        try:
+            done, _ = await asyncio.wait((running,), timeout=remaining)
+            if not done:
+                self._answer(envelope, error=self._deadline_error(envelope))
+                if not await host.interrupt(running):
+                    await asyncio.wait((running,))  # a sync op: the actor is busy until it ends
+                if running.cancelled():
+                    return None
+                value, error, failure = _classify(running)
+                if envelope.on_late is not None:
+                    envelope.on_late(value, error)
+                if failure is not None:
+                    return _Ended(kind=ExitKind.FAILURE, cause=failure)
+                return None
+            value, error, failure = _classify(running)
+            if failure is not None:
+                return _Ended(kind=ExitKind.FAILURE, cause=failure, envelope=envelope)
+            self._answer(envelope, value, error)
+            return None
+        except asyncio.CancelledError:
+            if not running.done():
+                await host.interrupt(running)
+            self._answer(
+                envelope,
+                error=PulsingRuntimeError(
+                    f"daemon shut down while {envelope.op} was running", status=503
+                ),
+            )
+            raise
+        finally:
+            self.in_flight -= 1
+
+    def _deadline_error(self, envelope: Envelope) -> PulsingTimeoutError:
+        return PulsingTimeoutError(
+            envelope.op,
+            round(envelope.timeout * 1000, 3),
+            message=f"{envelope.op} did not finish within its {envelope.timeout:g}s deadline",
+            executed=True,
+        )
+
+    async def _produce(self, host: ActorHost, envelope: Envelope) -> _Ended | None:
+        """Run a streaming op to completion, appending each chunk to its sink."""
+        assert envelope.sink is not None
+        envelope.state = EnvelopeState.RUNNING
+        try:
+            chunks = host.produce(envelope.op, envelope.args, envelope.kwargs)
+        except (PulsingBusinessError, PulsingUnsupportedError) as exc:
+            self._answer(envelope, error=exc)
+            return None
+        envelope.executed = True
+        self.in_flight += 1
+        try:
+            async for chunk in chunks:
+                await envelope.sink.append(chunk)
+                if self._stop_requested:
+                    await _aclose(chunks)
+                    self._answer(
+                        envelope,
+                        error=PulsingRuntimeError(
+                            f"actor {self.name} was stopped while streaming {envelope.op}",
+                            status=503,
+                        ),
+                    )
+                    return None
+        except asyncio.CancelledError:
+            self._answer(
+                envelope,
+                error=PulsingRuntimeError("daemon shut down while streaming", status=503),
+            )
+            raise
+        except BaseException as exc:
+            value, error, failure = _classify_exception(exc)
+            if failure is not None:
+                return _Ended(kind=ExitKind.FAILURE, cause=failure, envelope=envelope)
+            self._answer(envelope, value, error)
+            return None
+        finally:
+            self.in_flight -= 1
+        self._answer(envelope, None)
+        return None
+
+    # ----------------------------------------------------------------- status
+    def backoff_remaining(self) -> float | None:
+        if self.state is not ActorState.BACKOFF or self.backoff_until is None:
+            return None
+        return max(0.0, self.backoff_until - self.clock())
+
+    def status(self) -> dict[str, Any]:
+        remaining = self.backoff_remaining()
+        uptime = None if self.running_since is None else self.clock() - self.running_since
+        status: dict[str, Any] = {
+            "name": self.name,
+            "state": self.state.value,
+            "policy": self.config.restart_policy.value,
+            "restarts": self.tracker.count,
+            "max_restarts": self.config.max_restarts,
+            "restart_window": self.config.restart_window,
+            "total_restarts": self.total_restarts,
+            "operator_restarts": self.operator_restarts,
+            "backoff_remaining": None if remaining is None else round(remaining, 3),
+            "mailbox": self.queued,
+            "mailbox_size": self.config.mailbox_size,
+            "in_flight": self.in_flight,
+            "counts": {k: self.counts[k] for k in OUTCOMES},
+            "last_error": self.last_error,
+            "last_failure": self.last_failure,
+            "uptime": None if uptime is None else round(uptime, 3),
+            "isolation": self.config.isolation,
+            "class": self.config.class_path,
+        }
+        if self.host is not None:
+            status.update(self.host.info())
+        return status
+
+
+def _classify(done: asyncio.Future[Any]) -> tuple[Any, PulsingError | None, BaseException | None]:
+    """(value, error for the caller, failure of the instance) of a finished op."""
+    if done.cancelled():
+        return None, PulsingRuntimeError("op was cancelled", status=503), None
+    exc = done.exception()
+    if exc is None:
+        return done.result(), None, None
+    return _classify_exception(exc)
+
+
+def _classify_exception(
+    exc: BaseException,
+) -> tuple[Any, PulsingError | None, BaseException | None]:
+    """Which exceptions answer the caller and which are failures of the instance.
+
+    Business, unsupported, timeout and runtime errors and recoverable system errors go
+    back to the caller; anything else -- including ``PulsingSystemError(recoverable=False)``
+    -- is a failure that the restart policy handles.
+    """
+    if isinstance(exc, PulsingSystemError):
+        return (None, exc, None) if exc.recoverable else (None, None, exc)
+    if isinstance(
+        exc,
+        (PulsingBusinessError, PulsingUnsupportedError, PulsingTimeoutError, PulsingRuntimeError),
+    ):
+        return None, exc, None
+    return None, None, exc
+
+
+async def _aclose(chunks: Any) -> None:
+    aclose = getattr(chunks, "aclose", None)
+    if aclose is not None:
+        try:
+            await aclose()
+        except Exception:
+            pass
+
+
+def _describe(exc: BaseException | None) -> str:
+    if exc is None:
+        return "run() exited"
+    text = str(exc)
+    if isinstance(exc, PulsingError):
+        return text
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _utc_now() -> str:
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
+
+
+def new_envelope(
+    op: str,
+    args: list[Any],
+    kwargs: dict[str, Any],
+    timeout: float,
+    sink: StreamSink | None = None,
+) -> Envelope:
+    loop = asyncio.get_running_loop()
+    return Envelope(
+        op=op,
+        args=args,
+        kwargs=kwargs,
+        timeout=timeout,
+        deadline=loop.time() + timeout,
+        future=loop.create_future(),
+        sink=sink,
+    )
+
+
+__all__ = ["ActorCell", "Envelope", "StreamSink", "new_envelope"]

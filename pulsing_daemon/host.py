@@ -1,0 +1,278 @@
+"""Where an actor instance lives.
+
+Supervision, mailboxes, deadlines, streams and idempotency talk to an instance only
+through :class:`ActorHost`. ``InlineHost`` keeps the instance in the daemon's process
+(async ops on the event loop, sync ops on a thread so they never stall it); a child
+process host implements the same few methods.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import concurrent.futures
+import contextvars
+import enum
+import functools
+import inspect
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pulsing_daemon.exceptions import PulsingBusinessError, PulsingUnsupportedError
+
+# Methods that are lifecycle hooks, never ops.
+HOOKS = frozenset({"on_start", "on_stop", "run", "receive"})
+
+# Sync ops and constructors run here. Threads are created only when needed; the cap
+# bounds how many actors can be blocked in sync code at the same time.
+_EXECUTOR = concurrent.futures.ThreadPoolExecutor(max_workers=256, thread_name_prefix="pulsing-op")
+
+
+class OpKind(str, enum.Enum):
+    ASK = "ask"  # plain or async method
+    STREAM = "stream"  # generator or async generator
+
+
+@dataclass(frozen=True)
+class OpInfo:
+    name: str
+    kind: OpKind
+    is_async: bool
+    signature: inspect.Signature | None
+
+
+@functools.lru_cache(maxsize=4096)
+def describe_ops(cls: type) -> dict[str, OpInfo]:
+    """The public ops of an actor class, by name (cached per class)."""
+    ops: dict[str, OpInfo] = {}
+    for name in dir(cls):
+        if name.startswith("_") or name in HOOKS:
+            continue
+        attr = inspect.getattr_static(cls, name, None)
+        if isinstance(attr, (staticmethod, classmethod)):
+            attr = attr.__func__
+        if not inspect.isfunction(attr):
+            continue
+        if inspect.isasyncgenfunction(attr) or inspect.isgeneratorfunction(attr):
+            kind = OpKind.STREAM
+        else:
+            kind = OpKind.ASK
+        is_async = inspect.iscoroutinefunction(attr) or inspect.isasyncgenfunction(attr)
+        try:
+            signature = inspect.signature(getattr(cls, name))
+            params = list(signature.parameters.values())
+            if params and not isinstance(inspect.getattr_static(cls, name), staticmethod):
+                signature = signature.replace(parameters=params[1:])  # drop self
+        except (TypeError, ValueError):
+            signature = None
+        ops[name] = OpInfo(name, kind, is_async, signature)
+    return ops
+
+
+def bind_arguments(info: OpInfo, args: list[Any], kwargs: dict[str, Any]) -> None:
+    """Check a call against the op's signature before it runs: a bad call is a business error."""
+    if info.signature is None:
+        return
+    try:
+        info.signature.bind(*args, **kwargs)
+    except TypeError as exc:
+        raise PulsingBusinessError(
+            "bad_arguments",
+            f"bad arguments for {info.name}{info.signature}: {exc}",
+            {"op": info.name, "signature": f"{info.name}{info.signature}"},
+        ) from None
+
+
+def resolve_op(cls: type, op: str, want: OpKind) -> OpInfo | None:
+    """The op to call, or None when the class routes it to ``receive``.
+
+    Raises ``PulsingUnsupportedError`` for private names and unknown ops.
+    """
+    ops = describe_ops(cls)
+    info = ops.get(op) if isinstance(op, str) and not op.startswith("_") else None
+    if info is None:
+        if (
+            op not in HOOKS
+            and not str(op).startswith("_")
+            and callable(getattr(cls, "receive", None))
+        ):
+            return None
+        raise PulsingUnsupportedError(op, message=_unknown_op_message(op, ops))
+    if info.kind is not want:
+        if info.kind is OpKind.STREAM:
+            message = f"{op} is a streaming op; use `pulsing stream` (POST .../streams)"
+        else:
+            message = f"{op} is not a streaming op; use `pulsing ask`"
+        raise PulsingUnsupportedError(op, message=message)
+    return info
+
+
+def _unknown_op_message(op: Any, ops: dict[str, OpInfo]) -> str:
+    names = ", ".join(sorted(ops)) or "none"
+    return f"unsupported operation {op!r} (ops: {names})"
+
+
+def submit_sync(func: Callable[..., Any], *args: Any, **kwargs: Any) -> asyncio.Future[Any]:
+    """Start blocking user code on the op thread pool (a plain future, not a Task)."""
+    loop = asyncio.get_running_loop()
+    ctx = contextvars.copy_context()
+    return loop.run_in_executor(_EXECUTOR, functools.partial(ctx.run, func, *args, **kwargs))
+
+
+async def run_sync(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run blocking user code on the op thread pool and wait for it."""
+    return await submit_sync(func, *args, **kwargs)
+
+
+class ActorHost(abc.ABC):
+    """One actor instance, wherever it lives.
+
+    The supervisor calls ``start`` once, then ``invoke``/``produce`` one message at a
+    time, and ``stop`` once. ``exited`` resolves when the instance ends on its own
+    (``run()`` returned or raised, the process died): ``None`` for a normal exit, the
+    exception for a failure.
+    """
+
+    exited: asyncio.Future[BaseException | None]
+
+    @abc.abstractmethod
+    async def start(self) -> None:
+        """Create the instance and run ``on_start``; raise on failure."""
+
+    @abc.abstractmethod
+    def invoke(self, op: str, args: list[Any], kwargs: dict[str, Any]) -> asyncio.Future[Any]:
+        """Start an ask; the future holds the result or the exception the op raised.
+
+        Resolution errors (unknown op, bad arguments) are raised here, synchronously.
+        """
+
+    @abc.abstractmethod
+    def produce(self, op: str, args: list[Any], kwargs: dict[str, Any]) -> AsyncIterator[Any]:
+        """Start a streaming op; iterate to get its chunks."""
+
+    @abc.abstractmethod
+    async def interrupt(self, running: asyncio.Future[Any]) -> bool:
+        """The deadline of a running op passed: stop it if this host can.
+
+        Returns True when the op is no longer running, False when it keeps running
+        to completion (a sync op on a thread) and the actor stays busy until then.
+        """
+
+    @abc.abstractmethod
+    async def stop(self, graceful: bool = True) -> None:
+        """End the instance (``on_stop`` when graceful); never raises."""
+
+    def info(self) -> dict[str, Any]:
+        """Extra facts for status (a pid, ...)."""
+        return {}
+
+
+class InlineHost(ActorHost):
+    """The instance lives in the daemon's own process and event loop."""
+
+    def __init__(self, cls: type, kwargs: dict[str, Any], name: str) -> None:
+        self.cls = cls
+        self.kwargs = kwargs
+        self.name = name
+        self.instance: Any = None
+        self.exited = asyncio.get_running_loop().create_future()
+        self._run_task: asyncio.Task[Any] | None = None
+
+    async def start(self) -> None:
+        self.instance = await run_sync(self.cls, **self.kwargs)
+        await self._call_hook("on_start")
+        run = getattr(self.instance, "run", None)
+        if callable(run):
+            self._run_task = asyncio.create_task(self._run(run), name=f"pulsing-run-{self.name}")
+
+    async def _run(self, run: Callable[[], Any]) -> None:
+        try:
+            if inspect.iscoroutinefunction(run):
+                await run()
+            else:
+                await run_sync(run)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # a crash of run() is a failure of the instance
+            if not self.exited.done():
+                self.exited.set_result(exc)
+            return
+        if not self.exited.done():
+            self.exited.set_result(None)
+
+    async def _call_hook(self, name: str) -> None:
+        hook = getattr(self.instance, name, None)
+        if not callable(hook):
+            return
+        if inspect.iscoroutinefunction(hook):
+            await hook()
+        else:
+            await run_sync(hook)
+
+    def invoke(self, op: str, args: list[Any], kwargs: dict[str, Any]) -> asyncio.Future[Any]:
+        info = resolve_op(self.cls, op, OpKind.ASK)
+        if info is None:
+            method = self.instance.receive
+            call_args: list[Any] = [{"op": op, "args": args if args else kwargs}]
+            call_kwargs: dict[str, Any] = {}
+            is_async = inspect.iscoroutinefunction(method)
+        else:
+            bind_arguments(info, args, kwargs)
+            method = getattr(self.instance, op)
+            call_args, call_kwargs, is_async = args, kwargs, info.is_async
+        if is_async:
+            return asyncio.ensure_future(method(*call_args, **call_kwargs))
+        return submit_sync(method, *call_args, **call_kwargs)
+
+    def produce(self, op: str, args: list[Any], kwargs: dict[str, Any]) -> AsyncIterator[Any]:
+        info = resolve_op(self.cls, op, OpKind.STREAM)
+        if info is None:
+            raise PulsingUnsupportedError(op, message=f"{op} is not a streaming op")
+        bind_arguments(info, args, kwargs)
+        generator = getattr(self.instance, op)(*args, **kwargs)
+        if info.is_async:
+            return generator
+        return _iterate_in_thread(generator)
+
+    async def interrupt(self, running: asyncio.Future[Any]) -> bool:
+        if isinstance(running, asyncio.Task) and not running.done():
+            # An async op: cancel it at its deadline and wait until it has unwound.
+            running.cancel()
+            try:
+                await running
+            except BaseException:
+                pass
+            return True
+        # A sync op on a thread cannot be interrupted; it runs to completion.
+        return running.done()
+
+    async def stop(self, graceful: bool = True) -> None:
+        if self._run_task is not None and not self._run_task.done():
+            self._run_task.cancel()
+            try:
+                await self._run_task
+            except BaseException:
+                pass
+        if graceful and self.instance is not None:
+            try:
+                await self._call_hook("on_stop")
+            except Exception:
+                pass
+        if not self.exited.done():
+            self.exited.set_result(None)
+
+
+_DONE = object()
+
+
+async def _iterate_in_thread(generator: Any) -> AsyncIterator[Any]:
+    """Drive a sync generator on the op thread pool, one chunk per hop."""
+    try:
+        while True:
+            chunk = await run_sync(next, generator, _DONE)
+            if chunk is _DONE:
+                return
+            yield chunk
+    finally:
+        await run_sync(generator.close)

@@ -1,0 +1,242 @@
+"""HTTP API (aiohttp): thin handlers over the supervisor, one error middleware.
+
+Every error leaves as the JSON envelope of ``pulsing_daemon.exceptions``; no route
+answers a bad request with a 500 or a traceback.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from pulsing_daemon import __version__, log
+from pulsing_daemon.exceptions import PulsingError, PulsingRuntimeError, PulsingSystemError
+from pulsing_daemon.supervisor import Supervisor
+
+SUPERVISOR = web.AppKey("supervisor", Supervisor)
+MAX_BODY = web.AppKey("max_body", int)
+STARTED_AT = web.AppKey("started_at", float)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+JSON_TYPE = "application/json"
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def json_response(
+    payload: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.Response(text=dumps(payload), status=status, content_type=JSON_TYPE, headers=headers)
+
+
+def error_response(error: PulsingError) -> web.Response:
+    headers = {}
+    if error.retry_after is not None:
+        headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
+    return json_response(error.to_wire(), status=error.http_status, headers=headers)
+
+
+def bad_request(message: str, status: int = 400, **extra: Any) -> PulsingRuntimeError:
+    return PulsingRuntimeError(f"bad request: {message}", status=status, **extra)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except PulsingError as error:
+        return error_response(error)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        if exc.status == 413:
+            message = f"request body too large (limit {request.app[MAX_BODY]} bytes)"
+        elif exc.status == 404:
+            message = f"no such route: {request.method} {request.path}"
+        elif exc.status == 405:
+            message = f"method {request.method} not allowed on {request.path}"
+        else:
+            message = exc.reason or "request rejected"
+        return error_response(PulsingRuntimeError(message, status=exc.status))
+    except Exception as exc:  # a bug in pulsing: log it, never leak a traceback
+        log.event(
+            "internal_error",
+            category="runtime",
+            level=logging.ERROR,
+            path=request.path,
+            type=type(exc).__name__,
+            msg=str(exc),
+        )
+        log.logger.debug("internal error", exc_info=True)
+        return error_response(
+            PulsingRuntimeError(f"internal error: {type(exc).__name__}", status=500)
+        )
+
+
+def auth_middleware(token: str | None) -> Any:
+    expected = f"Bearer {token}".encode() if token else None
+
+    @web.middleware
+    async def check_token(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if expected is not None and request.path != "/v1/health":
+            given = request.headers.get("Authorization", "").encode()
+            if not hmac.compare_digest(given, expected):
+                reason = "missing" if not given else "wrong"
+                raise PulsingRuntimeError(
+                    f"unauthorized: {reason} token (send Authorization: Bearer TOKEN)",
+                    status=401,
+                    hint="pass --token or set PULSING_TOKEN",
+                )
+        return await handler(request)
+
+    return check_token
+
+
+# ---------------------------------------------------------------------- request parsing
+async def read_json(request: web.Request) -> dict[str, Any]:
+    """The body as a JSON object (an empty body is ``{}``)."""
+    raw = await request.read()
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise bad_request(f"body is not valid JSON ({exc})") from None
+    if not isinstance(body, dict):
+        raise bad_request('body must be a JSON object like {"op": ..., "args": ...}')
+    return body
+
+
+def parse_call(body: dict[str, Any]) -> tuple[str, list[Any], dict[str, Any]]:
+    """``{"op", "args", "kwargs"}`` -> (op, positional, keyword).
+
+    ``args`` is an object (keyword arguments) or an array (positional, with keywords
+    in ``kwargs``).
+    """
+    op = body.get("op")
+    if not isinstance(op, str) or not op:
+        raise bad_request('"op" must be a non-empty string')
+    if len(op) > 256:
+        raise bad_request('"op" is too long')
+    args = body.get("args", {})
+    kwargs = body.get("kwargs", {})
+    if args is None:
+        args = {}
+    if not isinstance(kwargs, dict):
+        raise bad_request('"kwargs" must be an object')
+    if isinstance(args, dict):
+        return op, [], {**args, **kwargs}
+    if isinstance(args, list):
+        return op, args, kwargs
+    raise bad_request('"args" must be an object (keyword arguments) or an array (positional)')
+
+
+def parse_timeout(request: web.Request, body: dict[str, Any]) -> float | None:
+    raw = request.headers.get("Pulsing-Timeout", body.get("timeout"))
+    if raw is None:
+        return None
+    try:
+        timeout = float(raw)
+    except (TypeError, ValueError):
+        raise bad_request(f"Pulsing-Timeout must be a number of seconds, got {raw!r}") from None
+    if not math.isfinite(timeout) or timeout <= 0:
+        raise bad_request(f"Pulsing-Timeout must be a positive number of seconds, got {raw!r}")
+    return min(timeout, 86400.0 * 365)
+
+
+def result_response(value: Any, headers: dict[str, str] | None = None, **meta: Any) -> web.Response:
+    try:
+        text = dumps({"result": value, **meta})
+    except (TypeError, ValueError) as exc:
+        raise PulsingSystemError(
+            f"the op's result is not JSON-serializable: {exc}", recoverable=False
+        ) from None
+    return web.Response(text=text, content_type=JSON_TYPE, headers=headers)
+
+
+# ---------------------------------------------------------------------- handlers
+async def health(request: web.Request) -> web.Response:
+    return json_response({"status": "ok", "version": __version__})
+
+
+def status_payload(request: web.Request, name: str | None = None) -> dict[str, Any]:
+    supervisor = request.app[SUPERVISOR]
+    started = request.app[STARTED_AT]
+    return {
+        "schema": 1,
+        "daemon": {
+            "version": __version__,
+            "pid": os.getpid(),
+            "uptime": round(time.monotonic() - started, 3),
+            "config": str(supervisor.config.path),
+            "listen": supervisor.config.daemon.listen,
+        },
+        "actors": supervisor.status(name),
+    }
+
+
+async def status(request: web.Request) -> web.Response:
+    return json_response(status_payload(request))
+
+
+async def actor_status(request: web.Request) -> web.Response:
+    return json_response(status_payload(request, request.match_info["name"]))
+
+
+async def ask(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    op, args, kwargs = parse_call(body)
+    timeout = parse_timeout(request, body)
+    value = await request.app[SUPERVISOR].ask(request.match_info["name"], op, args, kwargs, timeout)
+    return result_response(value)
+
+
+async def control(request: web.Request) -> web.Response:
+    name, action = request.match_info["name"], request.match_info["action"]
+    cell = request.app[SUPERVISOR].cell(name)
+    before = cell.state.value
+    if action == "restart":
+        await cell.restart()
+    elif action == "stop":
+        await cell.stop()
+    else:
+        cell.start()
+    if action != "stop":
+        await cell.settle(timeout=10.0)
+    payload = status_payload(request, name)
+    payload["action"] = {"name": action, "before": before, "after": cell.state.value}
+    return json_response(payload)
+
+
+async def openapi(request: web.Request) -> web.Response:
+    from pulsing_daemon.openapi import document
+
+    return json_response(document(__version__))
+
+
+def build_app(supervisor: Supervisor, *, token: str | None, max_body: int) -> web.Application:
+    app = web.Application(
+        client_max_size=max_body,
+        middlewares=[error_middleware, auth_middleware(token)],
+    )
+    app[SUPERVISOR] = supervisor
+    app[MAX_BODY] = max_body
+    app[STARTED_AT] = time.monotonic()
+    app.router.add_get("/v1/health", health)
+    app.router.add_get("/v1/status", status)
+    app.router.add_get("/v1/openapi.json", openapi)
+    app.router.add_get("/v1/actors/{name}", actor_status)
+    app.router.add_post("/v1/actors/{name}/ask", ask)
+    app.router.add_post(r"/v1/actors/{name}/{action:restart|stop|start}", control)
+    return app

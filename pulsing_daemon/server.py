@@ -1,0 +1,125 @@
+"""Run the daemon in the foreground: load config, serve HTTP, stop gracefully.
+
+SIGTERM/SIGINT: stop taking new work, let accepted asks finish within
+``grace_period``, stop the actors (``on_stop``), flush durable state, exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import signal
+import stat
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+from pulsing_daemon import __version__, log
+from pulsing_daemon.config import Config, ConfigError, load_config
+from pulsing_daemon.http import build_app
+from pulsing_daemon.supervisor import Supervisor
+
+
+class StartupError(Exception):
+    """The daemon cannot start (bad state_dir, address in use, ...)."""
+
+
+def prepare_state_dir(path: Path) -> None:
+    """Create ``state_dir`` 0700; refuse one that others can write or that we do not own."""
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = path.stat()
+    except OSError as exc:
+        raise StartupError(f"cannot create state_dir {path}: {exc.strerror}") from None
+    if info.st_mode & stat.S_IWOTH:
+        raise StartupError(f"state_dir {path} is world-writable; run: chmod o-w {path}")
+    if hasattr(os, "getuid") and info.st_uid != os.getuid():
+        raise StartupError(f"state_dir {path} is owned by uid {info.st_uid}, not by us")
+
+
+async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
+    daemon = config.daemon
+    prepare_state_dir(daemon.state_dir)
+    supervisor = Supervisor(config)
+    app = build_app(supervisor, token=daemon.resolved_token(), max_body=daemon.max_body)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+    await runner.setup()
+    try:
+        if daemon.is_unix:
+            sock_path = daemon.unix_path
+            assert sock_path is not None
+            if sock_path.exists() and sock_path.is_socket():
+                sock_path.unlink()  # a stale socket from a previous run
+            site: web.BaseSite = web.UnixSite(runner, str(sock_path))
+            old_umask = os.umask(0o177)
+            try:
+                await site.start()
+            finally:
+                os.umask(old_umask)
+            os.chmod(sock_path, 0o600)
+            endpoint = f"unix:{sock_path}"
+        else:
+            site = web.TCPSite(runner, daemon.host, daemon.port, reuse_address=True)
+            await site.start()
+            endpoint = f"http://{daemon.listen}"
+    except OSError as exc:
+        await runner.cleanup()
+        raise StartupError(f"cannot listen on {daemon.listen}: {exc.strerror or exc}") from None
+
+    supervisor.start()
+    log.event(
+        "listening",
+        endpoint=endpoint,
+        pid=os.getpid(),
+        version=__version__,
+        config=str(config.path),
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, _on_signal, stop, signum)
+    if ready is not None:
+        ready.set()
+    await stop.wait()
+
+    log.event("shutdown", grace=daemon.grace_period)
+    await supervisor.shutdown(daemon.grace_period)
+    await runner.cleanup()
+    if daemon.is_unix and daemon.unix_path is not None:
+        try:
+            daemon.unix_path.unlink()
+        except OSError:
+            pass
+    log.event("exited")
+
+
+def _on_signal(stop: asyncio.Event, signum: int) -> None:
+    log.event("signal", signal=signal.Signals(signum).name)
+    stop.set()
+
+
+def main(config_path: str, *, listen: str | None = None, log_level: str = "info") -> int:
+    """Run until signalled. Returns the process exit code."""
+    log.setup(log_level)
+    try:
+        config = load_config(config_path)
+        if listen is not None:
+            config = dataclasses.replace(
+                config, daemon=dataclasses.replace(config.daemon, listen=listen)
+            )
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"pulsing daemon: {problem}", file=sys.stderr)
+        print(
+            f"pulsing daemon: {len(exc.problems)} problem(s) in config; not starting",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        asyncio.run(serve(config))
+    except StartupError as exc:
+        print(f"pulsing daemon: {exc}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,74 @@
+"""Owns every actor cell: creates them from the config, starts, asks, stops, shuts down."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from pulsing_daemon import log
+from pulsing_daemon.actor import ActorCell, Envelope, StreamSink, new_envelope
+from pulsing_daemon.config import ActorConfig, Config
+from pulsing_daemon.exceptions import PulsingRuntimeError
+from pulsing_daemon.host import ActorHost, InlineHost
+
+
+def make_host(config: ActorConfig) -> ActorHost:
+    """Pick where an instance lives from its config (the one place that knows)."""
+    if config.isolation == "process":
+        from pulsing_daemon.process import ProcessHost
+
+        return ProcessHost(config)
+    return InlineHost(config.cls, dict(config.args), config.name)
+
+
+class Supervisor:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.cells: dict[str, ActorCell] = {
+            name: ActorCell(actor, make_host, config.daemon.default_timeout)
+            for name, actor in config.actors.items()
+        }
+
+    def start(self) -> None:
+        for cell in self.cells.values():
+            if cell.config.autostart:
+                cell.start()
+        log.event("started", actors=len(self.cells))
+
+    def cell(self, name: str) -> ActorCell:
+        cell = self.cells.get(name)
+        if cell is None:
+            known = ", ".join(sorted(self.cells)) or "none"
+            raise PulsingRuntimeError(
+                f"unknown actor {name!r} (actors: {known})", status=404, hint="see `pulsing status`"
+            )
+        return cell
+
+    def envelope(
+        self,
+        name: str,
+        op: str,
+        args: list[Any],
+        kwargs: dict[str, Any],
+        timeout: float | None,
+        sink: StreamSink | None = None,
+    ) -> tuple[ActorCell, Envelope]:
+        cell = self.cell(name)
+        envelope = new_envelope(op, args, kwargs, timeout or cell.default_timeout, sink)
+        return cell, envelope
+
+    async def ask(
+        self, name: str, op: str, args: list[Any], kwargs: dict[str, Any], timeout: float | None
+    ) -> Any:
+        cell, envelope = self.envelope(name, op, args, kwargs, timeout)
+        cell.submit(envelope)
+        return await envelope.future
+
+    async def shutdown(self, grace: float) -> None:
+        await asyncio.gather(*(cell.shutdown(grace) for cell in self.cells.values()))
+        log.event("actors_stopped", actors=len(self.cells))
+
+    def status(self, name: str | None = None) -> list[dict[str, Any]]:
+        if name is not None:
+            return [self.cell(name).status()]
+        return [cell.status() for cell in self.cells.values()]
