@@ -63,7 +63,8 @@ class Envelope:
     on_late: Callable[[Any, PulsingError | None], None] | None = None
     state: EnvelopeState = EnvelopeState.QUEUED
     timer: asyncio.TimerHandle | None = None
-    executed: bool = False
+    executed: bool = False  # the op was started
+    interrupted: bool = False  # past its deadline, the op was stopped (not left running)
 
 
 @dataclass
@@ -524,17 +525,7 @@ class ActorCell:
         try:
             done, _ = await asyncio.wait((running,), timeout=remaining)
             if not done:
-                self._answer(envelope, error=self._deadline_error(envelope))
-                if not await host.interrupt(running):
-                    await asyncio.wait((running,))  # a sync op: the actor is busy until it ends
-                if running.cancelled():
-                    return None
-                value, error, failure = _classify(running)
-                if envelope.on_late is not None:
-                    envelope.on_late(value, error)
-                if failure is not None:
-                    return _Ended(kind=ExitKind.FAILURE, cause=failure)
-                return None
+                return await self._past_deadline(host, envelope, running)
             value, error, failure = _classify(running)
             if failure is not None:
                 return _Ended(kind=ExitKind.FAILURE, cause=failure, envelope=envelope)
@@ -552,6 +543,24 @@ class ActorCell:
             raise
         finally:
             self.in_flight -= 1
+
+    async def _past_deadline(
+        self, host: ActorHost, envelope: Envelope, running: asyncio.Future[Any]
+    ) -> _Ended | None:
+        """The op outlived its deadline: stop it if the host can, answer the caller."""
+        envelope.interrupted = await host.interrupt(running)
+        self._answer(envelope, error=self._deadline_error(envelope))
+        if envelope.interrupted:
+            return None
+        await asyncio.wait((running,))  # a sync op: the actor is busy until it ends
+        value, error, failure = _classify(running)
+        if envelope.on_late is not None:
+            if failure is not None:
+                error = PulsingSystemError(f"{envelope.op} crashed after its deadline")
+            envelope.on_late(value, error)
+        if failure is not None:
+            return _Ended(kind=ExitKind.FAILURE, cause=failure)
+        return None
 
     def _deadline_error(self, envelope: Envelope) -> PulsingTimeoutError:
         return PulsingTimeoutError(

@@ -21,6 +21,9 @@ from typing import Any
 
 from pulsing_daemon.exceptions import PulsingBusinessError, PulsingUnsupportedError
 
+# How long a cancelled async op may take to unwind before it counts as still running.
+CANCEL_GRACE = 1.0
+
 # Methods that are lifecycle hooks, never ops.
 HOOKS = frozenset({"on_start", "on_stop", "run", "receive"})
 
@@ -239,11 +242,10 @@ class InlineHost(ActorHost):
         if isinstance(running, asyncio.Task) and not running.done():
             # An async op: cancel it at its deadline and wait until it has unwound.
             running.cancel()
-            try:
-                await running
-            except BaseException:
-                pass
-            return True
+            done, _ = await asyncio.wait((running,), timeout=CANCEL_GRACE)
+            if done and not running.cancelled():
+                running.exception()  # retrieved; the caller already has its timeout
+            return bool(done)
         # A sync op on a thread cannot be interrupted; it runs to completion.
         return running.done()
 

@@ -19,9 +19,14 @@ from aiohttp import web
 
 from pulsing_daemon import __version__, log
 from pulsing_daemon.exceptions import PulsingError, PulsingRuntimeError, PulsingSystemError
+from pulsing_daemon.idempotency import IdempotencyStore
+from pulsing_daemon.streams import StreamManager
 from pulsing_daemon.supervisor import Supervisor
 
 SUPERVISOR = web.AppKey("supervisor", Supervisor)
+STREAMS = web.AppKey("streams", StreamManager)
+IDEMPOTENCY = web.AppKey("idempotency", IdempotencyStore)
+MAX_READERS = web.AppKey("max_readers", int)
 MAX_BODY = web.AppKey("max_body", int)
 STARTED_AT = web.AppKey("started_at", float)
 
@@ -198,8 +203,107 @@ async def ask(request: web.Request) -> web.Response:
     body = await read_json(request)
     op, args, kwargs = parse_call(body)
     timeout = parse_timeout(request, body)
-    value = await request.app[SUPERVISOR].ask(request.match_info["name"], op, args, kwargs, timeout)
+    supervisor = request.app[SUPERVISOR]
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        value = await supervisor.ask(request.match_info["name"], op, args, kwargs, timeout)
+        return result_response(value)
+    cell, envelope = supervisor.envelope(request.match_info["name"], op, args, kwargs, timeout)
+    value, replayed = await request.app[IDEMPOTENCY].ask(cell, envelope, key)
+    if replayed:
+        return result_response(value, {"Idempotency-Replayed": "true"}, replayed=True)
     return result_response(value)
+
+
+async def start_stream(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    op, args, kwargs = parse_call(body)
+    key = request.headers.get("Idempotency-Key", body.get("key"))
+    if key is not None and (not isinstance(key, str) or not key or len(key) > 256):
+        raise bad_request("the stream key must be a string of 1..256 characters")
+    name = request.match_info["name"]
+    stream_id, attached = request.app[STREAMS].start(name, op, args, kwargs, key)
+    payload = request.app[STREAMS].describe(stream_id)
+    payload.update(attached=attached, url=f"/v1/streams/{stream_id}")
+    headers = {"Location": f"/v1/streams/{stream_id}"}
+    return json_response(payload, status=200 if attached else 201, headers=headers)
+
+
+def _resume_offset(request: web.Request) -> int:
+    raw = request.query.get("from")
+    last_event = request.headers.get("Last-Event-ID")
+    try:
+        if raw is not None:
+            start = int(raw)
+        elif last_event is not None and last_event.strip():
+            start = int(last_event) + 1
+        else:
+            start = 0
+    except ValueError:
+        raise bad_request(f"offset must be an integer, got {raw or last_event!r}") from None
+    if start < 0:
+        raise bad_request("offset must be >= 0")
+    return start
+
+
+async def read_stream(request: web.Request) -> web.StreamResponse:
+    streams = request.app[STREAMS]
+    stream_id = request.match_info["id"]
+    start = _resume_offset(request)
+    follow = request.query.get("follow", "1").lower() not in ("0", "false", "no")
+    ndjson = "application/x-ndjson" in request.headers.get("Accept", "")
+    if streams.readers >= request.app[MAX_READERS]:
+        raise PulsingRuntimeError(
+            f"too many stream readers ({streams.readers})", recoverable=True, status=503,
+            retry_after=1.0,
+        )
+    frames = streams.frames(stream_id, start, follow)
+    # Fetch the first frame before answering, so an unknown stream or an offset older
+    # than retention is a plain JSON error rather than a broken stream.
+    first = await anext(frames, None)
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "application/x-ndjson" if ndjson else "text/event-stream",
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",
+            "Pulsing-Stream": stream_id,
+        }
+    )
+    await response.prepare(request)
+    streams.readers += 1
+    try:
+        frame = first
+        while frame is not None:
+            if frame.chunks:
+                await response.write(_encode(frame.chunks, ndjson))
+            if frame.terminal is not None:
+                await response.write(_encode_terminal(frame.terminal, ndjson))
+            elif not frame.chunks:
+                await response.write(b"\n" if ndjson else b": keep-alive\n\n")
+            frame = await anext(frames, None)
+        await response.write_eof()
+    except (ConnectionResetError, ConnectionError):
+        pass  # the reader went away; it resumes with its last seq
+    finally:
+        streams.readers -= 1
+        await frames.aclose()
+    return response
+
+
+def _encode(chunks: list[tuple[int, str]], ndjson: bool) -> bytes:
+    if ndjson:
+        return "".join(f'{{"seq":{seq},"data":{data}}}\n' for seq, data in chunks).encode()
+    return "".join(
+        f'id: {seq}\ndata: {{"seq":{seq},"data":{data}}}\n\n' for seq, data in chunks
+    ).encode()
+
+
+def _encode_terminal(terminal: str, ndjson: bool) -> bytes:
+    return (terminal + "\n").encode() if ndjson else f"data: {terminal}\n\n".encode()
+
+
+async def stream_info(request: web.Request) -> web.Response:
+    return json_response(request.app[STREAMS].describe(request.match_info["id"]))
 
 
 async def control(request: web.Request) -> web.Response:
@@ -225,12 +329,23 @@ async def openapi(request: web.Request) -> web.Response:
     return json_response(document(__version__))
 
 
-def build_app(supervisor: Supervisor, *, token: str | None, max_body: int) -> web.Application:
+def build_app(
+    supervisor: Supervisor,
+    streams: StreamManager,
+    idempotency: IdempotencyStore,
+    *,
+    token: str | None,
+    max_body: int,
+    max_readers: int,
+) -> web.Application:
     app = web.Application(
         client_max_size=max_body,
         middlewares=[error_middleware, auth_middleware(token)],
     )
     app[SUPERVISOR] = supervisor
+    app[STREAMS] = streams
+    app[IDEMPOTENCY] = idempotency
+    app[MAX_READERS] = max_readers
     app[MAX_BODY] = max_body
     app[STARTED_AT] = time.monotonic()
     app.router.add_get("/v1/health", health)
@@ -239,4 +354,7 @@ def build_app(supervisor: Supervisor, *, token: str | None, max_body: int) -> we
     app.router.add_get("/v1/actors/{name}", actor_status)
     app.router.add_post("/v1/actors/{name}/ask", ask)
     app.router.add_post(r"/v1/actors/{name}/{action:restart|stop|start}", control)
+    app.router.add_post("/v1/actors/{name}/streams", start_stream)
+    app.router.add_get("/v1/streams/{id}", read_stream)
+    app.router.add_get("/v1/streams/{id}/info", stream_info)
     return app

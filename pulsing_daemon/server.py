@@ -19,6 +19,9 @@ from aiohttp import web
 from pulsing_daemon import __version__, log
 from pulsing_daemon.config import Config, ConfigError, load_config
 from pulsing_daemon.http import build_app
+from pulsing_daemon.idempotency import IdempotencyStore
+from pulsing_daemon.journal import Journal
+from pulsing_daemon.streams import StreamManager
 from pulsing_daemon.supervisor import Supervisor
 
 
@@ -42,8 +45,21 @@ def prepare_state_dir(path: Path) -> None:
 async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
     daemon = config.daemon
     prepare_state_dir(daemon.state_dir)
+    journal = Journal(daemon.state_dir)
     supervisor = Supervisor(config)
-    app = build_app(supervisor, token=daemon.resolved_token(), max_body=daemon.max_body)
+    streams = StreamManager(journal, supervisor, daemon)
+    idempotency = IdempotencyStore(journal, daemon.idempotency_retention)
+    orphaned = streams.recover()
+    if orphaned:
+        log.event("recovered", streams_orphaned=orphaned)
+    app = build_app(
+        supervisor,
+        streams,
+        idempotency,
+        token=daemon.resolved_token(),
+        max_body=daemon.max_body,
+        max_readers=daemon.max_stream_readers,
+    )
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
     await runner.setup()
     try:
@@ -66,6 +82,7 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
             endpoint = f"http://{daemon.listen}"
     except OSError as exc:
         await runner.cleanup()
+        journal.close()
         raise StartupError(f"cannot listen on {daemon.listen}: {exc.strerror or exc}") from None
 
     supervisor.start()
@@ -82,17 +99,34 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
         loop.add_signal_handler(signum, _on_signal, stop, signum)
     if ready is not None:
         ready.set()
+    housekeeping = asyncio.create_task(_housekeeping(streams, idempotency))
     await stop.wait()
 
     log.event("shutdown", grace=daemon.grace_period)
+    housekeeping.cancel()
+    streams.shutting_down = True
     await supervisor.shutdown(daemon.grace_period)
+    streams.shutdown()
     await runner.cleanup()
+    journal.close()
     if daemon.is_unix and daemon.unix_path is not None:
         try:
             daemon.unix_path.unlink()
         except OSError:
             pass
     log.event("exited")
+
+
+async def _housekeeping(
+    streams: StreamManager, idempotency: IdempotencyStore, every: float = 60.0
+) -> None:
+    """Prune expired stream chunks and idempotency records, now and then every minute."""
+    while True:
+        dropped_streams = streams.prune()
+        dropped_asks = idempotency.prune()
+        if dropped_streams or dropped_asks:
+            log.event("pruned", streams=dropped_streams, idempotency_records=dropped_asks)
+        await asyncio.sleep(every)
 
 
 def _on_signal(stop: asyncio.Event, signum: int) -> None:
@@ -103,6 +137,7 @@ def _on_signal(stop: asyncio.Event, signum: int) -> None:
 def main(config_path: str, *, listen: str | None = None, log_level: str = "info") -> int:
     """Run until signalled. Returns the process exit code."""
     log.setup(log_level)
+    os.umask(0o077)  # state files, WAL and sockets: owner only
     try:
         config = load_config(config_path)
         if listen is not None:

@@ -139,3 +139,16 @@ def read_lines(path: str | Path) -> list[str]:
         return Path(path).read_text().splitlines()
     except FileNotFoundError:
         return []
+
+
+class Echo:
+    """Returns what it was called with; ``add`` has required parameters."""
+
+    def echo(self, *args: object, **kwargs: object) -> dict:
+        return {"args": list(args), "kwargs": kwargs}
+
+    def add(self, a: int, b: int) -> int:
+        return a + b
+
+    async def aecho(self, value: object = None) -> object:
+        return value

@@ -1,0 +1,175 @@
+"""At-most-once asks per ``(actor, Idempotency-Key)``, durable across daemon restarts.
+
+Rules (also in pulsing.toml(5)):
+
+- A keyed ask is recorded as *started* (committed) before it runs.
+- Outcomes that will not change on retry are stored and replayed to repeats: success,
+  business, unsupported, non-recoverable system errors, and a timeout of an op that
+  was cancelled while running (it may have had effects, so it never runs again).
+- Outcomes that mean "this did not run" or "retry me" are not stored and the record
+  is dropped, so a retry runs the op: a timeout while queued, runtime errors (actor
+  stopped, mailbox full, shutting down), recoverable system errors (raised by the op,
+  or a crash with a restart scheduled).
+- A sync op still running after its caller timed out keeps its record; its real
+  outcome is stored when it finishes, and a repeat meanwhile waits for it.
+- A concurrent repeat waits for the first and gets the same outcome.
+- The same key with a different op or arguments is a business error (HTTP 422).
+- A record still *started* when the daemon starts means the daemon died while the op
+  ran: a repeat gets a non-recoverable system error saying the outcome is unknown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from pulsing_daemon.actor import ActorCell, Envelope
+from pulsing_daemon.exceptions import (
+    PulsingBusinessError,
+    PulsingError,
+    PulsingSystemError,
+    PulsingTimeoutError,
+    PulsingUnsupportedError,
+    from_wire,
+)
+from pulsing_daemon.journal import Journal
+from pulsing_daemon.streams import fingerprint
+
+MAX_KEY_LENGTH = 256
+
+# (value, error) of a finished ask
+Outcome = tuple[Any, PulsingError | None]
+
+
+def is_final(error: PulsingError | None, executed: bool) -> bool:
+    """Whether an outcome is stored (will not change on retry)."""
+    if error is None:
+        return True
+    if isinstance(error, (PulsingBusinessError, PulsingUnsupportedError)):
+        return True
+    if isinstance(error, PulsingTimeoutError):
+        return executed and error.extra.get("executed") is not False
+    if isinstance(error, PulsingSystemError):
+        return not error.recoverable
+    return False  # runtime
+
+
+def encode(value: Any, error: PulsingError | None) -> str:
+    if error is not None:
+        return json.dumps(error.to_wire(), separators=(",", ":"), default=str)
+    return json.dumps({"result": value}, separators=(",", ":"), default=str)
+
+
+def decode(text: str) -> Outcome:
+    body = json.loads(text)
+    if "error" in body:
+        return None, from_wire(body)
+    return body.get("result"), None
+
+
+class IdempotencyStore:
+    def __init__(self, journal: Journal, retention: float) -> None:
+        self.journal = journal
+        self.retention = retention
+        self._running: dict[tuple[str, str], asyncio.Future[Outcome]] = {}
+
+    def prune(self) -> int:
+        return self.journal.prune_asks(self.retention)
+
+    async def ask(self, cell: ActorCell, envelope: Envelope, key: str) -> tuple[Any, bool]:
+        """Run ``envelope`` at most once for ``key``. Returns (value, replayed); raises errors."""
+        if not key or len(key) > MAX_KEY_LENGTH:
+            raise PulsingBusinessError(
+                "bad_idempotency_key", f"Idempotency-Key must be 1..{MAX_KEY_LENGTH} characters"
+            )
+        slot = (cell.name, key)
+        print_ = fingerprint(envelope.op, envelope.args, envelope.kwargs)
+        record = self.journal.ask_record(cell.name, key)
+        if record is not None and record.fingerprint != print_:
+            raise cell.stamp(
+                PulsingBusinessError(
+                    "idempotency_conflict",
+                    f"idempotency key {key!r} was already used for a different request "
+                    f"to {cell.name}",
+                    {"key": key},
+                )
+            )
+        if record is not None and record.done and record.outcome is not None:
+            return _replay(decode(record.outcome))
+        running = self._running.get(slot)
+        if running is not None:  # a concurrent repeat: wait for the first (within our deadline)
+            remaining = envelope.deadline - asyncio.get_running_loop().time()
+            try:
+                outcome = await asyncio.wait_for(asyncio.shield(running), max(0.0, remaining))
+            except asyncio.TimeoutError:
+                raise cell.stamp(
+                    PulsingTimeoutError(
+                        envelope.op,
+                        round(envelope.timeout * 1000, 3),
+                        message=(
+                            f"{envelope.op} with key {key!r} is still running (an earlier ask); "
+                            f"no outcome within {envelope.timeout:g}s"
+                        ),
+                    )
+                ) from None
+            return _replay(outcome)
+        if record is not None:  # started, but nobody here runs it: the daemon died meanwhile
+            raise cell.stamp(
+                PulsingSystemError(
+                    f"outcome unknown: the daemon stopped while {envelope.op} with key {key!r} "
+                    "was running; it will not be run again with this key",
+                    recoverable=False,
+                    key=key,
+                )
+            )
+        return await self._first(cell, envelope, key, slot, print_)
+
+    async def _first(
+        self, cell: ActorCell, envelope: Envelope, key: str, slot: tuple[str, str], print_: str
+    ) -> tuple[Any, bool]:
+        cell.submit(envelope)  # raises (nothing recorded) when the actor cannot take it
+        self.journal.start_ask(cell.name, key, print_)
+        shared: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self._running[slot] = shared
+
+        def late(value: Any, error: PulsingError | None) -> None:
+            # A sync op finished after its caller timed out: store what really happened.
+            self._settle(slot, key, cell.name, (value, error), executed=True)
+
+        envelope.on_late = late
+        try:
+            value = await envelope.future
+            outcome: Outcome = (value, None)
+        except PulsingError as error:
+            outcome = (None, error)
+        left_running = (
+            isinstance(outcome[1], PulsingTimeoutError)
+            and envelope.executed
+            and not envelope.interrupted
+        )
+        if not left_running:  # else ``late`` settles the record when the op ends
+            self._settle(slot, key, cell.name, outcome, executed=envelope.executed)
+        if outcome[1] is not None:
+            raise outcome[1]
+        return outcome[0], False
+
+    def _settle(
+        self, slot: tuple[str, str], key: str, actor: str, outcome: Outcome, executed: bool
+    ) -> None:
+        value, error = outcome
+        if is_final(error, executed):
+            self.journal.finish_ask(actor, key, encode(value, error))
+        else:
+            self.journal.forget_ask(actor, key)
+        shared = self._running.pop(slot, None)
+        if shared is not None and not shared.done():
+            shared.set_result(outcome)
+
+
+def _replay(outcome: Outcome) -> tuple[Any, bool]:
+    value, error = outcome
+    if error is not None:
+        error.extra["replayed"] = True
+        raise error
+    return value, True

@@ -1,0 +1,269 @@
+"""Durable state in SQLite (WAL) under ``state_dir``: stream chunks and idempotency records.
+
+One connection, used from the event loop thread only. With WAL and
+``synchronous=NORMAL`` a committed transaction survives a crash or SIGKILL of the
+daemon (not a power cut: that would need ``synchronous=FULL`` and an fsync per commit).
+Chunk appends are batched into one transaction per flush by the stream writer.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS streams (
+    id         TEXT PRIMARY KEY,
+    actor      TEXT NOT NULL,
+    op         TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    key        TEXT,
+    open       INTEGER NOT NULL DEFAULT 1,
+    terminal   TEXT,
+    first_seq  INTEGER NOT NULL DEFAULT 0,
+    next_seq   INTEGER NOT NULL DEFAULT 0,
+    bytes      INTEGER NOT NULL DEFAULT 0,
+    created    REAL NOT NULL,
+    finished   REAL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS streams_by_key ON streams(actor, key) WHERE key IS NOT NULL;
+CREATE TABLE IF NOT EXISTS chunks (
+    stream TEXT NOT NULL,
+    seq    INTEGER NOT NULL,
+    data   TEXT NOT NULL,
+    PRIMARY KEY (stream, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS asks (
+    actor       TEXT NOT NULL,
+    key         TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    done        INTEGER NOT NULL DEFAULT 0,
+    outcome     TEXT,
+    created     REAL NOT NULL,
+    finished    REAL,
+    PRIMARY KEY (actor, key)
+) WITHOUT ROWID;
+"""
+
+
+@dataclass
+class StreamRecord:
+    id: str
+    actor: str
+    op: str
+    fingerprint: str
+    key: str | None
+    open: bool
+    terminal: str | None  # JSON text of the terminal record
+    first_seq: int
+    next_seq: int
+    bytes: int
+    created: float
+    finished: float | None
+
+
+@dataclass
+class AskRecord:
+    actor: str
+    key: str
+    fingerprint: str
+    done: bool
+    outcome: str | None  # JSON text: {"result": ...} or {"error": {...}}
+    created: float
+
+
+class Journal:
+    def __init__(self, state_dir: Path) -> None:
+        self.path = state_dir / "journal.db"
+        fresh = not self.path.exists()
+        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        if fresh:
+            os.chmod(self.path, 0o600)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA busy_timeout=5000")
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        try:
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error:
+            pass
+        self.db.close()
+
+    # ------------------------------------------------------------------ streams
+    def create_stream(self, record: StreamRecord) -> None:
+        self.db.execute(
+            "INSERT INTO streams (id, actor, op, fingerprint, key, open, created) "
+            "VALUES (?, ?, ?, ?, ?, 1, ?)",
+            (record.id, record.actor, record.op, record.fingerprint, record.key, record.created),
+        )
+
+    def delete_stream(self, stream_id: str) -> None:
+        with self.transaction():
+            self.db.execute("DELETE FROM chunks WHERE stream = ?", (stream_id,))
+            self.db.execute("DELETE FROM streams WHERE id = ?", (stream_id,))
+
+    def stream(self, stream_id: str) -> StreamRecord | None:
+        row = self.db.execute("SELECT * FROM streams WHERE id = ?", (stream_id,)).fetchone()
+        return _stream(row)
+
+    def stream_by_key(self, actor: str, key: str) -> StreamRecord | None:
+        row = self.db.execute(
+            "SELECT * FROM streams WHERE actor = ? AND key = ?", (actor, key)
+        ).fetchone()
+        return _stream(row)
+
+    def append_chunks(
+        self, stream_id: str, first_seq: int, encoded: list[str], max_chunks: int
+    ) -> int:
+        """Commit a batch of chunks; trims the stream to ``max_chunks``. Returns its first_seq."""
+        size = sum(len(text) for text in encoded)
+        next_seq = first_seq + len(encoded)
+        with self.transaction():
+            self.db.executemany(
+                "INSERT INTO chunks (stream, seq, data) VALUES (?, ?, ?)",
+                ((stream_id, first_seq + i, text) for i, text in enumerate(encoded)),
+            )
+            self.db.execute(
+                "UPDATE streams SET next_seq = ?, bytes = bytes + ? WHERE id = ?",
+                (next_seq, size, stream_id),
+            )
+            earliest = next_seq - max_chunks
+            row = self.db.execute(
+                "SELECT first_seq FROM streams WHERE id = ?", (stream_id,)
+            ).fetchone()
+            kept_from = row[0] if row else 0
+            if earliest > kept_from:
+                self._trim(stream_id, earliest)
+                kept_from = earliest
+        return kept_from
+
+    def _trim(self, stream_id: str, earliest: int) -> None:
+        removed = self.db.execute(
+            "SELECT COALESCE(SUM(LENGTH(data)), 0) FROM chunks WHERE stream = ? AND seq < ?",
+            (stream_id, earliest),
+        ).fetchone()[0]
+        self.db.execute("DELETE FROM chunks WHERE stream = ? AND seq < ?", (stream_id, earliest))
+        self.db.execute(
+            "UPDATE streams SET first_seq = ?, bytes = MAX(0, bytes - ?) WHERE id = ?",
+            (earliest, removed, stream_id),
+        )
+
+    def finish_stream(self, stream_id: str, terminal: str) -> None:
+        self.db.execute(
+            "UPDATE streams SET open = 0, terminal = ?, finished = ? WHERE id = ?",
+            (terminal, time.time(), stream_id),
+        )
+
+    def read_chunks(self, stream_id: str, start: int, limit: int) -> list[tuple[int, str]]:
+        return self.db.execute(
+            "SELECT seq, data FROM chunks WHERE stream = ? AND seq >= ? ORDER BY seq LIMIT ?",
+            (stream_id, start, limit),
+        ).fetchall()
+
+    def open_streams(self) -> list[StreamRecord]:
+        rows = self.db.execute("SELECT * FROM streams WHERE open = 1").fetchall()
+        return [record for row in rows if (record := _stream(row)) is not None]
+
+    def prune_streams(self, max_age: float, max_total_bytes: int, now: float | None = None) -> int:
+        """Drop finished streams older than ``max_age``, then the oldest until under the cap."""
+        now = time.time() if now is None else now
+        doomed = [
+            row[0]
+            for row in self.db.execute(
+                "SELECT id FROM streams WHERE open = 0 AND finished < ?", (now - max_age,)
+            )
+        ]
+        total = self.db.execute("SELECT COALESCE(SUM(bytes), 0) FROM streams").fetchone()[0]
+        if total > max_total_bytes:
+            for stream_id, size in self.db.execute(
+                "SELECT id, bytes FROM streams WHERE open = 0 ORDER BY finished"
+            ).fetchall():
+                if total <= max_total_bytes:
+                    break
+                if stream_id not in doomed:
+                    doomed.append(stream_id)
+                total -= size
+        with self.transaction():
+            for stream_id in doomed:
+                self.db.execute("DELETE FROM chunks WHERE stream = ?", (stream_id,))
+                self.db.execute("DELETE FROM streams WHERE id = ?", (stream_id,))
+        return len(doomed)
+
+    def journal_bytes(self) -> int:
+        return self.db.execute("SELECT COALESCE(SUM(bytes), 0) FROM streams").fetchone()[0]
+
+    # ------------------------------------------------------------------ idempotency
+    def ask_record(self, actor: str, key: str) -> AskRecord | None:
+        row = self.db.execute(
+            "SELECT actor, key, fingerprint, done, outcome, created FROM asks "
+            "WHERE actor = ? AND key = ?",
+            (actor, key),
+        ).fetchone()
+        if row is None:
+            return None
+        return AskRecord(row[0], row[1], row[2], bool(row[3]), row[4], row[5])
+
+    def start_ask(self, actor: str, key: str, fingerprint: str) -> None:
+        """Record, durably, that a keyed ask is about to run."""
+        self.db.execute(
+            "INSERT OR REPLACE INTO asks (actor, key, fingerprint, done, created) "
+            "VALUES (?, ?, ?, 0, ?)",
+            (actor, key, fingerprint, time.time()),
+        )
+
+    def finish_ask(self, actor: str, key: str, outcome: str) -> None:
+        self.db.execute(
+            "UPDATE asks SET done = 1, outcome = ?, finished = ? WHERE actor = ? AND key = ?",
+            (outcome, time.time(), actor, key),
+        )
+
+    def forget_ask(self, actor: str, key: str) -> None:
+        self.db.execute("DELETE FROM asks WHERE actor = ? AND key = ?", (actor, key))
+
+    def prune_asks(self, retention: float, now: float | None = None) -> int:
+        now = time.time() if now is None else now
+        cursor = self.db.execute("DELETE FROM asks WHERE created < ?", (now - retention,))
+        return cursor.rowcount
+
+    # ------------------------------------------------------------------ helpers
+    def transaction(self) -> _Transaction:
+        return _Transaction(self.db)
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.db.execute("BEGIN IMMEDIATE")
+        return self.db
+
+    def __exit__(self, exc_type: Any, *rest: Any) -> None:
+        self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def _stream(row: Iterable[Any] | None) -> StreamRecord | None:
+    if row is None:
+        return None
+    values = list(row)
+    return StreamRecord(
+        id=values[0],
+        actor=values[1],
+        op=values[2],
+        fingerprint=values[3],
+        key=values[4],
+        open=bool(values[5]),
+        terminal=values[6],
+        first_seq=values[7],
+        next_seq=values[8],
+        bytes=values[9],
+        created=values[10],
+        finished=values[11],
+    )
