@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from pulsing_cli.commands import ask, config, control, daemon, status
+from pulsing_cli.commands import ask, config, control, daemon, status, stream
 from pulsing_cli.context import DebugOpt, EndpointOpt, JsonOpt, Settings, TokenOpt
 
 app = typer.Typer(
@@ -48,6 +48,7 @@ def root(
 
 
 app.command("ask", epilog=ask.EPILOG)(ask.ask)
+app.command("stream", epilog=stream.EPILOG)(stream.stream)
 app.command("status", epilog=status.EPILOG)(status.status)
 for _action in ("restart", "stop", "start"):
     app.command(_action)(control.make_control(_action))
