@@ -87,6 +87,11 @@ class Flaky:
             raise PulsingSystemError("upstream unavailable, try again", recoverable=True)
         return self.calls
 
+    def process(self, data: Any) -> dict[str, Any]:
+        """Like ``call``, for the reliability page's ``process_with_retry`` example."""
+        self.call()
+        return {"processed": data, "call": self.calls}
+
     def crash(self) -> None:
         """An unexpected exception: a failure of the instance."""
         raise RuntimeError("flaky crashed")

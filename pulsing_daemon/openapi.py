@@ -1,0 +1,217 @@
+"""The OpenAPI document the daemon serves at ``/v1/openapi.json``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_ERROR = {"$ref": "#/components/schemas/ErrorEnvelope"}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    text = {
+        400: "Bad request (runtime)",
+        401: "Missing or wrong token (runtime)",
+        404: "Unknown actor, stream, route or op",
+        409: "Actor stopped or failed (runtime)",
+        410: "Offset older than retention (runtime)",
+        413: "Body too large (runtime)",
+        422: "Business error",
+        500: "System error (not recoverable)",
+        503: "Recoverable: restarting, mailbox full, shutting down",
+        504: "Timeout",
+    }
+    return {
+        str(code): {
+            "description": text[code],
+            "content": {"application/json": {"schema": _ERROR}},
+        }
+        for code in codes
+    }
+
+
+_NAME = {
+    "name": "name",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"},
+}
+_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 256},
+}
+_JSON_OK = {"application/json": {"schema": {"type": "object"}}}
+
+
+def document(version: str) -> dict[str, Any]:
+    status_ok = {"200": {"description": "Status", "content": _JSON_OK}}
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "pulsing daemon",
+            "version": version,
+            "description": (
+                "Asks with deadlines, restart-supervised actors, resumable streams. "
+                "Every error is an ErrorEnvelope; see pulsing(1)."
+            ),
+        },
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "ErrorEnvelope": {
+                    "type": "object",
+                    "required": ["error"],
+                    "properties": {
+                        "error": {
+                            "type": "object",
+                            "required": ["category", "type", "message", "recoverable"],
+                            "properties": {
+                                "category": {
+                                    "type": "string",
+                                    "enum": ["business", "system", "unsupported", "runtime",
+                                             "timeout"],
+                                },
+                                "type": {"type": "string"},
+                                "message": {"type": "string"},
+                                "recoverable": {"type": "boolean"},
+                                "actor": {"type": "string"},
+                                "state": {"type": "string"},
+                                "restarts": {"type": "integer"},
+                                "max_restarts": {"type": "integer"},
+                                "retry_after": {"type": "number"},
+                            },
+                        }
+                    },
+                },
+                "Call": {
+                    "type": "object",
+                    "required": ["op"],
+                    "properties": {
+                        "op": {"type": "string", "minLength": 1, "maxLength": 256},
+                        "args": {
+                            "description": "Keyword arguments (object) or positional (array).",
+                            "oneOf": [{"type": "object"}, {"type": "array"}],
+                        },
+                        "kwargs": {"type": "object"},
+                        "key": {"type": "string", "description": "Stream key (streams only)."},
+                    },
+                },
+            },
+        },
+        "security": [{"bearer": []}],
+        "paths": {
+            "/v1/health": {
+                "get": {
+                    "summary": "Liveness (no token needed)",
+                    "security": [],
+                    "responses": {"200": {"description": "OK", "content": _JSON_OK}},
+                }
+            },
+            "/v1/status": {
+                "get": {
+                    "summary": "Status of the daemon and every actor (schema 1)",
+                    "responses": {**status_ok, **_errors(401)},
+                }
+            },
+            "/v1/actors/{name}": {
+                "get": {
+                    "summary": "Status with only this actor",
+                    "parameters": [_NAME],
+                    "responses": {**status_ok, **_errors(401, 404)},
+                }
+            },
+            "/v1/actors/{name}/ask": {
+                "post": {
+                    "summary": "Ask an actor to run an op",
+                    "parameters": [
+                        _NAME,
+                        {
+                            "name": "Pulsing-Timeout",
+                            "in": "header",
+                            "required": False,
+                            "description": "Deadline in seconds",
+                            "schema": {"type": "number", "exclusiveMinimum": True, "minimum": 0},
+                        },
+                        _KEY,
+                    ],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/Call"}}
+                        },
+                    },
+                    "responses": {
+                        "200": {
+                            "description": '{"result": ..., "replayed"?: true}',
+                            "content": _JSON_OK,
+                        },
+                        **_errors(400, 401, 404, 409, 413, 422, 500, 503, 504),
+                    },
+                }
+            },
+            "/v1/actors/{name}/streams": {
+                "post": {
+                    "summary": "Start a streaming op, or attach to the one with this key",
+                    "parameters": [_NAME, _KEY],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/Call"}}
+                        },
+                    },
+                    "responses": {
+                        "200": {"description": "Attached", "content": _JSON_OK},
+                        "201": {"description": "Started", "content": _JSON_OK},
+                        **_errors(400, 401, 404, 409, 413, 422, 503),
+                    },
+                }
+            },
+            "/v1/streams/{id}": {
+                "get": {
+                    "summary": "Read a stream: SSE, or NDJSON with Accept: application/x-ndjson",
+                    "parameters": [
+                        {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}},
+                        {"name": "from", "in": "query", "required": False,
+                         "schema": {"type": "integer", "minimum": 0}},
+                        {"name": "follow", "in": "query", "required": False,
+                         "schema": {"type": "string", "enum": ["0", "1"]}},
+                        {"name": "Last-Event-ID", "in": "header", "required": False,
+                         "schema": {"type": "string"}},
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": 'Records {"seq", "data"}, then {"end": true} or an error',
+                            "content": {
+                                "text/event-stream": {"schema": {"type": "string"}},
+                                "application/x-ndjson": {"schema": {"type": "string"}},
+                            },
+                        },
+                        **_errors(400, 401, 404, 410, 503),
+                    },
+                }
+            },
+            **{
+                f"/v1/actors/{{name}}/{action}": {
+                    "post": {
+                        "summary": f"{action.capitalize()} an actor",
+                        "parameters": [_NAME],
+                        "responses": {**status_ok, **_errors(401, 404)},
+                    }
+                }
+                for action in ("restart", "stop", "start")
+            },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics",
+                    "responses": {
+                        "200": {
+                            "description": "Prometheus text format",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        },
+                        **_errors(401),
+                    },
+                }
+            },
+        },
+    }
