@@ -35,7 +35,7 @@ def parse_words(words: list[str]) -> tuple[list[Any], dict[str, Any]]:
     keywords: dict[str, Any] = {}
     for word in words:
         key, sep, value = word.partition("=")
-        if sep and _KEY.match(key):
+        if sep and _KEY.fullmatch(key):
             keywords[key] = parse_value(value)
         else:
             positional.append(parse_value(word))

@@ -156,6 +156,8 @@ class ActorCell:
             return
         self._stop_requested = False
         self.accepting = True
+        self.backoff_until = None
+        self._set_state(ActorState.STARTING)
         self._task = asyncio.create_task(self._lifecycle(), name=f"pulsing-actor-{self.name}")
 
     async def settle(self, timeout: float) -> None:
@@ -314,7 +316,7 @@ class ActorCell:
                 error.message += f"; {envelope.op} was not executed"
             else:
                 error = PulsingRuntimeError(f"{reason}; {envelope.op} was not executed", status=503)
-            self._answer(envelope, error=error)
+            self._answer(envelope, error=error, remember=False)
         self._check_idle()
 
     def _check_idle(self) -> None:
@@ -322,9 +324,18 @@ class ActorCell:
             self._idle.set()
 
     def _answer(
-        self, envelope: Envelope, value: Any = None, error: PulsingError | None = None
+        self,
+        envelope: Envelope,
+        value: Any = None,
+        error: PulsingError | None = None,
+        *,
+        remember: bool = True,
     ) -> None:
-        """Resolve an envelope once; count the outcome; remember the last error."""
+        """Resolve an envelope once; count the outcome; remember the last error.
+
+        ``remember=False`` for refusals (a drained mailbox): they must not hide the
+        failure that caused them from ``last_error``.
+        """
         if envelope.state is EnvelopeState.DONE and envelope.future.done():
             return
         envelope.state = EnvelopeState.DONE
@@ -338,6 +349,12 @@ class ActorCell:
             return
         self.stamp(error)
         self.counts[error.category] = self.counts.get(error.category, 0) + 1
+        if remember:
+            self._remember(envelope, error)
+        envelope.future.set_exception(error)
+        envelope.future.exception()  # retrieved: a caller that left must not warn
+
+    def _remember(self, envelope: Envelope, error: PulsingError) -> None:
         self.last_error = {
             "category": error.category,
             "type": error.type,
@@ -354,15 +371,11 @@ class ActorCell:
             type=error.type,
             msg=error.message,
         )
-        envelope.future.set_exception(error)
-        envelope.future.exception()  # retrieved: a caller that left must not warn
 
     # ----------------------------------------------------------------- lifecycle
     async def _lifecycle(self) -> None:
         try:
             while True:
-                self.backoff_until = None
-                self._set_state(ActorState.STARTING)
                 ended = await self._run_instance()
                 if ended.stopped:
                     self._set_state(ActorState.STOPPED, reason=self._stop_reason)
@@ -371,6 +384,8 @@ class ActorCell:
                     return
                 if not await self._after_exit(ended):
                     return
+                self.backoff_until = None
+                self._set_state(ActorState.STARTING)
         except asyncio.CancelledError:
             # Cancelled at daemon shutdown past the grace period.
             if self.host is not None:
@@ -425,7 +440,8 @@ class ActorCell:
                     self._drain(self._stop_reason)
                 return False
             return True
-        final = ActorState.FAILED if kind is ExitKind.FAILURE else ActorState.STOPPED
+        gave_up = kind is ExitKind.FAILURE or decision.exhausted
+        final = ActorState.FAILED if gave_up else ActorState.STOPPED
         self._set_state(final, reason=decision.reason)
         self._answer_failed(ended, restart=False)
         self._drain(decision.reason)

@@ -198,6 +198,24 @@ class PulsingUnsupportedError(PulsingActorError):
         return {"operation": self.operation}
 
 
+_FIELDS = (
+    "category",
+    "type",
+    "message",
+    "recoverable",
+    "code",
+    "details",
+    "operation",
+    "duration_ms",
+    "actor",
+    "state",
+    "restarts",
+    "max_restarts",
+    "retry_after",
+)
+_RESERVED = frozenset({"self", "status", "error", "message", "recoverable"})
+
+
 def from_wire(envelope: dict[str, Any], *, status: int | None = None) -> PulsingError:
     """Rebuild the exception an error envelope describes (the inverse of ``to_wire``).
 
@@ -208,24 +226,32 @@ def from_wire(envelope: dict[str, Any], *, status: int | None = None) -> Pulsing
         return PulsingRuntimeError(
             f"malformed error from daemon: {envelope!r}"[:500], status=status
         )
-    data = dict(body)
-    category = data.pop("category", "runtime")
-    type_name = data.pop("type", None)
-    message = str(data.pop("message", ""))
-    recoverable = bool(data.pop("recoverable", False))
+    known = {key: body.get(key) for key in _FIELDS}
+    # Everything else rides along as extra; keys that name constructor parameters
+    # would collide, so they are dropped.
+    data = {k: v for k, v in body.items() if k not in _FIELDS and k not in _RESERVED}
+    category = known["category"] or "runtime"
+    type_name = known["type"]
+    message = str(known["message"] or "")
+    recoverable = bool(known["recoverable"])
+    for key in ("actor", "state", "restarts", "max_restarts", "retry_after"):
+        if known[key] is not None:
+            data[key] = known[key]
     error: PulsingError
     if category == "business":
-        error = PulsingBusinessError(
-            data.pop("code", None), message, data.pop("details", None), **data
-        )
+        error = PulsingBusinessError(known["code"], message, known["details"], **data)
     elif category == "system":
         error = PulsingSystemError(message, recoverable=recoverable, **data)
     elif category == "timeout":
+        try:
+            duration = float(known["duration_ms"] or 0)
+        except (TypeError, ValueError):
+            duration = 0.0
         error = PulsingTimeoutError(
-            data.pop("operation", ""), data.pop("duration_ms", 0), message=message, **data
+            str(known["operation"] or ""), duration, message=message, **data
         )
     elif category == "unsupported":
-        error = PulsingUnsupportedError(data.pop("operation", ""), message=message, **data)
+        error = PulsingUnsupportedError(str(known["operation"] or ""), message=message, **data)
     else:
         error = PulsingRuntimeError(message, recoverable=recoverable, status=status, **data)
     if type_name:

@@ -56,6 +56,7 @@ class RestartDecision:
     restart: bool
     delay: float = 0.0
     reason: str = ""
+    exhausted: bool = False  # refused because max_restarts was reached
 
 
 class RestartTracker:
@@ -129,7 +130,9 @@ class RestartTracker:
         if len(self._restarts) >= self.max_restarts:
             window = f" within {self.restart_window:g}s" if self.restart_window else ""
             return RestartDecision(
-                False, reason=f"gave up after {len(self._restarts)} restarts{window}"
+                False,
+                reason=f"gave up after {len(self._restarts)} restarts{window}",
+                exhausted=True,
             )
         delay = backoff_delay(self._consecutive, self.min_backoff, self.max_backoff, self.rand)
         self._consecutive += 1

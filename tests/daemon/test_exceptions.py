@@ -228,23 +228,28 @@ def test_malformed_message_is_bounded() -> None:
     assert len(back.message) <= 500
 
 
-json_scalars = st.none() | st.booleans() | st.integers() | st.text(max_size=20) | st.floats(
-    allow_nan=False, allow_infinity=False
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.text(max_size=20)
+    | st.floats(allow_nan=False, allow_infinity=False)
 )
 json_values = st.recursive(
     json_scalars,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
     max_leaves=10,
 )
-# Keys the envelope knows, plus anything else. The keys of the known bugs below are left
-# out here so this property checks everything else; each bug has its own xfail test.
+# Keys the envelope knows, plus anything else (including keys that name constructor
+# parameters, which from_wire must drop rather than raise on).
 KNOWN_KEYS = [
     "category", "type", "message", "recoverable", "code", "details", "operation",
     "duration_ms", "actor", "state", "restarts", "max_restarts", "retry_after", "hint",
     "executed",
 ]  # fmt: skip
-BUG_KEYS = {"status", "error", "self"}
-body_keys = st.sampled_from(KNOWN_KEYS) | st.text(max_size=10).filter(lambda k: k not in BUG_KEYS)
+body_keys = st.sampled_from([*KNOWN_KEYS, "status", "error", "self"]) | st.text(max_size=10)
 body_values = json_values | st.sampled_from(CATEGORIES)
 
 
@@ -280,41 +285,21 @@ def test_from_wire_never_raises_on_any_body(body: dict[str, Any], status: int | 
     json.dumps(back.to_wire(), default=str)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: from_wire raises TypeError (multiple values for keyword 'status') when a "
-    "runtime/unknown-category envelope carries a 'status' key",
-)
 def test_from_wire_runtime_with_status_key() -> None:
     back = from_wire({"error": {"category": "runtime", "message": "m", "status": 409}}, status=409)
     assert isinstance(back, PulsingRuntimeError)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: from_wire raises TypeError (multiple values for argument 'error') when a "
-    "system envelope carries an 'error' key",
-)
 def test_from_wire_system_with_error_key() -> None:
     back = from_wire({"error": {"category": "system", "message": "m", "error": "x"}})
     assert isinstance(back, PulsingSystemError)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: from_wire raises ValueError formatting duration_ms with :g when a timeout "
-    "envelope has no message and a non-numeric duration_ms",
-)
 def test_from_wire_timeout_with_non_numeric_duration() -> None:
     back = from_wire({"error": {"category": "timeout", "operation": "op", "duration_ms": "x"}})
     assert isinstance(back, PulsingTimeoutError)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: from_wire raises TypeError (multiple values for argument 'self') when an "
-    "envelope carries a 'self' key (extra keys are splatted into __init__)",
-)
 @pytest.mark.parametrize("category", CATEGORIES)
 def test_from_wire_with_self_key(category: str) -> None:
     back = from_wire({"error": {"category": category, "message": "m", "self": 1}})

@@ -1,0 +1,86 @@
+"""Small actor classes for tests/daemon/test_cell.py (imported through ``pythonpath``)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+
+from pulsing_daemon.exceptions import PulsingBusinessError, PulsingSystemError
+
+# Ops record what really ran here (tokens), so tests can prove an op never executed.
+RAN: list[str] = []
+_instances = itertools.count(1)
+
+
+class Worker:
+    def __init__(self, scale: int = 1) -> None:
+        self.scale = scale
+        self.instance = next(_instances)
+
+    async def echo(self, x: object) -> object:
+        return x
+
+    def sync_echo(self, x: object) -> object:
+        return x
+
+    async def whoami(self) -> int:
+        return self.instance
+
+    async def mark(self, token: str) -> str:
+        RAN.append(token)
+        return token
+
+    async def slow(self, delay: float, token: str = "") -> float:
+        await asyncio.sleep(delay)
+        if token:
+            RAN.append(token)
+        return delay
+
+    def block(self, delay: float) -> float:
+        time.sleep(delay)
+        return delay
+
+    async def crash(self) -> None:
+        raise ZeroDivisionError("boom")
+
+    async def fatal(self) -> None:
+        raise PulsingSystemError("disk gone", recoverable=False)
+
+    async def transient(self) -> None:
+        raise PulsingSystemError("try again", recoverable=True)
+
+    async def reject(self, x: int) -> None:
+        raise PulsingBusinessError("out_of_range", f"x={x} too big", {"max": 10})
+
+    def _private(self) -> str:
+        return "secret"
+
+
+class FailsToStart:
+    def __init__(self) -> None:
+        raise RuntimeError("no config")
+
+    async def echo(self, x: object) -> object:
+        return x
+
+
+class Returns:
+    """A background loop that ends normally soon after start."""
+
+    async def run(self) -> None:
+        await asyncio.sleep(0.02)
+
+    async def echo(self, x: object) -> object:
+        return x
+
+
+class RunCrashes:
+    """A background loop that crashes soon after start."""
+
+    async def run(self) -> None:
+        await asyncio.sleep(0.02)
+        raise KeyError("loop broke")
+
+    async def echo(self, x: object) -> object:
+        return x

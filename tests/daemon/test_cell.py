@@ -1,0 +1,637 @@
+"""pulsing_daemon.actor.ActorCell driven directly: mailbox, supervision, deadlines (CONTRACT §2-4).
+
+Every test runs its own event loop with ``asyncio.run`` and bounds every wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pulsing_daemon.actor import ActorCell, Envelope, new_envelope
+from pulsing_daemon.config import ActorConfig, parse_config
+from pulsing_daemon.exceptions import (
+    PulsingBusinessError,
+    PulsingError,
+    PulsingRuntimeError,
+    PulsingSystemError,
+    PulsingTimeoutError,
+    PulsingUnsupportedError,
+)
+from pulsing_daemon.states import ActorState
+from pulsing_daemon.supervisor import make_host
+
+HERE = Path(__file__).resolve().parent
+BOUND = 3.0  # the longest any single wait in these tests may take
+
+
+@pytest.fixture(autouse=True)
+def _restore_sys_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Loading a config prepends its pythonpath to sys.path; undo it after each test."""
+    monkeypatch.setattr(sys, "path", list(sys.path))
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)
+    return repr(value)
+
+
+def actor_config(tmp_path: Path, cls: str = "cell_actors:Worker", **keys: Any) -> ActorConfig:
+    settings = {"class": cls, "min_backoff": 0.01, "max_backoff": 0.02, **keys}
+    table = "\n".join(f"{key} = {_toml(value)}" for key, value in settings.items())
+    text = (
+        "[daemon]\n"
+        f"state_dir = {json.dumps(str(tmp_path / 'state'))}\n"
+        f"pythonpath = [{json.dumps(str(HERE))}]\n"
+        "\n[actors.w]\n"
+        f"{table}\n"
+    )
+    config = parse_config(text, tmp_path / "pulsing.toml", import_classes=True)
+    return config.actors["w"]
+
+
+def ran() -> list[str]:
+    """Tokens of the ops that really ran (cell_actors is importable once a config is read)."""
+    return importlib.import_module("cell_actors").RAN
+
+
+Scenario = Callable[[ActorCell], Awaitable[Any]]
+
+
+def run_cell(config: ActorConfig, scenario: Scenario, *, timeout: float = 8.0) -> Any:
+    """Start a cell on a fresh loop, run ``scenario(cell)``, then stop the cell (all bounded)."""
+
+    async def main() -> Any:
+        cell = ActorCell(config, make_host, default_timeout=5.0)
+        cell.start()
+        try:
+            await asyncio.wait_for(cell.settle(2.0), BOUND)
+            return await asyncio.wait_for(scenario(cell), timeout)
+        finally:
+            await asyncio.wait_for(cell.stop(), BOUND)
+
+    return asyncio.run(main())
+
+
+def send(cell: ActorCell, op: str, *args: Any, timeout: float = 2.0, **kwargs: Any) -> Envelope:
+    envelope = new_envelope(op, list(args), kwargs, timeout)
+    cell.submit(envelope)
+    return envelope
+
+
+async def answer(envelope: Envelope) -> Any:
+    return await asyncio.wait_for(envelope.future, BOUND)
+
+
+async def failure(envelope: Envelope) -> PulsingError:
+    """The error an envelope was answered with (fails the test if it succeeded)."""
+    try:
+        value = await answer(envelope)
+    except PulsingError as error:
+        return error
+    raise AssertionError(f"{envelope.op} succeeded with {value!r}; expected an error")
+
+
+async def wait_for_state(cell: ActorCell, *states: ActorState, timeout: float = BOUND) -> None:
+    async def poll() -> None:
+        while cell.state not in states:
+            await asyncio.sleep(0.002)
+
+    try:
+        await asyncio.wait_for(poll(), timeout)
+    except asyncio.TimeoutError:
+        raise AssertionError(f"state {cell.state} never became one of {states}") from None
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float = BOUND) -> None:
+    async def poll() -> None:
+        while not predicate():
+            await asyncio.sleep(0.002)
+
+    await asyncio.wait_for(poll(), timeout)
+
+
+# ----------------------------------------------------------------- asks
+def test_ask_ok(tmp_path: Path) -> None:
+    async def scenario(cell: ActorCell) -> None:
+        assert cell.state is ActorState.RUNNING
+        assert await answer(send(cell, "echo", x={"a": [1, 2]})) == {"a": [1, 2]}
+        assert await answer(send(cell, "echo", 5)) == 5
+        assert await answer(send(cell, "sync_echo", x="s")) == "s"
+        assert cell.counts["ok"] == 3
+        assert cell.tracker.count == 0
+        assert cell.in_flight == 0
+        assert cell.queued == 0
+
+    run_cell(actor_config(tmp_path), scenario)
+
+
+def test_asks_served_in_mailbox_order(tmp_path: Path) -> None:
+    async def scenario(cell: ActorCell) -> None:
+        envelopes = [send(cell, "mark", f"order-{tmp_path.name}-{i}") for i in range(10)]
+        await asyncio.wait_for(asyncio.gather(*(e.future for e in envelopes)), BOUND)
+        mine = [t for t in ran() if t.startswith(f"order-{tmp_path.name}-")]
+        assert mine == [f"order-{tmp_path.name}-{i}" for i in range(10)]
+
+    run_cell(actor_config(tmp_path), scenario)
+
+
+def test_caller_errors_do_not_fail_the_instance(tmp_path: Path) -> None:
+    async def scenario(cell: ActorCell) -> None:
+        first = await answer(send(cell, "whoami"))
+        business = await failure(send(cell, "reject", x=99))
+        assert isinstance(business, PulsingBusinessError)
+        assert business.code == "out_of_range"
+        assert business.details == {"max": 10}
+        assert (business.actor, business.state) == ("w", "running")
+        bad_args = await failure(send(cell, "echo", nope=1))
+        assert isinstance(bad_args, PulsingBusinessError)
+        for op in ("nope", "_private", "__init__", "on_start"):
+            unsupported = await failure(send(cell, op))
+            assert isinstance(unsupported, PulsingUnsupportedError), op
+        transient = await failure(send(cell, "transient"))
+        assert isinstance(transient, PulsingSystemError)
+        assert transient.recoverable is True
+        # none of these was a failure: same instance, no restart
+        assert await answer(send(cell, "whoami")) == first
+        assert cell.tracker.count == 0
+        assert cell.total_restarts == 0
+        assert cell.counts["business"] == 2
+        assert cell.counts["unsupported"] == 4
+        assert cell.counts["system"] == 1
+
+    run_cell(actor_config(tmp_path), scenario)
+
+
+def test_async_op_past_deadline_times_out_and_actor_goes_on(tmp_path: Path) -> None:
+    async def scenario(cell: ActorCell) -> None:
+        token = f"late-{tmp_path.name}"
+        error = await failure(send(cell, "slow", 1.0, token=token, timeout=0.05))
+        assert isinstance(error, PulsingTimeoutError)
+        assert error.operation == "slow"
+        assert error.extra.get("executed") is True
+        assert await answer(send(cell, "echo", 1)) == 1
+        assert token not in ran()  # the async op was cancelled at its deadline
+        assert cell.state is ActorState.RUNNING
+
+    run_cell(actor_config(tmp_path), scenario)
+
+
+def test_blocking_sync_op_does_not_stall_the_loop(tmp_path: Path) -> None:
+    async def scenario(cell: ActorCell) -> None:
+        blocked = send(cell, "block", 0.3)
+        await wait_until(lambda: cell.in_flight == 1)
+        started = time.monotonic()
+        await asyncio.sleep(0.01)
+        assert time.monotonic() - started < 0.15
+        assert await answer(blocked) == 0.3
+
+    run_cell(actor_config(tmp_path), scenario)
+
+
+# ----------------------------------------------------------------- crashes and restarts
+def test_crash_backoff_then_running(tmp_path: Path) -> None:
+    async def scenario(cell: ActorCell) -> None:
+        first = await answer(send(cell, "whoami"))
+        crash = send(cell, "crash")
+        behind = send(cell, "whoami")
+        also_behind = send(cell, "echo", x="still here")
+        error = await failure(crash)
+        assert isinstance(error, PulsingSystemError)
+        assert error.recoverable is True
+        assert error.state == "backoff"
+        assert error.actor == "w"
+        assert error.restarts == 1
+        assert error.max_restarts == 5
+        assert error.type == "ZeroDivisionError"
+        assert "boom" in error.message
+        # the queued asks are served by the restarted instance
+        second = await answer(behind)
+        assert second != first
+        assert await answer(also_behind) == "still here"
+        assert cell.state is ActorState.RUNNING
+        status = cell.status()
+        assert status["restarts"] == 1
+        assert status["counts"]["system"] == 1
+        assert status["counts"]["ok"] == 3
+        assert status["last_error"]["category"] == "system"
+        assert status["last_error"]["type"] == "ZeroDivisionError"
+        assert status["last_failure"]["type"] == "ZeroDivisionError"
+
+    run_cell(actor_config(tmp_path, max_restarts=5), scenario)
+
+
+def test_non_recoverable_system_error_is_a_failure_with_restart(tmp_path: Path) -> None:
+    async def scenario(cell: ActorCell) -> None:
+        first = await answer(send(cell, "whoami"))
+        error = await failure(send(cell, "fatal"))
+        assert isinstance(error, PulsingSystemError)
+        assert "disk gone" in error.message
+        assert error.recoverable is True  # a restart is scheduled, so retrying can succeed
+        assert error.state == "backoff"
+        assert await answer(send(cell, "whoami")) != first
+
+    run_cell(actor_config(tmp_path), scenario)
+
+
+def test_never_policy_fails_at_once(tmp_path: Path) -> None:
+    async def scenario(cell: ActorCell) -> None:
+        crash = send(cell, "crash")
+        queued = send(cell, "echo", 1)
+        error = await failure(crash)
+        assert isinstance(error, PulsingSystemError)
+        assert error.recoverable is False
+        assert error.state == "failed"
+        drained = await failure(queued)
+        assert type(drained) is PulsingRuntimeError
+        assert cell.state is ActorState.FAILED
+        assert cell.total_restarts == 0
+
+    run_cell(actor_config(tmp_path, restart_policy="never"), scenario)
+
+
+def test_max_restarts_then_failed(tmp_path: Path) -> None:
+    async def scenario(cell: ActorCell) -> None:
+        token = f"after-fail-{tmp_path.name}"
+        first_crash = send(cell, "crash")
+        second_crash = send(cell, "crash")
+        queued = send(cell, "mark", token)
+        first = await failure(first_crash)
+        assert first.recoverable is True
+        assert first.state == "backoff"
+        second = await failure(second_crash)
+        assert isinstance(second, PulsingSystemError)
+        assert second.recoverable is False  # past max_restarts: no restart follows
+        assert second.state == "failed"
+        assert (second.restarts, second.max_restarts) == (1, 1)
+        drained = await failure(queued)
+        assert type(drained) is PulsingRuntimeError
+        assert drained.recoverable is False
+        assert drained.state == "failed"
+        assert "not executed" in drained.message
+        assert token not in ran()
+        assert cell.state is ActorState.FAILED
+        with pytest.raises(PulsingRuntimeError) as info:
+            send(cell, "echo", 1)
+        assert "failed" in info.value.message
+        assert "pulsing restart w" in info.value.extra.get("hint", "")
+        assert info.value.state == "failed"
+        assert cell.status()["state"] == "failed"
+
+    run_cell(actor_config(tmp_path, max_restarts=1), scenario)
+
+
+def _run_failing_start(tmp_path: Path, queue_an_ask: bool) -> None:
+    async def main() -> None:
+        config = actor_config(tmp_path, cls="cell_actors:FailsToStart", max_restarts=2)
+        cell = ActorCell(config, make_host, default_timeout=5.0)
+        cell.start()
+        try:
+            if queue_an_ask:
+                await wait_for_state(cell, ActorState.STARTING, ActorState.BACKOFF)
+                queued = send(cell, "echo", 1)  # accepted while (re)starting
+                error = await failure(queued)
+                assert type(error) is PulsingRuntimeError
+                assert error.state == "failed"
+            await wait_for_state(cell, ActorState.FAILED)
+            assert cell.total_restarts == 2
+            assert cell.tracker.count == 2
+            assert cell.last_failure is not None
+            assert cell.last_failure["where"] == "start"
+            assert cell.last_failure["type"] == "RuntimeError"
+            assert "no config" in cell.last_failure["message"]
+            status = cell.status()
+            assert status["last_failure"]["type"] == "RuntimeError"
+            if not queue_an_ask:  # no ask carried the failure: it is the last error
+                assert status["last_error"]["type"] == "RuntimeError"
+        finally:
+            await asyncio.wait_for(cell.stop(), BOUND)
+
+    asyncio.run(asyncio.wait_for(main(), 8.0))
+
+
+def test_start_failure_counts_and_gives_up(tmp_path: Path) -> None:
+    _run_failing_start(tmp_path, queue_an_ask=False)
+
+
+def test_ask_queued_during_failing_starts_is_answered(tmp_path: Path) -> None:
+    _run_failing_start(tmp_path, queue_an_ask=True)
+
+
+def test_queued_ask_keeps_its_deadline_across_a_restart(tmp_path: Path) -> None:
+    async def scenario(cell: ActorCell) -> None:
+        token = f"deadline-{tmp_path.name}"
+        crash = send(cell, "crash")
+        queued = send(cell, "mark", token, timeout=0.1)  # expires during the 0.3s backoff
+        await failure(crash)
+        error = await failure(queued)
+        assert isinstance(error, PulsingTimeoutError)
+        assert error.extra.get("executed") is False
+        await wait_for_state(cell, ActorState.RUNNING)
+        assert await answer(send(cell, "echo", 1)) == 1
+        assert token not in ran()
+
+    run_cell(actor_config(tmp_path, min_backoff=0.3, max_backoff=0.3), scenario)
+
+
+def test_during_restart_queue_accepts_asks_in_backoff(tmp_path: Path) -> None:
+    async def scenario(cell: ActorCell) -> None:
+        await failure(send(cell, "crash"))
+        assert cell.state is ActorState.BACKOFF
+        later = send(cell, "echo", "served")
+        assert await answer(later) == "served"
+
+    run_cell(actor_config(tmp_path, min_backoff=0.1, max_backoff=0.1), scenario)
+
+
+# ----------------------------------------------------------------- deadlines in the mailbox
+def test_expired_in_mailbox_is_never_run(tmp_path: Path) -> None:
+    async def scenario(cell: ActorCell) -> None:
+        token = f"expired-{tmp_path.name}"
+        busy = send(cell, "slow", 0.3)
+        queued = send(cell, "mark", token, timeout=0.05)
+        started = time.monotonic()
+        error = await failure(queued)
+        assert time.monotonic() - started < 0.25  # answered at its deadline, not after busy
+        assert isinstance(error, PulsingTimeoutError)
+        assert error.operation == "mark"
+        assert error.extra.get("executed") is False
+        assert "never executed" in error.message
+        assert error.actor == "w"
+        assert await answer(busy) == 0.3
+        assert await answer(send(cell, "echo", 1)) == 1  # the mailbox moved past it
+        assert token not in ran()
+        assert cell.counts["timeout"] == 1
+        assert cell.queued == 0
+
+    run_cell(actor_config(tmp_path), scenario)
+
+
+def test_submit_past_deadline_raises_timeout(tmp_path: Path) -> None:
+    async def scenario(cell: ActorCell) -> None:
+        envelope = new_envelope("mark", ["x"], {}, 0.0)
+        with pytest.raises(PulsingTimeoutError):
+            cell.submit(envelope)
+
+    run_cell(actor_config(tmp_path), scenario)
+
+
+# ----------------------------------------------------------------- stop / restart
+def test_stop_finishes_current_and_drains_queue(tmp_path: Path) -> None:
+    async def scenario(cell: ActorCell) -> None:
+        token = f"drained-{tmp_path.name}"
+        current = send(cell, "slow", 0.2)
+        await wait_until(lambda: cell.in_flight == 1)
+        queued = [send(cell, "mark", f"{token}-{i}") for i in range(3)]
+        await asyncio.wait_for(cell.stop(), BOUND)
+        assert cell.state is ActorState.STOPPED
+        assert await answer(current) == 0.2  # the message being served finished
+        for envelope in queued:
+            error = await failure(envelope)
+            assert type(error) is PulsingRuntimeError
+            assert "not executed" in error.message
+        assert not any(t.startswith(token) for t in ran())
+        assert cell.queued == 0
+        with pytest.raises(PulsingRuntimeError) as info:
+            send(cell, "echo", 1)
+        assert "stopped" in info.value.message
+        assert cell.total_restarts == 0  # a manual stop never triggers a restart
+        # and it can be started again
+        cell.start()
+        await asyncio.wait_for(cell.settle(2.0), BOUND)
+        assert await answer(send(cell, "echo", 2)) == 2
+
+    run_cell(actor_config(tmp_path), scenario)
+
+
+def test_stop_during_backoff_does_not_restart(tmp_path: Path) -> None:
+    async def scenario(cell: ActorCell) -> None:
+        await failure(send(cell, "crash"))
+        assert cell.state is ActorState.BACKOFF
+        started = time.monotonic()
+        await asyncio.wait_for(cell.stop(), BOUND)
+        assert time.monotonic() - started < 1.0  # not waiting out the 2s backoff
+        assert cell.state is ActorState.STOPPED
+
+    run_cell(actor_config(tmp_path, min_backoff=2.0, max_backoff=2.0), scenario)
+
+
+def test_operator_restart_resets_count(tmp_path: Path) -> None:
+    async def scenario(cell: ActorCell) -> None:
+        await failure(send(cell, "crash"))
+        await wait_for_state(cell, ActorState.RUNNING)
+        assert cell.tracker.count == 1
+        before = await answer(send(cell, "whoami"))
+        await asyncio.wait_for(cell.restart(), BOUND)
+        await asyncio.wait_for(cell.settle(2.0), BOUND)
+        assert cell.state is ActorState.RUNNING
+        assert cell.tracker.count == 0
+        assert cell.operator_restarts == 1
+        status = cell.status()
+        assert status["restarts"] == 0
+        assert status["operator_restarts"] == 1
+        assert await answer(send(cell, "whoami")) != before
+
+    run_cell(actor_config(tmp_path), scenario)
+
+
+def test_operator_restart_keeps_queued_asks(tmp_path: Path) -> None:
+    async def scenario(cell: ActorCell) -> None:
+        current = send(cell, "slow", 0.1)
+        await wait_until(lambda: cell.in_flight == 1)
+        queued = send(cell, "echo", "kept")
+        await asyncio.wait_for(cell.restart(), BOUND)
+        assert await answer(current) == 0.1
+        assert await answer(queued) == "kept"
+
+    run_cell(actor_config(tmp_path), scenario)
+
+
+def test_operator_restart_revives_failed_actor(tmp_path: Path) -> None:
+    async def scenario(cell: ActorCell) -> None:
+        await failure(send(cell, "crash"))
+        await failure(send(cell, "crash"))
+        await wait_for_state(cell, ActorState.FAILED)
+        assert cell.tracker.count == 1
+        await asyncio.wait_for(cell.restart(), BOUND)
+        await asyncio.wait_for(cell.settle(2.0), BOUND)
+        assert cell.state is ActorState.RUNNING
+        assert cell.tracker.count == 0
+        assert cell.operator_restarts == 1
+        assert await answer(send(cell, "echo", "back")) == "back"
+        # the budget is whole again: one more crash is restarted
+        error = await failure(send(cell, "crash"))
+        assert error.recoverable is True
+        assert error.state == "backoff"
+
+    run_cell(actor_config(tmp_path, max_restarts=1), scenario)
+
+
+# ----------------------------------------------------------------- admission
+def test_mailbox_full_raises_runtime_error(tmp_path: Path) -> None:
+    async def scenario(cell: ActorCell) -> None:
+        current = send(cell, "slow", 0.2)
+        await wait_until(lambda: cell.in_flight == 1)
+        queued = send(cell, "echo", "fits")
+        with pytest.raises(PulsingRuntimeError) as info:
+            send(cell, "echo", "overflow")
+        error = info.value
+        assert error.category == "runtime"
+        assert "full" in error.message
+        assert error.recoverable is True
+        assert error.retry_after is not None and error.retry_after > 0
+        assert error.actor == "w"
+        assert await answer(current) == 0.2
+        assert await answer(queued) == "fits"
+        assert await answer(send(cell, "echo", "room again")) == "room again"
+
+    run_cell(actor_config(tmp_path, mailbox_size=1), scenario)
+
+
+def test_fail_fast_during_restart(tmp_path: Path) -> None:
+    async def scenario(cell: ActorCell) -> None:
+        await failure(send(cell, "crash"))
+        assert cell.state is ActorState.BACKOFF
+        with pytest.raises(PulsingSystemError) as info:
+            send(cell, "echo", 1)
+        error = info.value
+        assert error.recoverable is True
+        assert error.category == "system"
+        assert error.retry_after is not None
+        assert 0 < error.retry_after <= 0.3
+        assert error.state == "backoff"
+        assert error.http_status == 503
+        await wait_for_state(cell, ActorState.RUNNING)
+        assert await answer(send(cell, "echo", 2)) == 2
+
+    config = actor_config(tmp_path, during_restart="fail_fast", min_backoff=0.3, max_backoff=0.3)
+    run_cell(config, scenario)
+
+
+# ----------------------------------------------------------------- status
+STATUS_KEYS = {
+    "name", "state", "policy", "restarts", "max_restarts", "operator_restarts",
+    "backoff_remaining", "mailbox", "in_flight", "counts", "last_error", "uptime",
+}  # fmt: skip
+COUNT_KEYS = {"ok", "business", "system", "timeout", "unsupported"}
+
+
+def test_status_keys_and_values(tmp_path: Path) -> None:
+    async def scenario(cell: ActorCell) -> None:
+        status = cell.status()
+        assert set(status) >= STATUS_KEYS
+        assert set(status["counts"]) >= COUNT_KEYS
+        assert status["name"] == "w"
+        assert status["state"] == "running"
+        assert status["policy"] == "on_failure"
+        assert status["restarts"] == 0
+        assert status["max_restarts"] == 3
+        assert status["operator_restarts"] == 0
+        assert status["backoff_remaining"] is None
+        assert status["mailbox"] == 0
+        assert status["in_flight"] == 0
+        assert status["last_error"] is None
+        assert isinstance(status["uptime"], float)
+        json.dumps(status)  # the status is plain JSON
+
+        await failure(send(cell, "crash"))
+        during = cell.status()
+        assert during["state"] == "backoff"
+        assert during["backoff_remaining"] is not None
+        assert 0 <= during["backoff_remaining"] <= 0.2
+        assert during["restarts"] == 1
+        assert during["uptime"] is None
+
+        await wait_for_state(cell, ActorState.RUNNING)
+        after = cell.status()
+        assert after["backoff_remaining"] is None
+        assert after["restarts"] == 1
+        # the last failure stays visible after the actor recovered
+        assert after["last_error"]["category"] == "system"
+        assert after["last_error"]["type"] == "ZeroDivisionError"
+        assert "at" in after["last_error"]
+        json.dumps(after)
+
+    run_cell(actor_config(tmp_path, max_restarts=3, min_backoff=0.2, max_backoff=0.2), scenario)
+
+
+def test_status_counts_mailbox_and_in_flight(tmp_path: Path) -> None:
+    async def scenario(cell: ActorCell) -> None:
+        current = send(cell, "slow", 0.2)
+        await wait_until(lambda: cell.in_flight == 1)
+        queued = [send(cell, "echo", i) for i in range(3)]
+        status = cell.status()
+        assert status["in_flight"] == 1
+        assert status["mailbox"] == 3
+        await answer(current)
+        for envelope in queued:
+            await answer(envelope)
+        assert cell.status()["counts"]["ok"] == 4
+
+    run_cell(actor_config(tmp_path), scenario)
+
+
+# ----------------------------------------------------------------- run() loops
+def _run_until(config: ActorConfig, *states: ActorState) -> tuple[ActorCell, ActorState]:
+    """Run until the cell reaches one of ``states``; returns it and the state it reached."""
+
+    async def main() -> tuple[ActorCell, ActorState]:
+        cell = ActorCell(config, make_host, default_timeout=5.0)
+        cell.start()
+        try:
+            await wait_for_state(cell, ActorState.RUNNING)
+            await wait_for_state(cell, *states)
+            await asyncio.sleep(0.05)  # nothing else happens after the final state
+            return cell, cell.state
+        finally:
+            await asyncio.wait_for(cell.stop(), BOUND)
+
+    return asyncio.run(asyncio.wait_for(main(), 8.0))
+
+
+def test_run_exit_under_on_failure_stops(tmp_path: Path) -> None:
+    config = actor_config(tmp_path, cls="cell_actors:Returns", restart_policy="on_failure")
+    cell, state = _run_until(config, ActorState.STOPPED)
+    assert state is ActorState.STOPPED
+    assert cell.total_restarts == 0
+    assert cell.last_failure is None
+
+
+def test_run_exit_under_always_restarts(tmp_path: Path) -> None:
+    config = actor_config(
+        tmp_path, cls="cell_actors:Returns", restart_policy="always", max_restarts=2
+    )
+    cell, _ = _run_until(config, ActorState.FAILED, ActorState.STOPPED)
+    assert cell.total_restarts == 2
+    assert cell.last_failure is None  # normal exits are not failures
+
+
+def test_always_past_max_restarts_is_failed(tmp_path: Path) -> None:
+    config = actor_config(
+        tmp_path, cls="cell_actors:Returns", restart_policy="always", max_restarts=2
+    )
+    _, state = _run_until(config, ActorState.FAILED, ActorState.STOPPED)
+    assert state is ActorState.FAILED
+
+
+def test_run_crash_is_a_failure(tmp_path: Path) -> None:
+    config = actor_config(tmp_path, cls="cell_actors:RunCrashes", max_restarts=1)
+    cell, state = _run_until(config, ActorState.FAILED)
+    assert state is ActorState.FAILED
+    assert cell.total_restarts == 1
+    assert cell.last_failure is not None
+    assert cell.last_failure["where"] == "run"
+    assert cell.last_failure["type"] == "KeyError"
+    assert cell.last_error is not None
+    assert cell.last_error["type"] == "KeyError"
