@@ -466,7 +466,7 @@ class ActorCell:
         cause = ended.cause
         self.last_failure = {
             "category": "system",
-            "type": type(cause).__name__ if cause is not None else "Exit",
+            "type": _type_name(cause) if cause is not None else "Exit",
             "message": str(cause) if cause is not None else "run() exited",
             "where": ended.where,
             "at": _utc_now(),
@@ -498,7 +498,7 @@ class ActorCell:
             )
         error = PulsingSystemError(message, recoverable=restart)
         if cause is not None and not isinstance(cause, PulsingError):
-            error.type = type(cause).__name__
+            error.type = _type_name(cause)
         return error
 
     # ----------------------------------------------------------------- serving
@@ -544,7 +544,9 @@ class ActorCell:
                 return await self._past_deadline(host, envelope, running)
             value, error, failure = _classify(running)
             if failure is not None:
-                return _Ended(kind=ExitKind.FAILURE, cause=failure, envelope=envelope)
+                return _Ended(
+                    kind=ExitKind.FAILURE, cause=failure, envelope=envelope, where=_where(failure)
+                )
             self._answer(envelope, value, error)
             return None
         except asyncio.CancelledError:
@@ -575,7 +577,7 @@ class ActorCell:
                 error = PulsingSystemError(f"{envelope.op} crashed after its deadline")
             envelope.on_late(value, error)
         if failure is not None:
-            return _Ended(kind=ExitKind.FAILURE, cause=failure)
+            return _Ended(kind=ExitKind.FAILURE, cause=failure, where=_where(failure))
         return None
 
     def _deadline_error(self, envelope: Envelope) -> PulsingTimeoutError:
@@ -705,7 +707,17 @@ def _describe(exc: BaseException | None) -> str:
     text = str(exc)
     if isinstance(exc, PulsingError):
         return text
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return f"{_type_name(exc)}: {text}" if text else _type_name(exc)
+
+
+def _type_name(exc: BaseException) -> str:
+    """The exception's type name (a child process's exception keeps its original name)."""
+    return getattr(exc, "type_name", None) or type(exc).__name__
+
+
+def _where(failure: BaseException) -> str:
+    """Where a failure during an op happened: the op itself, or its process died."""
+    return getattr(failure, "cause", None) or "op"
 
 
 def _utc_now() -> str:

@@ -171,7 +171,12 @@ def document(version: str) -> dict[str, Any]:
                 "get": {
                     "summary": "Read a stream: SSE, or NDJSON with Accept: application/x-ndjson",
                     "parameters": [
-                        {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}},
+                        {
+                            "name": "id",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        },
                         {"name": "from", "in": "query", "required": False,
                          "schema": {"type": "integer", "minimum": 0}},
                         {"name": "follow", "in": "query", "required": False,
@@ -181,7 +186,9 @@ def document(version: str) -> dict[str, Any]:
                     ],
                     "responses": {
                         "200": {
-                            "description": 'Records {"seq", "data"}, then {"end": true} or an error',
+                            "description": (
+                                'Records {"seq", "data"}, then {"end": true} or an error'
+                            ),
                             "content": {
                                 "text/event-stream": {"schema": {"type": "string"}},
                                 "application/x-ndjson": {"schema": {"type": "string"}},

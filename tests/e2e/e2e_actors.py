@@ -152,3 +152,31 @@ class Echo:
 
     async def aecho(self, value: object = None) -> object:
         return value
+
+
+class Crasher:
+    """Ways for a process to die hard (use with isolation = "process")."""
+
+    def exit(self, code: int = 3) -> None:
+        os._exit(code)
+
+    def segfault(self) -> None:
+        import ctypes
+
+        ctypes.string_at(0)
+
+    def hog(self, mb: int = 1024) -> int:
+        blob = bytearray(mb * 1024 * 1024)
+        return len(blob)
+
+    def spin(self, seconds: float = 10.0) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            pass
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def say(self, text: str = "hello") -> str:
+        print(text, flush=True)
+        return text

@@ -1,0 +1,208 @@
+"""The child side of ``isolation = "process"``: ``python -m pulsing_daemon.child --fd N``.
+
+Hosts one actor instance with the same ``InlineHost`` the daemon uses in-process, and
+speaks length-prefixed JSON frames (``pulsing_daemon.framing``) over an inherited
+socket. Exits when the daemon goes away: end of the socket, a parent-death signal
+(Linux), or a changed parent pid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import socket
+import sys
+from typing import Any
+
+from pulsing_daemon.exceptions import PulsingError
+from pulsing_daemon.framing import FrameError, encode, read_frame
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL us when the daemon dies (best effort elsewhere)."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            PR_SET_PDEATHSIG = 1
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        except Exception:
+            pass
+
+
+def _apply_limits(memory_limit: int | None, cpu_limit: float | None) -> None:
+    import resource
+
+    if memory_limit:
+        resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
+    if cpu_limit:
+        seconds = max(1, int(cpu_limit + 0.999))
+        resource.setrlimit(resource.RLIMIT_CPU, (seconds, seconds + 1))
+
+
+def describe_exception(exc: BaseException, memory_limit: int | None = None) -> dict[str, Any]:
+    """An exception as a frame field: Pulsing errors keep their envelope."""
+    if isinstance(exc, PulsingError):
+        return {"wire": exc.to_wire()}
+    message = str(exc)
+    if isinstance(exc, MemoryError) and memory_limit:
+        message = f"memory_limit of {memory_limit} bytes exceeded" + (
+            f" ({message})" if message else ""
+        )
+    return {"type": type(exc).__name__, "message": message}
+
+
+class Child:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.host: Any = None
+        self.tasks: dict[int, asyncio.Future[Any]] = {}
+        self.memory_limit: int | None = None
+
+    def send(self, message: dict[str, Any]) -> None:
+        try:
+            self.writer.write(encode(message))
+        except FrameError as exc:
+            if "id" in message:
+                self.writer.write(
+                    encode(
+                        {
+                            "t": "error",
+                            "id": message["id"],
+                            "type": "FrameError",
+                            "message": str(exc),
+                        }
+                    )
+                )
+
+    async def serve(self) -> int:
+        init = await read_frame(self.reader)
+        if init is None or init.get("t") != "init":
+            return 2
+        from pulsing_daemon.host import InlineHost
+
+        self.memory_limit = init.get("memory_limit")
+        try:
+            for path in reversed(init.get("sys_path") or []):
+                if path not in sys.path:
+                    sys.path.insert(0, path)
+            _apply_limits(init.get("memory_limit"), init.get("cpu_limit"))
+            from pulsing_daemon.config import import_class
+
+            cls = import_class(init["class"])
+            self.host = InlineHost(cls, init.get("args") or {}, init.get("name", "actor"))
+            await self.host.start()
+        except BaseException as exc:  # a failed start: report, then exit
+            self.send({"t": "start_failed", **describe_exception(exc, self.memory_limit)})
+            await self.writer.drain()
+            return 1
+        self.host.exited.add_done_callback(self._instance_exited)
+        self.send({"t": "ready", "pid": os.getpid()})
+        while True:
+            try:
+                message = await read_frame(self.reader)
+            except FrameError:
+                return 2
+            if message is None:  # the daemon is gone
+                return 0
+            kind = message.get("t")
+            if kind == "call":
+                self._call(message)
+            elif kind == "stream":
+                self.tasks[message["id"]] = asyncio.ensure_future(self._stream(message))
+            elif kind == "cancel":
+                task = self.tasks.get(message["id"])
+                if isinstance(task, asyncio.Task):
+                    task.cancel()
+            elif kind == "stop":
+                await self.host.stop(graceful=True)
+                self.send({"t": "stopped"})
+                await self.writer.drain()
+                return 0
+            await self.writer.drain()
+
+    def _instance_exited(self, done: asyncio.Future[Any]) -> None:
+        error = done.result()
+        payload = None if error is None else describe_exception(error, self.memory_limit)
+        self.send({"t": "exited", "error": payload})
+
+    def _call(self, message: dict[str, Any]) -> None:
+        call_id = message["id"]
+        try:
+            running = self.host.invoke(
+                message["op"], message.get("args") or [], message.get("kwargs") or {}
+            )
+        except BaseException as exc:
+            self.send({"t": "error", "id": call_id, **describe_exception(exc)})
+            return
+        self.tasks[call_id] = running
+        running.add_done_callback(lambda done: self._answer(call_id, done))
+
+    def _answer(self, call_id: int, done: asyncio.Future[Any]) -> None:
+        self.tasks.pop(call_id, None)
+        if done.cancelled():
+            self.send({"t": "cancelled", "id": call_id})
+            return
+        exc = done.exception()
+        if exc is not None:
+            self.send({"t": "error", "id": call_id, **describe_exception(exc, self.memory_limit)})
+            return
+        value = done.result()
+        try:
+            self.send({"t": "result", "id": call_id, "value": value})
+        except (TypeError, ValueError) as err:
+            self.send({"t": "result", "id": call_id, "unserializable": str(err)})
+
+    async def _stream(self, message: dict[str, Any]) -> None:
+        call_id = message["id"]
+        try:
+            chunks = self.host.produce(
+                message["op"], message.get("args") or [], message.get("kwargs") or {}
+            )
+            async for chunk in chunks:
+                self.send({"t": "chunk", "id": call_id, "data": chunk})
+                await self.writer.drain()
+        except asyncio.CancelledError:
+            self.send({"t": "cancelled", "id": call_id})
+        except BaseException as exc:
+            self.send({"t": "error", "id": call_id, **describe_exception(exc, self.memory_limit)})
+        else:
+            self.send({"t": "end", "id": call_id})
+        finally:
+            self.tasks.pop(call_id, None)
+
+
+async def _watch_parent(parent: int) -> None:
+    while True:
+        await asyncio.sleep(0.5)
+        if os.getppid() != parent:
+            os._exit(0)
+
+
+async def main(fd: int, parent: int) -> int:
+    sock = socket.socket(fileno=fd)
+    reader, writer = await asyncio.open_connection(sock=sock)
+    watcher = asyncio.ensure_future(_watch_parent(parent))
+    try:
+        return await Child(reader, writer).serve()
+    finally:
+        watcher.cancel()
+
+
+if __name__ == "__main__":
+    _die_with_parent()
+    parser = argparse.ArgumentParser(prog="python -m pulsing_daemon.child")
+    parser.add_argument("--fd", type=int, required=True)
+    parser.add_argument("--parent", type=int, required=True)
+    ns = parser.parse_args()
+    if os.getppid() != ns.parent:
+        sys.exit(0)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the daemon decides when we stop
+    code = asyncio.run(main(ns.fd, ns.parent))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # do not wait for op threads still blocked in user code

@@ -1,0 +1,40 @@
+"""Frames between the daemon and an actor's child process: a 4-byte big-endian length,
+then that many bytes of UTF-8 JSON. JSON only -- never pickle -- and bounded in size."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+MAX_FRAME = 64 * 1024 * 1024
+
+
+class FrameError(Exception):
+    """A frame that is too large or not a JSON object."""
+
+
+def encode(message: dict[str, Any]) -> bytes:
+    body = json.dumps(message, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    if len(body) > MAX_FRAME:
+        raise FrameError(f"frame of {len(body)} bytes exceeds the {MAX_FRAME}-byte limit")
+    return len(body).to_bytes(4, "big") + body
+
+
+async def read_frame(reader: asyncio.StreamReader) -> dict[str, Any] | None:
+    """The next message, or None at end of stream."""
+    try:
+        header = await reader.readexactly(4)
+    except (asyncio.IncompleteReadError, ConnectionError):
+        return None
+    size = int.from_bytes(header, "big")
+    if size > MAX_FRAME:
+        raise FrameError(f"incoming frame of {size} bytes exceeds the {MAX_FRAME}-byte limit")
+    try:
+        body = await reader.readexactly(size)
+    except (asyncio.IncompleteReadError, ConnectionError):
+        return None
+    message = json.loads(body)
+    if not isinstance(message, dict):
+        raise FrameError("a frame must hold a JSON object")
+    return message

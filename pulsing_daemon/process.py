@@ -1,0 +1,346 @@
+"""``isolation = "process"``: the instance lives in a child Python process.
+
+Same interface as ``InlineHost``, so supervision, deadlines, streams and idempotency
+do not change. A child that dies for any reason (exception in ``run()``, ``os._exit``,
+a signal such as SIGSEGV or SIGKILL, a resource limit) is a failure: in-flight calls
+fail with ``ProcessDied`` and ``exited`` resolves. Child stdout/stderr go to the
+daemon's log line by line, tagged with the actor name. Stop = ``on_stop``, then
+SIGTERM, then SIGKILL after the grace period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+from pulsing_daemon import log
+from pulsing_daemon.config import ActorConfig
+from pulsing_daemon.exceptions import from_wire
+from pulsing_daemon.framing import FrameError, encode, read_frame
+from pulsing_daemon.host import ActorHost, OpKind, bind_arguments, resolve_op
+
+START_TIMEOUT = 60.0
+STOP_GRACE = 5.0
+CANCEL_GRACE = 1.0
+
+
+class ChildError(Exception):
+    """An exception raised in the child, by type name and message."""
+
+    def __init__(self, type_name: str, message: str) -> None:
+        super().__init__(message)
+        self.type_name = type_name
+
+
+class ProcessDied(Exception):
+    """The child process ended while it was supposed to run."""
+
+    type_name = "ProcessExit"
+
+    def __init__(self, message: str, *, cause: str = "process") -> None:
+        super().__init__(message)
+        self.cause = cause
+
+
+class Unserializable:
+    """Stands for a child's result that JSON cannot carry (fails like inline when sent)."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return f"<unserializable result: {self.reason}>"
+
+
+def _exception(payload: dict[str, Any]) -> BaseException:
+    if "wire" in payload:
+        return from_wire(payload["wire"])
+    return ChildError(str(payload.get("type", "Exception")), str(payload.get("message", "")))
+
+
+def describe_exit(returncode: int, memory_limit: int | None, cpu_limit: float | None) -> str:
+    if returncode >= 0:
+        return f"process exited with code {returncode}"
+    signum = -returncode
+    try:
+        name = signal.Signals(signum).name
+    except ValueError:
+        name = f"signal {signum}"
+    text = f"process killed by {name}"
+    if signum == signal.SIGXCPU and cpu_limit:
+        text += f" (cpu_limit of {cpu_limit:g}s exceeded)"
+    if signum == signal.SIGKILL and memory_limit:
+        text += " (possibly memory_limit)"
+    return text
+
+
+class ProcessHost(ActorHost):
+    def __init__(self, config: ActorConfig) -> None:
+        assert config.cls is not None
+        self.config = config
+        self.cls = config.cls
+        self.name = config.name
+        loop = asyncio.get_running_loop()
+        self.exited = loop.create_future()
+        self.exit_where = "process"
+        self.proc: asyncio.subprocess.Process | None = None
+        self.writer: asyncio.StreamWriter | None = None
+        self._calls: dict[int, asyncio.Future[Any]] = {}
+        self._streams: dict[int, asyncio.Queue[tuple[str, Any]]] = {}
+        self._next_id = 0
+        self._ready: asyncio.Future[dict[str, Any]] = loop.create_future()
+        self._stopped = loop.create_future()
+        self._stopping = False
+        self._kill_cause: str | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        parent_sock, child_sock = socket.socketpair()
+        env = {**os.environ, **self.config.env}
+        try:
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "pulsing_daemon.child",
+                "--fd",
+                str(child_sock.fileno()),
+                "--parent",
+                str(os.getpid()),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                pass_fds=(child_sock.fileno(),),
+                env=env,
+                cwd=self.config.cwd,
+                start_new_session=True,  # a Ctrl-C on the daemon's terminal is the daemon's
+            )
+        finally:
+            child_sock.close()
+        reader, self.writer = await asyncio.open_connection(sock=parent_sock)
+        self._tasks = [
+            asyncio.create_task(self._read(reader)),
+            asyncio.create_task(self._pump(self.proc.stdout, "stdout")),
+            asyncio.create_task(self._pump(self.proc.stderr, "stderr")),
+            asyncio.create_task(self._wait()),
+        ]
+        self.writer.write(
+            encode(
+                {
+                    "t": "init",
+                    "name": self.name,
+                    "class": self.config.class_path,
+                    "args": dict(self.config.args),
+                    "sys_path": [p for p in sys.path if p],
+                    "memory_limit": self.config.memory_limit,
+                    "cpu_limit": self.config.cpu_limit,
+                }
+            )
+        )
+        try:
+            await asyncio.wait_for(asyncio.shield(self._ready), START_TIMEOUT)
+        except asyncio.TimeoutError:
+            raise ProcessDied(f"child did not start within {START_TIMEOUT:g}s") from None
+
+    def info(self) -> dict[str, Any]:
+        return {"pid": self.proc.pid if self.proc else None}
+
+    async def _read(self, reader: asyncio.StreamReader) -> None:
+        while True:
+            try:
+                message = await read_frame(reader)
+            except (FrameError, ValueError) as exc:
+                log.event("protocol_error", actor=self.name, category="system", msg=str(exc))
+                self._kill("protocol")
+                return
+            if message is None:
+                return
+            self._dispatch(message)
+
+    def _dispatch(self, message: dict[str, Any]) -> None:
+        kind = message.get("t")
+        call_id = message.get("id")
+        if kind == "ready":
+            if not self._ready.done():
+                self._ready.set_result(message)
+        elif kind == "start_failed":
+            if not self._ready.done():
+                self._ready.set_exception(_exception(message))
+        elif kind in ("result", "error", "cancelled") and call_id in self._calls:
+            future = self._calls.pop(call_id)
+            if future.done():
+                return
+            if kind == "result":
+                if "unserializable" in message:
+                    future.set_result(Unserializable(message["unserializable"]))
+                else:
+                    future.set_result(message.get("value"))
+            elif kind == "error":
+                future.set_exception(_exception(message))
+            else:
+                future.cancel()
+        elif call_id in self._streams:
+            queue = self._streams[call_id]
+            if kind == "chunk":
+                queue.put_nowait(("chunk", message.get("data")))
+            elif kind == "error":
+                queue.put_nowait(("error", _exception(message)))
+            elif kind in ("end", "cancelled"):
+                queue.put_nowait(("end", None))
+        elif kind == "exited":
+            payload = message.get("error")
+            self.exit_where = "run"
+            if not self.exited.done():
+                self.exited.set_result(None if payload is None else _exception(payload))
+        elif kind == "stopped" and not self._stopped.done():
+            self._stopped.set_result(None)
+
+    async def _pump(self, stream: asyncio.StreamReader | None, name: str) -> None:
+        if stream is None:
+            return
+        while True:
+            try:
+                line = await stream.readline()
+            except (ValueError, asyncio.LimitOverrunError):
+                line = b"<line too long>\n"
+            if not line:
+                return
+            log.event(
+                "output",
+                actor=self.name,
+                stream=name,
+                level=logging.INFO,
+                msg=line.decode(errors="replace").rstrip("\n"),
+            )
+
+    async def _wait(self) -> None:
+        assert self.proc is not None
+        returncode = await self.proc.wait()
+        text = describe_exit(returncode, self.config.memory_limit, self.config.cpu_limit)
+        if self._kill_cause == "timeout":
+            text = f"killed at an op's deadline (kill_on_timeout); {text}"
+            self.exit_where = "timeout"
+        died = ProcessDied(text, cause=self._kill_cause or "process")
+        if not self._ready.done():
+            self._ready.set_exception(died)
+        for future in self._calls.values():
+            if not future.done():
+                future.set_exception(died)
+        self._calls.clear()
+        for queue in self._streams.values():
+            queue.put_nowait(("error", died))
+        if not self.exited.done():
+            self.exited.set_result(None if self._stopping else died)
+        if not self._stopped.done():
+            self._stopped.set_result(None)
+        if not self._stopping:
+            log.event(
+                "process_exit",
+                actor=self.name,
+                category="system",
+                level=logging.WARNING,
+                pid=self.proc.pid,
+                msg=text,
+            )
+
+    def _kill(self, cause: str) -> None:
+        self._kill_cause = self._kill_cause or cause
+        if self.proc is not None and self.proc.returncode is None:
+            try:
+                self.proc.kill()
+            except ProcessLookupError:
+                pass
+
+    def _send(self, message: dict[str, Any]) -> None:
+        if self.writer is None or self.writer.is_closing():
+            raise ProcessDied("the child process is gone")
+        self.writer.write(encode(message))
+
+    # ------------------------------------------------------------------ ops
+    def invoke(self, op: str, args: list[Any], kwargs: dict[str, Any]) -> asyncio.Future[Any]:
+        info = resolve_op(self.cls, op, OpKind.ASK)
+        if info is not None:
+            bind_arguments(info, args, kwargs)
+        self._next_id += 1
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._calls[self._next_id] = future
+        self._send({"t": "call", "id": self._next_id, "op": op, "args": args, "kwargs": kwargs})
+        return future
+
+    def produce(self, op: str, args: list[Any], kwargs: dict[str, Any]) -> AsyncIterator[Any]:
+        info = resolve_op(self.cls, op, OpKind.STREAM)
+        if info is not None:
+            bind_arguments(info, args, kwargs)
+        self._next_id += 1
+        call_id = self._next_id
+        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self._streams[call_id] = queue
+        self._send({"t": "stream", "id": call_id, "op": op, "args": args, "kwargs": kwargs})
+        return self._chunks(call_id, queue)
+
+    async def _chunks(
+        self, call_id: int, queue: asyncio.Queue[tuple[str, Any]]
+    ) -> AsyncIterator[Any]:
+        try:
+            while True:
+                kind, value = await queue.get()
+                if kind == "chunk":
+                    yield value
+                elif kind == "error":
+                    raise value
+                else:
+                    return
+        finally:
+            self._streams.pop(call_id, None)
+
+    async def interrupt(self, running: asyncio.Future[Any]) -> bool:
+        if self.config.kill_on_timeout:
+            self._kill("timeout")
+            if self.proc is not None:
+                await self.proc.wait()
+            await asyncio.wait((self.exited,), timeout=STOP_GRACE)
+            return True
+        call_id = next((k for k, v in self._calls.items() if v is running), None)
+        if call_id is not None:
+            try:
+                self._send({"t": "cancel", "id": call_id})
+            except ProcessDied:
+                return True
+        done, _ = await asyncio.wait((running,), timeout=CANCEL_GRACE)
+        if done and not running.cancelled():
+            running.exception()
+        return bool(done)
+
+    async def stop(self, graceful: bool = True) -> None:
+        self._stopping = True
+        proc = self.proc
+        if proc is not None and proc.returncode is None:
+            if graceful:
+                try:
+                    self._send({"t": "stop"})
+                    await asyncio.wait_for(asyncio.shield(self._stopped), STOP_GRACE)
+                except (ProcessDied, asyncio.TimeoutError, ConnectionError):
+                    pass
+            for sig, wait in ((signal.SIGTERM, 2.0), (signal.SIGKILL, 5.0)):
+                if proc.returncode is not None:
+                    break
+                try:
+                    proc.send_signal(sig)
+                except ProcessLookupError:
+                    break
+                try:
+                    await asyncio.wait_for(proc.wait(), wait)
+                except asyncio.TimeoutError:
+                    continue
+        if self.writer is not None:
+            self.writer.close()
+        if proc is not None and proc.returncode is not None:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if not self.exited.done():
+            self.exited.set_result(None)
