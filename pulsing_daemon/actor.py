@@ -127,6 +127,7 @@ class ActorCell:
         self._idle = asyncio.Event()
         self._idle.set()
         self._changed = asyncio.Event()  # replaced on every transition
+        self.metrics: Any = None  # pulsing_daemon.metrics.Metrics, when attached
 
     # ----------------------------------------------------------------- state machine
     def _set_state(self, new: ActorState, **fields: Any) -> None:
@@ -199,6 +200,8 @@ class ActorCell:
             self._holding = False
         self.tracker.reset()
         self.operator_restarts += 1
+        if self.metrics is not None:
+            self.metrics.restarted(self.name, "operator")
         log.event("restart", actor=self.name, cause="operator")
         self.start()
 
@@ -343,12 +346,16 @@ class ActorCell:
             envelope.timer.cancel()
         if envelope.future.done():
             return
+        outcome = "ok" if error is None else error.category
+        self.counts[outcome] = self.counts.get(outcome, 0) + 1
+        if self.metrics is not None:
+            op = envelope.op if outcome != "unsupported" else "_unsupported"
+            elapsed = asyncio.get_running_loop().time() - (envelope.deadline - envelope.timeout)
+            self.metrics.observe(self.name, op, outcome, elapsed)
         if error is None:
-            self.counts["ok"] += 1
             envelope.future.set_result(value)
             return
         self.stamp(error)
-        self.counts[error.category] = self.counts.get(error.category, 0) + 1
         if remember:
             self._remember(envelope, error)
         envelope.future.set_exception(error)
@@ -426,6 +433,9 @@ class ActorCell:
             self._record_failure(ended)
         if decision.restart:
             self.total_restarts += 1
+            if self.metrics is not None:
+                cause = ended.where if kind is ExitKind.FAILURE else "exit"
+                self.metrics.restarted(self.name, cause)
             self.backoff_until = self.clock() + decision.delay
             self._set_state(
                 ActorState.BACKOFF,

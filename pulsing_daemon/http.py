@@ -20,6 +20,7 @@ from aiohttp import web
 from pulsing_daemon import __version__, log
 from pulsing_daemon.exceptions import PulsingError, PulsingRuntimeError, PulsingSystemError
 from pulsing_daemon.idempotency import IdempotencyStore
+from pulsing_daemon.metrics import CONTENT_TYPE, Metrics
 from pulsing_daemon.streams import StreamManager
 from pulsing_daemon.supervisor import Supervisor
 
@@ -27,6 +28,7 @@ SUPERVISOR = web.AppKey("supervisor", Supervisor)
 STREAMS = web.AppKey("streams", StreamManager)
 IDEMPOTENCY = web.AppKey("idempotency", IdempotencyStore)
 MAX_READERS = web.AppKey("max_readers", int)
+METRICS = web.AppKey("metrics", Metrics)
 MAX_BODY = web.AppKey("max_body", int)
 STARTED_AT = web.AppKey("started_at", float)
 
@@ -323,6 +325,11 @@ async def control(request: web.Request) -> web.Response:
     return json_response(payload)
 
 
+async def metrics(request: web.Request) -> web.Response:
+    body = request.app[METRICS].render()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
+
 async def openapi(request: web.Request) -> web.Response:
     from pulsing_daemon.openapi import document
 
@@ -346,11 +353,14 @@ def build_app(
     app[STREAMS] = streams
     app[IDEMPOTENCY] = idempotency
     app[MAX_READERS] = max_readers
+    app[METRICS] = Metrics()
+    app[METRICS].attach(supervisor, streams)
     app[MAX_BODY] = max_body
     app[STARTED_AT] = time.monotonic()
     app.router.add_get("/v1/health", health)
     app.router.add_get("/v1/status", status)
     app.router.add_get("/v1/openapi.json", openapi)
+    app.router.add_get("/metrics", metrics)
     app.router.add_get("/v1/actors/{name}", actor_status)
     app.router.add_post("/v1/actors/{name}/ask", ask)
     app.router.add_post(r"/v1/actors/{name}/{action:restart|stop|start}", control)
