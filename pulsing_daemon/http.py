@@ -16,6 +16,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import LineTooLong
+from aiohttp.web_protocol import RequestHandler
 
 from pulsing_daemon import __version__, log
 from pulsing_daemon.exceptions import PulsingError, PulsingRuntimeError, PulsingSystemError
@@ -368,3 +370,42 @@ def build_app(
     app.router.add_get("/v1/streams/{id}", read_stream)
     app.router.add_get("/v1/streams/{id}/info", stream_info)
     return app
+
+
+# ---------------------------------------------------------------------- runner
+# Errors the HTTP parser finds (oversized header lines, too many headers, garbage)
+# never reach a handler or middleware; aiohttp answers them in plain text from
+# RequestHandler.handle_error. These two small subclasses make those answers the
+# same JSON envelope as every other error, with 431 for oversized headers.
+class _EnvelopeRequestHandler(RequestHandler):
+    def handle_error(
+        self,
+        request: Any,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if request.writer.output_size > 0:
+            raise ConnectionError("response already started")
+        text = "header too large" if isinstance(exc, LineTooLong) else (message or "bad request")
+        # aiohttp has no exception class for "Too many headers received"; only its text.
+        if isinstance(exc, LineTooLong) or "too many headers" in text.lower():
+            status = 431
+        error = PulsingRuntimeError(f"bad request: {text}"[:300], status=status)
+        response = error_response(error)
+        response.force_close()
+        return response
+
+
+class _EnvelopeServer(web.Server):
+    def __call__(self) -> RequestHandler:
+        return _EnvelopeRequestHandler(self, loop=self._loop, **self._kwargs)
+
+
+class Runner(web.AppRunner):
+    """An AppRunner whose connections answer parse errors with JSON envelopes."""
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        server.__class__ = _EnvelopeServer
+        return server

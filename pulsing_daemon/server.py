@@ -18,11 +18,16 @@ from aiohttp import web
 
 from pulsing_daemon import __version__, log
 from pulsing_daemon.config import Config, ConfigError, load_config
-from pulsing_daemon.http import build_app
+from pulsing_daemon.http import Runner, build_app
 from pulsing_daemon.idempotency import IdempotencyStore
 from pulsing_daemon.journal import Journal
 from pulsing_daemon.streams import StreamManager
 from pulsing_daemon.supervisor import Supervisor
+
+# A connection that sends no complete request for this long is closed (idle keep-alive
+# connections and clients that never finish their headers alike).
+IDLE_TIMEOUT = 30.0
+MAX_HEADER = 8190  # bytes per header line; larger is 431
 
 
 class StartupError(Exception):
@@ -60,7 +65,15 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
         max_body=daemon.max_body,
         max_readers=daemon.max_stream_readers,
     )
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+    runner = Runner(
+        app,
+        access_log=None,
+        handle_signals=False,
+        shutdown_timeout=1.0,
+        keepalive_timeout=IDLE_TIMEOUT,
+        max_field_size=MAX_HEADER,
+        max_line_size=MAX_HEADER,
+    )
     await runner.setup()
     try:
         if daemon.is_unix:
