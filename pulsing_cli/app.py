@@ -57,6 +57,9 @@ app.add_typer(config.config_app)
 
 
 def main() -> None:
+    from pulsing_cli.fastparams import install
+
+    install()
     app()
 
 

@@ -23,14 +23,18 @@ Exit status: 0 ok, 3 business, 4 system, 5 unsupported, 6 runtime, 124 timeout."
 
 def ask(
     ctx: typer.Context,
-    actor: Annotated[str, typer.Argument(help="Actor name, as in the config.", show_default=False)],
+    actor: Annotated[
+        str,
+        typer.Argument(metavar="ACTOR", help="Actor name, as in the config.", show_default=False),
+    ],
     op: Annotated[
-        str, typer.Argument(help="Op (a public method of the actor).", show_default=False)
+        str,
+        typer.Argument(metavar="OP", help="Op (a public method of the actor).", show_default=False),
     ],
     words: Annotated[
         Optional[list[str]],  # noqa: UP045
         typer.Argument(
-            metavar="[ARG]...",
+            metavar="ARG",
             help="key=value (keyword) or value (positional); values are JSON when they parse.",
             show_default=False,
         ),

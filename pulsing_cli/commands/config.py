@@ -21,7 +21,9 @@ config_app = typer.Typer(
     ),
 )
 def check(
-    file: Annotated[str, typer.Argument(help="The TOML config file.", show_default=False)],
+    file: Annotated[
+        str, typer.Argument(metavar="FILE", help="The TOML config file.", show_default=False)
+    ],
     json_output: JsonOpt = False,
 ) -> None:
     """Report every problem of a config file (syntax, keys, types, values, classes) at once."""

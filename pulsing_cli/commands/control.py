@@ -25,7 +25,9 @@ HELP = {
 def make_control(action: str) -> Callable[..., None]:
     def command(
         ctx: typer.Context,
-        actor: Annotated[str, typer.Argument(help="Actor name.", show_default=False)],
+        actor: Annotated[
+            str, typer.Argument(metavar="ACTOR", help="Actor name.", show_default=False)
+        ],
         endpoint: EndpointOpt = None,
         token: TokenOpt = None,
         json_output: JsonOpt = False,

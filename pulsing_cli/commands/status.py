@@ -21,7 +21,7 @@ def status(
     ctx: typer.Context,
     actor: Annotated[
         Optional[str],  # noqa: UP045
-        typer.Argument(help="Only this actor.", show_default=False),
+        typer.Argument(metavar="ACTOR", help="Only this actor.", show_default=False),
     ] = None,
     watch: Annotated[
         bool, typer.Option("--watch", "-w", help="Refresh until Ctrl-C.", show_default=False)

@@ -33,17 +33,15 @@ def stream(
     ctx: typer.Context,
     actor: Annotated[
         Optional[str],  # noqa: UP045
-        typer.Argument(help="Actor name (omit with --id).", show_default=False),
+        typer.Argument(metavar="ACTOR", help="Actor name (omit with --id).", show_default=False),
     ] = None,
     op: Annotated[
         Optional[str],  # noqa: UP045
-        typer.Argument(help="Streaming op (a generator method).", show_default=False),
+        typer.Argument(metavar="OP", help="Streaming op (a generator method).", show_default=False),
     ] = None,
     words: Annotated[
         Optional[list[str]],  # noqa: UP045
-        typer.Argument(
-            metavar="[ARG]...", help="key=value or value, as for ask.", show_default=False
-        ),
+        typer.Argument(metavar="ARG", help="key=value or value, as for ask.", show_default=False),
     ] = None,
     stream_id: Annotated[
         Optional[str],  # noqa: UP045
