@@ -51,7 +51,7 @@ app.command("ask", epilog=ask.EPILOG)(ask.ask)
 app.command("stream", epilog=stream.EPILOG)(stream.stream)
 app.command("status", epilog=status.EPILOG)(status.status)
 for _action in ("restart", "stop", "start"):
-    app.command(_action)(control.make_control(_action))
+    app.command(_action, epilog=control.EPILOGS[_action])(control.make_control(_action))
 app.command("daemon", epilog=daemon.EPILOG)(daemon.daemon)
 app.add_typer(config.config_app)
 

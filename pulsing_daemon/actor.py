@@ -631,7 +631,9 @@ class ActorCell:
         except BaseException as exc:
             value, error, failure = _classify_exception(exc)
             if failure is not None:
-                return _Ended(kind=ExitKind.FAILURE, cause=failure, envelope=envelope)
+                return _Ended(
+                    kind=ExitKind.FAILURE, cause=failure, envelope=envelope, where=_where(failure)
+                )
             self._answer(envelope, value, error)
             return None
         finally:

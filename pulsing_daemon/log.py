@@ -1,6 +1,6 @@
 """One log line per event on stderr, logfmt style, always naming the actor and category.
 
-    2026-11-27T23:14:03.120Z level=warn actor=worker event=failed category=system \
+    2026-11-27T23:14:03.120Z level=warning actor=worker event=failed category=system \
         type=ZeroDivisionError msg="integer division or modulo by zero" restarts=1/5
 """
 

@@ -251,11 +251,19 @@ class ProcessHost(ActorHost):
 
     def _kill(self, cause: str) -> None:
         self._kill_cause = self._kill_cause or cause
-        if self.proc is not None and self.proc.returncode is None:
-            try:
-                self.proc.kill()
-            except ProcessLookupError:
-                pass
+        self._signal(signal.SIGKILL)
+
+    def _signal(self, signum: int) -> bool:
+        """Signal the child unless it has exited. Uses os.kill, not Popen.send_signal:
+        on 3.11 the latter may reap the child itself, and asyncio then loses its exit
+        status ("Unknown child process pid")."""
+        if self.proc is None or self.proc.returncode is not None:
+            return False
+        try:
+            os.kill(self.proc.pid, signum)
+        except ProcessLookupError:
+            return False
+        return True
 
     def _send(self, message: dict[str, Any]) -> None:
         if self.writer is None or self.writer.is_closing():
@@ -305,6 +313,8 @@ class ProcessHost(ActorHost):
             if self.proc is not None:
                 await self.proc.wait()
             await asyncio.wait((self.exited,), timeout=STOP_GRACE)
+            if running.done() and not running.cancelled():
+                running.exception()  # ProcessDied; the caller already has its timeout
             return True
         call_id = next((k for k, v in self._calls.items() if v is running), None)
         if call_id is not None:
@@ -321,18 +331,18 @@ class ProcessHost(ActorHost):
         self._stopping = True
         proc = self.proc
         if proc is not None and proc.returncode is None:
+            steps: list[tuple[int | None, float]] = [(signal.SIGTERM, 2.0), (signal.SIGKILL, 5.0)]
             if graceful:
                 try:
                     self._send({"t": "stop"})
                     await asyncio.wait_for(asyncio.shield(self._stopped), STOP_GRACE)
                 except (ProcessDied, asyncio.TimeoutError, ConnectionError):
                     pass
-            for sig, wait in ((signal.SIGTERM, 2.0), (signal.SIGKILL, 5.0)):
+                steps.insert(0, (None, 2.0))  # it said "stopped": let it exit on its own
+            for signum, wait in steps:
                 if proc.returncode is not None:
                     break
-                try:
-                    proc.send_signal(sig)
-                except ProcessLookupError:
+                if signum is not None and not self._signal(signum):
                     break
                 try:
                     await asyncio.wait_for(proc.wait(), wait)

@@ -18,7 +18,8 @@ EPILOG = """Examples:
 
   pulsing ask counter incr --idempotency-key order-42 by=2
 
-Exit status: 0 ok, 3 business, 4 system, 5 unsupported, 6 runtime, 124 timeout."""
+Exit status: 0 ok, 2 usage, 3 business, 4 system, 5 unsupported, 6 runtime,
+124 timeout, 130 interrupted."""
 
 
 def ask(

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from pulsing_cli.context import JsonOpt
+from pulsing_cli.context import DebugOpt, JsonOpt, settings
 from pulsing_cli.exit import ExitStatus
 
 config_app = typer.Typer(
@@ -21,10 +21,12 @@ config_app = typer.Typer(
     ),
 )
 def check(
+    ctx: typer.Context,
     file: Annotated[
         str, typer.Argument(metavar="FILE", help="The TOML config file.", show_default=False)
     ],
     json_output: JsonOpt = False,
+    debug: DebugOpt = False,
 ) -> None:
     """Report every problem of a config file (syntax, keys, types, values, classes) at once."""
     import json
@@ -32,8 +34,17 @@ def check(
 
     from pulsing_daemon.config import check_config
 
-    problems = check_config(file)
-    if json_output:
+    options = settings(ctx, json=json_output, debug=debug)
+    try:
+        problems = check_config(file)
+    except Exception as exc:  # a bug in the checker itself
+        if options.debug:
+            raise
+        print(
+            f"pulsing: internal error checking {file}: {type(exc).__name__}: {exc}", file=sys.stderr
+        )
+        raise typer.Exit(ExitStatus.FAILURE) from None
+    if options.json:
         print(
             json.dumps(
                 {

@@ -22,6 +22,28 @@ HELP = {
 }
 
 
+EPILOGS = {
+    "restart": """Examples:
+
+  pulsing restart worker
+
+  pulsing restart worker --json | jq -r '.action.after'
+
+Exit status: 0 done (the new instance may still fail: see pulsing status),
+6 runtime (unknown actor, daemon unreachable).""",
+    "stop": """Examples:
+
+  pulsing stop worker
+
+Exit status: 0 stopped, 6 runtime (unknown actor, daemon unreachable).""",
+    "start": """Examples:
+
+  pulsing start worker
+
+Exit status: 0 started, 6 runtime (unknown actor, daemon unreachable).""",
+}
+
+
 def make_control(action: str) -> Callable[..., None]:
     def command(
         ctx: typer.Context,

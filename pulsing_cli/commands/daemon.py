@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated, Optional
 
 import typer
+
+from pulsing_cli.exit import ExitStatus
 
 EPILOG = """Examples:
 
   pulsing daemon --config pulsing.toml.example
 
-  pulsing daemon -c /etc/pulsing/pulsing.toml --listen unix:/run/pulsing/pulsing.sock
+  pulsing daemon -c /etc/pulsing/pulsing.toml -l unix:/run/pulsing/sock
 
-SIGTERM or SIGINT: stop taking new work, let accepted asks finish within grace_period,
-stop the actors, flush durable state, exit 0."""
+SIGTERM or SIGINT: stop taking new work, let accepted asks finish within
+grace_period, stop the actors, flush durable state, exit 0. Exit status: 0
+after a clean stop, 1 when it cannot start (address in use, bad state_dir),
+2 for an invalid config."""
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 def daemon(
@@ -40,6 +47,12 @@ def daemon(
     ] = "info",
 ) -> None:
     """Run the daemon in the foreground, hosting the actors of a config file."""
+    if log_level.lower() not in LOG_LEVELS:
+        print(
+            f"pulsing daemon: --log-level must be one of {', '.join(LOG_LEVELS)}",
+            file=sys.stderr,
+        )
+        raise typer.Exit(ExitStatus.USAGE)
     from pulsing_daemon.server import main
 
     raise typer.Exit(main(config, listen=listen, log_level=log_level))

@@ -12,7 +12,7 @@ EPILOG = """Examples:
 
   pulsing status
 
-  pulsing status worker --json | jq .actors[0].restarts
+  pulsing status worker --json | jq '.actors[0].restarts'
 
   pulsing status --watch --interval 0.5"""
 

@@ -75,7 +75,7 @@ def stream(
     json_output: JsonOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Start or attach to a stream and print its chunks in order, exactly once."""
+    """Start or attach to a stream and print its chunks in order, without gaps or duplicates."""
     options = settings(ctx, endpoint, token, json_output, debug)
     if stream_id is None and (actor is None or op is None):
         fail_usage(options, "give ACTOR and OP, or --id STREAM")
