@@ -126,11 +126,20 @@ class Client:
         return headers
 
     def unreachable(self, exc: BaseException) -> PulsingRuntimeError:
-        reason = exc.reason if isinstance(exc, TransportConnectError) else str(exc)
+        """The daemon could not be reached (``sent=False``) or the connection dropped
+        after the request went out (``sent=True``: it may have been carried out)."""
+        if isinstance(exc, TransportConnectError):
+            return PulsingRuntimeError(
+                f"daemon not reachable at {self.endpoint}: {exc.reason}",
+                recoverable=True,
+                sent=False,
+                hint="is `pulsing daemon` running? (see --endpoint / PULSING_ENDPOINT)",
+            )
         return PulsingRuntimeError(
-            f"daemon not reachable at {self.endpoint}: {reason}",
+            f"connection to {self.endpoint} lost: {exc}",
             recoverable=True,
-            hint="is `pulsing daemon` running? (see --endpoint / PULSING_ENDPOINT)",
+            sent=True,
+            hint="retry; with an idempotency key a retry never runs the op twice",
         )
 
     async def request(
@@ -313,9 +322,11 @@ def is_retryable(error: BaseException) -> bool:
     Business and unsupported errors: never. System errors: only when ``recoverable``.
     Timeouts: yes. Runtime errors: when ``recoverable`` (daemon unreachable, mailbox
     full, restarting) -- not for an unknown actor, a stopped one or a bad request,
-    which no retry can fix.
+    which no retry can fix. A replayed outcome (idempotency key) is never retried.
     """
     if isinstance(error, (PulsingBusinessError, PulsingUnsupportedError)):
+        return False
+    if error.extra.get("replayed"):  # a stored outcome: it will not change on retry
         return False
     if isinstance(error, PulsingTimeoutError):
         return True

@@ -52,9 +52,19 @@ async def start_stream(
     else:
         payload["args"] = kwargs
     headers = {"Idempotency-Key": key} if key else None
-    response = await client.request(
-        "POST", f"/v1/actors/{quote(actor, safe='')}/streams", payload, headers=headers
-    )
+    path = f"/v1/actors/{quote(actor, safe='')}/streams"
+    failures = 0
+    while True:
+        try:
+            response = await client.request("POST", path, payload, headers=headers)
+            break
+        except PulsingRuntimeError as error:
+            # A keyed start is safe to repeat: a lost answer attaches to what started.
+            lost_answer = error.extra.get("sent") is True
+            if not key or not lost_answer or failures >= MAX_RECONNECTS:
+                raise
+            failures += 1
+            await asyncio.sleep(min(RECONNECT_CAP, RECONNECT_BASE * 2**failures))
     body = json.loads(response.body)
     return body["stream"], bool(body.get("attached"))
 

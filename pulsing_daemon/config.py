@@ -132,7 +132,7 @@ class DaemonConfig:
     max_body: int = 1048576
     pythonpath: tuple[Path, ...] = ()
     stream_retention_age: float = 604800.0
-    stream_retention_chunks: int = 100000
+    stream_retention_chunks: int = 1000000
     stream_retention_bytes: int = 1073741824
     idempotency_retention: float = 86400.0
     max_stream_readers: int = 1024
@@ -449,7 +449,7 @@ DAEMON_SPECS: tuple[KeySpec, ...] = (
             "relative to the config file"),
     KeySpec("stream_retention_age", "float", 604800.0, _number(positive=True),
             "seconds the chunks of a finished stream are kept"),
-    KeySpec("stream_retention_chunks", "integer", 100000, _integer(1),
+    KeySpec("stream_retention_chunks", "integer", 1000000, _integer(1),
             "most chunks kept per stream (the oldest go first)"),
     KeySpec("stream_retention_bytes", "integer", 1073741824, _integer(1),
             "most journal bytes kept across all streams (the oldest chunks go first)"),

@@ -282,8 +282,10 @@ async def read_stream(request: web.Request) -> web.StreamResponse:
                 await response.write(_encode(frame.chunks, ndjson))
             if frame.terminal is not None:
                 await response.write(_encode_terminal(frame.terminal, ndjson))
-            elif not frame.chunks:
-                await response.write(b"\n" if ndjson else b": keep-alive\n\n")
+            elif not frame.chunks and not ndjson:
+                # SSE comment as a keep-alive; NDJSON has no such line (every line is
+                # a record), so an idle NDJSON stream stays silent.
+                await response.write(b": keep-alive\n\n")
             frame = await anext(frames, None)
         await response.write_eof()
     except (ConnectionResetError, ConnectionError):

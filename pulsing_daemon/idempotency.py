@@ -7,9 +7,11 @@ Rules (also in pulsing.toml(5)):
   business, unsupported, non-recoverable system errors, and a timeout of an op that
   was cancelled while running (it may have had effects, so it never runs again).
 - Outcomes that mean "this did not run" or "retry me" are not stored and the record
-  is dropped, so a retry runs the op: a timeout while queued, runtime errors (actor
-  stopped, mailbox full, shutting down), recoverable system errors (raised by the op,
-  or a crash with a restart scheduled).
+  is dropped, so a retry runs the op: a timeout while queued, runtime errors before
+  the op started (actor stopped, mailbox full, shutting down), recoverable system
+  errors (raised by the op, or a crash with a restart scheduled).
+- An op the daemon abandoned while it ran (shutdown past the grace period) keeps its
+  *started* record: the outcome is unknown, as after a SIGKILL.
 - A sync op still running after its caller timed out keeps its record; its real
   outcome is stored when it finishes, and a repeat meanwhile waits for it.
 - A concurrent repeat waits for the first and gets the same outcome.
@@ -28,6 +30,7 @@ from pulsing_daemon.actor import ActorCell, Envelope
 from pulsing_daemon.exceptions import (
     PulsingBusinessError,
     PulsingError,
+    PulsingRuntimeError,
     PulsingSystemError,
     PulsingTimeoutError,
     PulsingUnsupportedError,
@@ -160,6 +163,11 @@ class IdempotencyStore:
         value, error = outcome
         if is_final(error, executed):
             self.journal.finish_ask(actor, key, encode(value, error))
+        elif executed and isinstance(error, PulsingRuntimeError):
+            # The op started, then the daemon gave up on it (shutdown past the grace
+            # period): its outcome is unknown. Keep the record "started" so a repeat
+            # after the restart is told so, and the op never runs twice.
+            pass
         else:
             self.journal.forget_ask(actor, key)
         shared = self._running.pop(slot, None)

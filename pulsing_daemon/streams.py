@@ -25,6 +25,7 @@ from pulsing_daemon.exceptions import (
     PulsingRuntimeError,
     PulsingSystemError,
 )
+from pulsing_daemon.host import OpKind, bind_arguments, resolve_op
 from pulsing_daemon.journal import Journal, StreamRecord
 from pulsing_daemon.supervisor import Supervisor
 
@@ -159,6 +160,10 @@ class StreamManager:
         Returns (stream id, attached). No await: check-and-create is atomic on the loop.
         """
         cell = self.supervisor.cell(actor)
+        if cell.config.cls is not None:  # unknown / non-streaming op, bad arguments: fail now
+            info = resolve_op(cell.config.cls, op, OpKind.STREAM)
+            if info is not None:
+                bind_arguments(info, args, kwargs)
         print_ = fingerprint(op, args, kwargs)
         if key is not None:
             existing = self.journal.stream_by_key(actor, key)
