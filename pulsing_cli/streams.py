@@ -75,8 +75,12 @@ async def follow_lines(
     *,
     follow: bool = True,
     on_reconnect: Callable[[int, BaseException, float], None] | None = None,
-) -> AsyncIterator[tuple[int, bytes, dict[str, Any]]]:
-    """Yield ``(seq, raw_line, record)`` for each chunk from ``state.next_seq`` on.
+) -> AsyncIterator[tuple[int, bytes]]:
+    """Yield ``(seq, raw_line)`` for each chunk from ``state.next_seq`` on.
+
+    The line is the daemon's ``{"seq": N, "data": ...}`` record, undecoded
+    (``chunk_data`` decodes it), so a consumer that passes lines through pays no
+    JSON parsing per chunk.
 
     Updates ``state.next_seq`` as chunks are yielded (so an interrupted caller knows
     where to resume), reconnects on drops, and raises the terminal error if any.
@@ -99,9 +103,11 @@ async def follow_lines(
                     raise decode_error(await response.read_body(), response.status)
                 async for line in response.iter_lines():
                     if not line:
-                        continue  # keep-alive
-                    record = json.loads(line)
-                    seq = record.get("seq")
+                        continue
+                    seq = _seq_of(line)
+                    if seq is None:
+                        record = json.loads(line)
+                        seq = record.get("seq")
                     if seq is None:  # the terminal record
                         state.ended = True
                         if "error" in record:
@@ -114,7 +120,7 @@ async def follow_lines(
                     state.next_seq = seq + 1
                     progressed = True
                     failures = 0
-                    yield seq, line, record
+                    yield seq, line
             if not follow:
                 return
             # The body ended without a terminal record: the connection was cut.
@@ -160,5 +166,24 @@ async def open_stream(
         state.stream, _ = await start_stream(
             client, actor, op, args, kwargs, key or new_idempotency_key()
         )
-    async for seq, _line, record in follow_lines(client, state):
-        yield Chunk(seq, record.get("data"))
+    async for seq, line in follow_lines(client, state):
+        yield Chunk(seq, chunk_data(line))
+
+
+_PREFIX = b'{"seq":'
+
+
+def _seq_of(line: bytes) -> int | None:
+    """The seq of a chunk record as the daemon writes it (``{"seq":N,...``), cheaply."""
+    if not line.startswith(_PREFIX):
+        return None
+    end = line.find(b",", len(_PREFIX))
+    try:
+        return int(line[len(_PREFIX) : end])
+    except ValueError:
+        return None
+
+
+def chunk_data(line: bytes) -> Any:
+    """The ``data`` of a chunk record line."""
+    return json.loads(line).get("data")

@@ -120,9 +120,12 @@ class Journal:
         return _stream(row)
 
     def append_chunks(
-        self, stream_id: str, first_seq: int, encoded: list[str], max_chunks: int
+        self, stream_id: str, first_seq: int, encoded: list[str], max_chunks: int, kept_from: int
     ) -> int:
-        """Commit a batch of chunks; trims the stream to ``max_chunks``. Returns its first_seq."""
+        """Commit a batch of chunks; trims the stream to ``max_chunks``.
+
+        ``kept_from`` is the stream's current earliest seq; returns the new one.
+        """
         size = sum(len(text) for text in encoded)
         next_seq = first_seq + len(encoded)
         with self.transaction():
@@ -135,10 +138,6 @@ class Journal:
                 (next_seq, size, stream_id),
             )
             earliest = next_seq - max_chunks
-            row = self.db.execute(
-                "SELECT first_seq FROM streams WHERE id = ?", (stream_id,)
-            ).fetchone()
-            kept_from = row[0] if row else 0
             if earliest > kept_from:
                 self._trim(stream_id, earliest)
                 kept_from = earliest

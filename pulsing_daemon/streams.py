@@ -36,6 +36,10 @@ READ_PAGE = 2048
 END = '{"end":true}'
 
 
+# One encoder, not json.dumps(**kwargs) per chunk (which builds an encoder each call).
+_encode_chunk = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+
+
 def fingerprint(op: str, args: list[Any], kwargs: dict[str, Any]) -> str:
     """What must match for a repeat with the same key to be 'the same request'."""
     return json.dumps([op, args, kwargs], sort_keys=True, separators=(",", ":"), default=str)
@@ -63,7 +67,7 @@ class LiveStream:
     async def append(self, chunk: Any) -> None:
         """The sink of the producing actor: stage one chunk for the next commit."""
         try:
-            text = json.dumps(chunk, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+            text = _encode_chunk(chunk)
         except (TypeError, ValueError) as exc:
             raise PulsingSystemError(
                 f"chunk {self.committed + len(self.pending)} of {self.op} is not "
@@ -73,6 +77,9 @@ class LiveStream:
         self.pending.append(text)
         if len(self.pending) >= FLUSH_CHUNKS:
             self.flush()
+            # A producer that never awaits would otherwise hold the event loop for the
+            # whole stream: give readers and other actors a turn after every batch.
+            await asyncio.sleep(0)
         elif self.flush_handle is None:
             self.flush_handle = asyncio.get_running_loop().call_later(FLUSH_DELAY, self.flush)
 
@@ -84,7 +91,9 @@ class LiveStream:
         if not self.pending:
             return
         batch, self.pending = self.pending, []
-        self.first_seq = self.journal.append_chunks(self.id, self.committed, batch, self.max_chunks)
+        self.first_seq = self.journal.append_chunks(
+            self.id, self.committed, batch, self.max_chunks, self.first_seq
+        )
         self.committed += len(batch)
         self.recent.extend(batch)
         if len(self.recent) > 2 * RECENT_WINDOW:
@@ -178,9 +187,7 @@ class StreamManager:
                 return existing.id, True
         stream_id = "s" + secrets.token_hex(8)
         stream = LiveStream(stream_id, actor, op, self.journal, self.config.stream_retention_chunks)
-        _, envelope = self.supervisor.envelope(
-            actor, op, args, kwargs, timeout=None, sink=stream
-        )
+        _, envelope = self.supervisor.envelope(actor, op, args, kwargs, timeout=None, sink=stream)
         self.journal.create_stream(
             StreamRecord(stream_id, actor, op, print_, key, True, None, 0, 0, 0, time.time(), None)
         )

@@ -103,7 +103,7 @@ def stream(
 
         from pulsing_cli.args import ArgumentError, build_arguments
         from pulsing_cli.client import new_idempotency_key
-        from pulsing_cli.streams import follow_lines, start_stream
+        from pulsing_cli.streams import chunk_data, follow_lines, start_stream
 
         async with options.client() as client:
             if state.stream is None:
@@ -124,7 +124,8 @@ def stream(
                     f"from seq {state.next_seq} (attempt {attempt})"
                 )
 
-            write = out.stdout.write
+            binary = getattr(out.stdout, "buffer", None)
+            write_text = out.stdout.write
             loop = asyncio.get_running_loop()
             flush_pending = False
 
@@ -134,16 +135,19 @@ def stream(
                 out.stdout.flush()
 
             try:
-                async for seq, line, record in follow_lines(
+                async for seq, line in follow_lines(
                     client, state, follow=follow, on_reconnect=reconnecting
                 ):
                     if out.json_mode:
-                        write(line.decode() + "\n")
+                        if binary is not None:
+                            binary.write(line + b"\n")
+                        else:
+                            write_text(line.decode() + "\n")
                     elif out.rich_out:
                         out.console().print(f"[dim]{seq:>6}[/dim] ", end="")
-                        out.console().print(_plain(record.get("data"), json), markup=False)
+                        out.console().print(_plain(chunk_data(line), json), markup=False)
                     else:
-                        write(_plain(record.get("data"), json) + "\n")
+                        write_text(_plain(chunk_data(line), json) + "\n")
                     if not flush_pending:
                         flush_pending = True
                         loop.call_soon(flush)  # once the reader waits for the network

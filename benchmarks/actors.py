@@ -1,0 +1,74 @@
+"""Actor classes hosted by the benchmark daemons (configs put this directory on
+``pythonpath`` and name them ``actors:Class``). Each op is as trivial as possible so
+what is measured is pulsing's own overhead."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+
+class Trivial:
+    """The JSON round trip of the bare echo server: return the keyword arguments."""
+
+    def echo(self, **kwargs: Any) -> dict[str, Any]:
+        return kwargs
+
+    async def aecho(self, **kwargs: Any) -> dict[str, Any]:
+        return kwargs
+
+
+class Echo:
+    """``pulsing ask echo ping`` (CLI start-up benchmark)."""
+
+    def ping(self) -> str:
+        return "pong"
+
+
+class Streamer:
+    async def chunks(self, n: int = 100_000) -> AsyncIterator[dict[str, int]]:
+        """``{"i": 0}`` .. ``{"i": n-1}`` as fast as the daemon takes them (never awaits)."""
+        for i in range(n):
+            yield {"i": i}
+
+    async def chunks_yielding(
+        self, n: int = 100_000, every: int = 512
+    ) -> AsyncIterator[dict[str, int]]:
+        """The same, giving the event loop a turn every ``every`` chunks (a workaround
+        for, and a preview of, a daemon that yields after each journal commit)."""
+        for i in range(n):
+            yield {"i": i}
+            if i % every == every - 1:
+                await asyncio.sleep(0)
+
+    def sync_chunks(self, n: int = 1000) -> Iterator[dict[str, int]]:
+        """The same from a plain (sync) generator."""
+        for i in range(n):
+            yield {"i": i}
+
+    async def paced(
+        self, n: int = 2000, batch: int = 50, delay: float = 0.005
+    ) -> AsyncIterator[dict[str, int]]:
+        """``n`` chunks, pausing ``delay`` s after every ``batch`` (a live, ongoing stream)."""
+        for i in range(n):
+            yield {"i": i}
+            if i % batch == batch - 1:
+                await asyncio.sleep(delay)
+
+
+class Crasher:
+    """``crash`` is a failure of the instance (restart); ``ok`` succeeds."""
+
+    async def crash(self) -> None:
+        raise RuntimeError("benchmark crash")
+
+    async def ok(self) -> str:
+        return "ok"
+
+
+class Idle:
+    """The 10,000-actor scale benchmark: an instance with no state."""
+
+    def ping(self) -> str:
+        return "pong"
