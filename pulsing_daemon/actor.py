@@ -14,7 +14,7 @@ import enum
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -548,6 +548,11 @@ class ActorCell:
             return None
         envelope.executed = True
         self.in_flight += 1
+        if asyncio.iscoroutine(running):
+            try:
+                return await self._execute_here(envelope, running, remaining)
+            finally:
+                self.in_flight -= 1
         try:
             done, _ = await asyncio.wait((running,), timeout=remaining)
             if not done:
@@ -571,6 +576,41 @@ class ActorCell:
             raise
         finally:
             self.in_flight -= 1
+
+    async def _execute_here(
+        self, envelope: Envelope, call: Coroutine[Any, Any, Any], remaining: float
+    ) -> _Ended | None:
+        """Await an in-process async op in this task, under the ask's deadline.
+
+        No task per op and no hop through the loop: a trivial op finishes within this
+        step, so a busy actor drains its mailbox in few loop iterations.
+        """
+        deadline = _deadline_scope(remaining)
+        try:
+            async with deadline:
+                value = await call
+        except asyncio.CancelledError:
+            self._answer(
+                envelope,
+                error=PulsingRuntimeError(
+                    f"daemon shut down while {envelope.op} was running", status=503
+                ),
+            )
+            raise
+        except BaseException as exc:
+            if isinstance(exc, TimeoutError) and deadline.expired():
+                envelope.interrupted = True  # cancelled at its deadline
+                self._answer(envelope, error=self._deadline_error(envelope))
+                return None
+            _, error, failure = _classify_exception(exc)
+            if failure is not None:
+                return _Ended(
+                    kind=ExitKind.FAILURE, cause=failure, envelope=envelope, where=_where(failure)
+                )
+            self._answer(envelope, error=error)
+            return None
+        self._answer(envelope, value)
+        return None
 
     async def _past_deadline(
         self, host: ActorHost, envelope: Envelope, running: asyncio.Future[Any]
@@ -720,6 +760,43 @@ def _describe(exc: BaseException | None) -> str:
     if isinstance(exc, PulsingError):
         return text
     return f"{_type_name(exc)}: {text}" if text else _type_name(exc)
+
+
+def _deadline_scope(seconds: float) -> Any:
+    """``asyncio.timeout`` (Python >= 3.11), or a shim with the same two methods."""
+    timeout = getattr(asyncio, "timeout", None)
+    if timeout is not None:
+        return timeout(seconds)
+    return _TimeoutShim(seconds)
+
+
+class _TimeoutShim:
+    """Python 3.10: cancel the current task at the deadline, report it as TimeoutError."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._expired = False
+        self._handle: asyncio.TimerHandle | None = None
+
+    def expired(self) -> bool:
+        return self._expired
+
+    def _fire(self, task: asyncio.Task[Any]) -> None:
+        self._expired = True
+        task.cancel()
+
+    async def __aenter__(self) -> _TimeoutShim:
+        task = asyncio.current_task()
+        assert task is not None
+        self._handle = asyncio.get_running_loop().call_later(self.seconds, self._fire, task)
+        return self
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+        if self._handle is not None:
+            self._handle.cancel()
+        if self._expired and exc_type is asyncio.CancelledError:
+            raise TimeoutError from exc
+        return False
 
 
 def _type_name(exc: BaseException) -> str:

@@ -133,9 +133,10 @@ class Child:
     def _call(self, message: dict[str, Any]) -> None:
         call_id = message["id"]
         try:
-            running = self.host.invoke(
+            call = self.host.invoke(
                 message["op"], message.get("args") or [], message.get("kwargs") or {}
             )
+            running = asyncio.ensure_future(call)
         except BaseException as exc:
             self.send({"t": "error", "id": call_id, **describe_exception(exc)})
             return

@@ -15,7 +15,7 @@ import contextvars
 import enum
 import functools
 import inspect
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -144,8 +144,12 @@ class ActorHost(abc.ABC):
         """Create the instance and run ``on_start``; raise on failure."""
 
     @abc.abstractmethod
-    def invoke(self, op: str, args: list[Any], kwargs: dict[str, Any]) -> asyncio.Future[Any]:
-        """Start an ask; the future holds the result or the exception the op raised.
+    def invoke(
+        self, op: str, args: list[Any], kwargs: dict[str, Any]
+    ) -> asyncio.Future[Any] | Coroutine[Any, Any, Any]:
+        """Start an ask: a running future, or a coroutine for the caller to await in its
+        own task (an async op in-process: no extra task, and a trivial op completes
+        without yielding to the loop). Either holds the result or the op's exception.
 
         Resolution errors (unknown op, bad arguments) are raised here, synchronously.
         """
@@ -213,7 +217,9 @@ class InlineHost(ActorHost):
         else:
             await run_sync(hook)
 
-    def invoke(self, op: str, args: list[Any], kwargs: dict[str, Any]) -> asyncio.Future[Any]:
+    def invoke(
+        self, op: str, args: list[Any], kwargs: dict[str, Any]
+    ) -> asyncio.Future[Any] | Coroutine[Any, Any, Any]:
         info = resolve_op(self.cls, op, OpKind.ASK)
         if info is None:
             method = self.instance.receive
@@ -225,7 +231,7 @@ class InlineHost(ActorHost):
             method = getattr(self.instance, op)
             call_args, call_kwargs, is_async = args, kwargs, info.is_async
         if is_async:
-            return asyncio.ensure_future(method(*call_args, **call_kwargs))
+            return method(*call_args, **call_kwargs)
         return submit_sync(method, *call_args, **call_kwargs)
 
     def produce(self, op: str, args: list[Any], kwargs: dict[str, Any]) -> AsyncIterator[Any]:

@@ -258,7 +258,9 @@ async def read_stream(request: web.Request) -> web.StreamResponse:
     ndjson = "application/x-ndjson" in request.headers.get("Accept", "")
     if streams.readers >= request.app[MAX_READERS]:
         raise PulsingRuntimeError(
-            f"too many stream readers ({streams.readers})", recoverable=True, status=503,
+            f"too many stream readers ({streams.readers})",
+            recoverable=True,
+            status=503,
             retry_after=1.0,
         )
     frames = streams.frames(stream_id, start, follow)

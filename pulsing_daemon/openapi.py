@@ -69,8 +69,13 @@ def document(version: str) -> dict[str, Any]:
                             "properties": {
                                 "category": {
                                     "type": "string",
-                                    "enum": ["business", "system", "unsupported", "runtime",
-                                             "timeout"],
+                                    "enum": [
+                                        "business",
+                                        "system",
+                                        "unsupported",
+                                        "runtime",
+                                        "timeout",
+                                    ],
                                 },
                                 "type": {"type": "string"},
                                 "message": {"type": "string"},
@@ -177,12 +182,24 @@ def document(version: str) -> dict[str, Any]:
                             "required": True,
                             "schema": {"type": "string"},
                         },
-                        {"name": "from", "in": "query", "required": False,
-                         "schema": {"type": "integer", "minimum": 0}},
-                        {"name": "follow", "in": "query", "required": False,
-                         "schema": {"type": "string", "enum": ["0", "1"]}},
-                        {"name": "Last-Event-ID", "in": "header", "required": False,
-                         "schema": {"type": "string"}},
+                        {
+                            "name": "from",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "integer", "minimum": 0},
+                        },
+                        {
+                            "name": "follow",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "string", "enum": ["0", "1"]},
+                        },
+                        {
+                            "name": "Last-Event-ID",
+                            "in": "header",
+                            "required": False,
+                            "schema": {"type": "string"},
+                        },
                     ],
                     "responses": {
                         "200": {
