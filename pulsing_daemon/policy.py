@@ -95,7 +95,9 @@ class RestartTracker:
     @property
     def count(self) -> int:
         """Automatic restarts that count against ``max_restarts`` right now."""
-        self._expire(self.clock())
+        now = self.clock()
+        self._apply_reset_after(now)
+        self._expire(now)
         return len(self._restarts)
 
     def _expire(self, now: float) -> None:

@@ -26,7 +26,7 @@ from pulsing_daemon.supervisor import Supervisor
 
 # A connection that sends no complete request for this long is closed (idle keep-alive
 # connections and clients that never finish their headers alike).
-IDLE_TIMEOUT = 30.0
+IDLE_TIMEOUT = float(os.environ.get("PULSING_IDLE_TIMEOUT", "30"))  # env: for tests
 MAX_HEADER = 8190  # bytes per header line; larger is 431
 
 
