@@ -120,8 +120,7 @@ class Output:
             self.json(error.to_wire())
             return
         kind = f"{error.category} error"
-        if error.category in ("system", "runtime"):
-            kind += " (recoverable)" if error.recoverable else " (not recoverable)"
+        kind += " (recoverable)" if error.recoverable else " (not recoverable)"
         lines = [f"{kind}: {error.message}"]
         if error.actor:
             facts = [error.state or "?"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import json
 import logging
 import time
 from collections import deque
@@ -31,6 +32,10 @@ from pulsing_daemon.exceptions import (
 from pulsing_daemon.host import ActorHost
 from pulsing_daemon.policy import ExitKind, RestartTracker
 from pulsing_daemon.states import ACCEPTING, ActorState, check_transition
+
+_encode_result = json.JSONEncoder(
+    separators=(",", ":"), ensure_ascii=False, allow_nan=False
+).encode
 
 OUTCOMES = ("ok", "business", "system", "timeout", "unsupported", "runtime")
 
@@ -63,6 +68,7 @@ class Envelope:
     on_late: Callable[[Any, PulsingError | None], None] | None = None
     state: EnvelopeState = EnvelopeState.QUEUED
     timer: asyncio.TimerHandle | None = None
+    result_json: str | None = None  # the successful result, encoded once
     executed: bool = False  # the op was started
     interrupted: bool = False  # past its deadline, the op was stopped (not left running)
 
@@ -346,6 +352,16 @@ class ActorCell:
             envelope.timer.cancel()
         if envelope.future.done():
             return
+        if error is None and envelope.sink is None:
+            # Encode here, once: a result JSON cannot carry is the op's system error
+            # (counted and remembered like any other), and HTTP sends the text as is.
+            try:
+                envelope.result_json = _encode_result(value)
+            except (TypeError, ValueError) as exc:
+                error = PulsingSystemError(
+                    f"the result of {envelope.op} is not JSON-serializable: {exc}",
+                    recoverable=False,
+                )
         outcome = "ok" if error is None else error.category
         self.counts[outcome] = self.counts.get(outcome, 0) + 1
         if self.metrics is not None:

@@ -17,6 +17,7 @@ directories are prepended to ``sys.path``.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import importlib
 import inspect
@@ -945,3 +946,31 @@ def check_config(path: str | Path, *, import_classes: bool = True) -> list[Confi
     except ConfigError as exc:
         return exc.problems
     return []
+
+
+def with_listen(config: Config, listen: str) -> Config:
+    """``config`` with ``[daemon] listen`` overridden (``pulsing daemon --listen``).
+
+    The override passes the same checks as the file's value -- a malformed address,
+    or a non-loopback one without a token, is a ConfigError. A relative Unix socket
+    path is relative to the working directory (it came from the command line).
+    """
+    source = "--listen"
+    try:
+        endpoint = _parse_listen(listen.strip())
+    except ValueError as exc:
+        raise ConfigError([ConfigProblem(source, "daemon.listen", None, str(exc))]) from None
+    if endpoint.unix_path is not None:
+        listen = f"unix:{Path(endpoint.unix_path).expanduser().resolve()}"
+    elif not endpoint.is_loopback and not config.daemon.resolved_token():
+        raise ConfigError(
+            [
+                ConfigProblem(
+                    source,
+                    "daemon.listen",
+                    None,
+                    f"listening on {endpoint.host} requires a token (set token or token_file)",
+                )
+            ]
+        )
+    return dataclasses.replace(config, daemon=dataclasses.replace(config.daemon, listen=listen))

@@ -223,7 +223,10 @@ class InlineHost(ActorHost):
         info = resolve_op(self.cls, op, OpKind.ASK)
         if info is None:
             method = self.instance.receive
-            call_args: list[Any] = [{"op": op, "args": args if args else kwargs}]
+            message: dict[str, Any] = {"op": op, "args": args if args else kwargs}
+            if args and kwargs:
+                message["kwargs"] = kwargs
+            call_args: list[Any] = [message]
             call_kwargs: dict[str, Any] = {}
             is_async = inspect.iscoroutinefunction(method)
         else:

@@ -119,12 +119,23 @@ async def read_json(request: web.Request) -> dict[str, Any]:
     if not raw.strip():
         return {}
     try:
-        body = json.loads(raw)
+        body = json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
     except (ValueError, UnicodeDecodeError) as exc:
         raise bad_request(f"body is not valid JSON ({exc})") from None
     if not isinstance(body, dict):
         raise bad_request('body must be a JSON object like {"op": ..., "args": ...}')
     return body
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of range for a JSON number")
+    return value
 
 
 def parse_call(body: dict[str, Any]) -> tuple[str, list[Any], dict[str, Any]]:
@@ -209,14 +220,17 @@ async def ask(request: web.Request) -> web.Response:
     timeout = parse_timeout(request, body)
     supervisor = request.app[SUPERVISOR]
     key = request.headers.get("Idempotency-Key")
-    if key is None:
-        value = await supervisor.ask(request.match_info["name"], op, args, kwargs, timeout)
-        return result_response(value)
     cell, envelope = supervisor.envelope(request.match_info["name"], op, args, kwargs, timeout)
-    value, replayed = await request.app[IDEMPOTENCY].ask(cell, envelope, key)
-    if replayed:
-        return result_response(value, {"Idempotency-Replayed": "true"}, replayed=True)
-    return result_response(value)
+    if key is None:
+        cell.submit(envelope)
+        await envelope.future
+    else:
+        value, replayed = await request.app[IDEMPOTENCY].ask(cell, envelope, key)
+        if replayed:
+            return result_response(value, {"Idempotency-Replayed": "true"}, replayed=True)
+    return web.Response(
+        text='{"result":' + (envelope.result_json or "null") + "}", content_type=JSON_TYPE
+    )
 
 
 async def start_stream(request: web.Request) -> web.Response:

@@ -7,7 +7,6 @@ SIGTERM/SIGINT: stop taking new work, let accepted asks finish within
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import os
 import signal
 import stat
@@ -17,7 +16,7 @@ from pathlib import Path
 from aiohttp import web
 
 from pulsing_daemon import __version__, log
-from pulsing_daemon.config import Config, ConfigError, load_config
+from pulsing_daemon.config import Config, ConfigError, load_config, with_listen
 from pulsing_daemon.http import Runner, build_app
 from pulsing_daemon.idempotency import IdempotencyStore
 from pulsing_daemon.journal import Journal
@@ -154,9 +153,7 @@ def main(config_path: str, *, listen: str | None = None, log_level: str = "info"
     try:
         config = load_config(config_path)
         if listen is not None:
-            config = dataclasses.replace(
-                config, daemon=dataclasses.replace(config.daemon, listen=listen)
-            )
+            config = with_listen(config, listen)
     except ConfigError as exc:
         for problem in exc.problems:
             print(f"pulsing daemon: {problem}", file=sys.stderr)

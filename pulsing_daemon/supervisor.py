@@ -57,13 +57,6 @@ class Supervisor:
         envelope = new_envelope(op, args, kwargs, timeout or cell.default_timeout, sink)
         return cell, envelope
 
-    async def ask(
-        self, name: str, op: str, args: list[Any], kwargs: dict[str, Any], timeout: float | None
-    ) -> Any:
-        cell, envelope = self.envelope(name, op, args, kwargs, timeout)
-        cell.submit(envelope)
-        return await envelope.future
-
     async def shutdown(self, grace: float) -> None:
         await asyncio.gather(*(cell.shutdown(grace) for cell in self.cells.values()))
         log.event("actors_stopped", actors=len(self.cells))

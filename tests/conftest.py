@@ -84,12 +84,23 @@ class Daemon:
             if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError(f"daemon exited with {self.proc.returncode}:\n{self.log()}")
             try:
-                if self.http("GET", "/v1/health")[0] == 200:
+                if self.port is None:
+                    if self._unix_health():
+                        return
+                elif self.http("GET", "/v1/health")[0] == 200:
                     return
             except OSError:
                 pass
             time.sleep(0.05)
         raise RuntimeError(f"daemon not ready after {timeout}s:\n{self.log()}")
+
+    def _unix_health(self) -> bool:
+        path = self.endpoint.removeprefix("unix:")
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(2)
+            sock.connect(path)
+            sock.sendall(b"GET /v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            return sock.recv(64).startswith(b"HTTP/1.1 200")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
         if self.proc is None or self.proc.poll() is not None:

@@ -180,3 +180,40 @@ class Crasher:
     def say(self, text: str = "hello") -> str:
         print(text, flush=True)
         return text
+
+
+class Raiser:
+    """Raises the other error types and exceptions that are not ``Exception``s."""
+
+    def timeout(self) -> None:
+        from pulsing_daemon.exceptions import PulsingTimeoutError
+
+        raise PulsingTimeoutError("fetch", 1500)
+
+    def unsupported(self) -> None:
+        from pulsing_daemon.exceptions import PulsingUnsupportedError
+
+        raise PulsingUnsupportedError("fetch")
+
+    def sys_exit(self) -> None:
+        raise SystemExit(3)
+
+    async def async_sys_exit(self) -> None:
+        raise SystemExit(3)
+
+    async def async_keyboard_interrupt(self) -> None:
+        raise KeyboardInterrupt
+
+    def ping(self) -> str:
+        return "pong"
+
+
+class ExitInRun:
+    """``run()`` raises ``SystemExit``: a failure of the instance, not of the daemon."""
+
+    async def run(self) -> None:
+        await asyncio.sleep(0.05)
+        raise SystemExit(5)
+
+    def ping(self) -> str:
+        return "pong"

@@ -53,6 +53,19 @@ autostart = false
 [actors.broken]
 class = "e2e_actors:BadInit"
 restart_policy = "never"
+
+[actors.sysok]
+class = "e2e_actors:Recorder"
+
+[actors.fatal]
+class = "e2e_actors:Recorder"
+restart_policy = "never"
+
+[actors.weird]
+class = "e2e_actors:Unserializable"
+
+[actors.raiser]
+class = "e2e_actors:Raiser"
 """
 
 
@@ -72,12 +85,12 @@ def envelope(result: Any, category: str, *, actor: str | None = None) -> dict[st
         pytest.fail(f"not one JSON object on stdout: {result.stdout!r} / {result.stderr!r}")
     assert set(body) == {"error"}, body
     error = body["error"]
-    assert ENVELOPE_BASE <= set(error), error
+    assert set(error) >= ENVELOPE_BASE, error
     assert error["category"] == category, error
     assert isinstance(error["message"], str) and error["message"], error
     assert isinstance(error["recoverable"], bool), error
     if actor is not None:
-        assert ACTOR_KEYS <= set(error), error
+        assert set(error) >= ACTOR_KEYS, error
         assert error["actor"] == actor, error
     return error
 
@@ -104,26 +117,43 @@ def test_success_plain_and_json(d: Any) -> None:
     assert result.code == 0, result.stderr
     assert result.json() == {"result": 3}
 
+    # the raw receive(msg) actor gets {"op", "args"}
+    result = cli(d, "ask", "raw", "anything", "x=1", "y=two", "--json")
+    assert result.code == 0, (result.stdout, result.stderr)
+    assert result.json() == {"result": {"got": {"op": "anything", "args": {"x": 1, "y": "two"}}}}
+    status, _, body = d.http("POST", "/v1/actors/raw/ask", {"op": "other", "args": {"k": [1, 2]}})
+    assert status == 200, body
+    assert body == {"result": {"got": {"op": "other", "args": {"k": [1, 2]}}}}
+    private = cli(d, "ask", "raw", "_hidden", "--json")  # private names never reach receive
+    assert private.code == 5, (private.stdout, private.stderr)
+
+
+def test_receive_mixed_positional_and_keyword_args_are_not_lost(d: Any) -> None:
+    result = cli(d, "ask", "raw", "foo", "1", "x=2", "--json")
+    # either the message carries the keyword too, or the ask is refused -- never a silent drop
+    if result.code == 0:
+        assert "x" in json.dumps(result.json()["result"]), result.stdout
+    else:
+        assert result.code in (2, 3), (result.stdout, result.stderr)
+
 
 # ----------------------------------------------------------------------------- 2
-def test_usage_errors_exit_2(d: Any) -> None:
-    bad_json = cli(d, "ask", "echo", "echo", "--data", "{not json", "--json")
-    assert bad_json.code == 2, (bad_json.stdout, bad_json.stderr)
-
-    scalar = cli(d, "ask", "echo", "echo", "--data", "42")
-    assert scalar.code == 2, (scalar.stdout, scalar.stderr)
-
-    missing_file = cli(d, "ask", "echo", "echo", "--data", "@/nonexistent/args.json")
-    assert missing_file.code == 2, (missing_file.stdout, missing_file.stderr)
-
-    missing_op = cli(d, "ask", "echo")
-    assert missing_op.code == 2, (missing_op.stdout, missing_op.stderr)
-
-    missing_all = cli(d, "ask")
-    assert missing_all.code == 2, (missing_all.stdout, missing_all.stderr)
-
-    bad_option = cli(d, "ask", "echo", "echo", "--timeout", "soon")
-    assert bad_option.code == 2, (bad_option.stdout, bad_option.stderr)
+def test_usage_errors_exit_2(tmp_path: Path) -> None:
+    """Bad command lines are usage errors (2), found before any daemon is contacted."""
+    nowhere = {"PULSING_ENDPOINT": f"http://127.0.0.1:{_free_port()}"}
+    cases = [
+        ("ask", "echo", "echo", "--data", "{not json", "--json"),
+        ("ask", "echo", "echo", "--data", "42"),
+        ("ask", "echo", "echo", "--data", "@/nonexistent/args.json"),
+        ("ask", "echo"),
+        ("ask",),
+        ("ask", "echo", "echo", "--timeout", "soon"),
+        ("ask", "echo", "echo", "--no-such-option"),
+    ]
+    for args in cases:
+        result = _run_cli(*args, env=nowhere)
+        assert result.returncode == 2, (args, result.stdout, result.stderr)
+        assert "Traceback" not in result.stdout + result.stderr, args
 
 
 # ----------------------------------------------------------------------------- 3
@@ -145,8 +175,7 @@ def test_business_error_exit_3(d: Any) -> None:
     assert "business" in plain.stderr and "that input is wrong" in plain.stderr
     assert plain.stdout == ""
 
-
-def test_wrong_call_signature_is_business_exit_3(d: Any) -> None:
+    # a wrong call signature is a business error too
     missing = cli(d, "ask", "echo", "add", "a=1", "--json")
     assert missing.code == 3, (missing.stdout, missing.stderr)
     error = envelope(missing, "business", actor="echo")
@@ -156,16 +185,26 @@ def test_wrong_call_signature_is_business_exit_3(d: Any) -> None:
     assert unexpected.code == 3, (unexpected.stdout, unexpected.stderr)
     envelope(unexpected, "business", actor="rec")
 
-    too_many = cli(d, "ask", "rec", "pid", "1", "2")
-    assert too_many.code == 3, (too_many.stdout, too_many.stderr)
+    status, _, body = d.http("POST", "/v1/actors/rec/ask", {"op": "pid", "args": [1, 2]})
+    assert body["error"]["category"] == "business", (status, body)
 
     # a bad call is not a failure of the instance
     assert d.actor("echo")["state"] == "running"
     assert d.actor("echo")["restarts"] == 0
 
 
+def test_plain_cli_error_always_shows_recoverable(d: Any) -> None:
+    for args in (("rec", "business"), ("rec", "nope"), ("rec", "sleep", "seconds=2")):
+        extra = ("--timeout", "0.1") if args[1] == "sleep" else ()
+        result = cli(d, "ask", *args, *extra)
+        assert result.code in (3, 5, 124), (args, result.stderr)
+        assert "recoverable" in result.stderr, (args, result.stderr)
+        assert "0/5" in result.stderr, (args, result.stderr)
+
+
 # ----------------------------------------------------------------------------- 4
-def test_crash_with_restart_scheduled_is_recoverable_system_exit_4(d: Any) -> None:
+def test_system_errors_exit_4_and_recoverable_flag(d: Any) -> None:
+    # a crash with a restart scheduled: recoverable
     result = cli(d, "ask", "rec", "crash", "message=kaboom", "--json")
     assert result.code == 4, (result.stdout, result.stderr)
     error = envelope(result, "system", actor="rec")
@@ -174,58 +213,31 @@ def test_crash_with_restart_scheduled_is_recoverable_system_exit_4(d: Any) -> No
     assert error["restarts"] == 1
     assert error["max_restarts"] == 5
     assert "kaboom" in error["message"]
-
-    plain_d = d.wait_state("rec", "running", timeout=5)
-    assert plain_d["restarts"] == 1
+    assert d.wait_state("rec", "running", timeout=5)["restarts"] == 1
     plain = cli(d, "ask", "rec", "crash")
     assert plain.code == 4
     assert "system" in plain.stderr
     assert "recoverable" in plain.stderr
     assert "2/5" in plain.stderr  # the CLI shows restarts n/max
 
-
-def test_op_raising_recoverable_system_error_exit_4(d: Any) -> None:
-    result = cli(d, "ask", "rec", "recoverable", "--json")
+    # an op raising PulsingSystemError(recoverable=True): answers the caller, no restart
+    result = cli(d, "ask", "sysok", "recoverable", "--json")
     assert result.code == 4
-    error = envelope(result, "system", actor="rec")
+    error = envelope(result, "system", actor="sysok")
     assert error["recoverable"] is True
     assert "try again later" in error["message"]
-    # a recoverable PulsingSystemError answers the caller; the instance is not restarted
-    status = d.actor("rec")
+    status = d.actor("sysok")
     assert status["state"] == "running"
     assert status["restarts"] == 0
 
-
-def test_system_error_not_recoverable_under_never(d: Any) -> None:
+    # restart_policy = never (from @remote): not recoverable, failed
     result = cli(d, "ask", "never", "crash", "--json")
     assert result.code == 4, (result.stdout, result.stderr)
     error = envelope(result, "system", actor="never")
     assert error["recoverable"] is False
     assert error["state"] == "failed"
 
-
-def test_system_error_not_recoverable_past_max_restarts(d: Any) -> None:
-    first = cli(d, "ask", "once", "crash", "--json")
-    assert first.code == 4
-    assert envelope(first, "system", actor="once")["recoverable"] is True
-    d.wait_state("once", "running", timeout=5)
-
-    second = cli(d, "ask", "once", "crash", "--json")
-    assert second.code == 4
-    error = envelope(second, "system", actor="once")
-    assert error["recoverable"] is False
-    assert error["state"] == "failed"
-    assert error["restarts"] == 1 and error["max_restarts"] == 1
-
-
-def test_fatal_system_error_on_never_actor_is_not_recoverable(daemon_factory: Any) -> None:
-    d = daemon_factory(
-        """
-        [actors.fatal]
-        class = "e2e_actors:Recorder"
-        restart_policy = "never"
-        """
-    )
+    # PulsingSystemError(recoverable=False) with no restart following: not recoverable
     result = cli(d, "ask", "fatal", "fatal", "--json")
     assert result.code == 4
     error = envelope(result, "system", actor="fatal")
@@ -233,38 +245,68 @@ def test_fatal_system_error_on_never_actor_is_not_recoverable(daemon_factory: An
     assert "state corrupted" in error["message"]
     assert d.wait_state("fatal", "failed", timeout=5)["state"] == "failed"
 
+    # past max_restarts: the first crash is recoverable, the second is not
+    first = d.ask("once", "crash")[2]["error"]
+    assert (first["category"], first["recoverable"]) == ("system", True)
+    d.wait_state("once", "running", timeout=5)
+    second = cli(d, "ask", "once", "crash", "--json")
+    assert second.code == 4
+    error = envelope(second, "system", actor="once")
+    assert error["recoverable"] is False
+    assert error["state"] == "failed"
+    assert error["restarts"] == 1 and error["max_restarts"] == 1
+
+    # a result that is not JSON: a system error, and nothing crashes
+    result = cli(d, "ask", "weird", "thing", "--json")
+    assert result.code == 4, (result.stdout, result.stderr)
+    error = envelope(result, "system")
+    assert "JSON" in error["message"]
+    assert d.http("GET", "/v1/health")[0] == 200
+    assert d.actor("weird")["state"] == "running"
+
 
 # ----------------------------------------------------------------------------- 5
-@pytest.mark.parametrize(
-    ("actor", "op"),
-    [
-        ("rec", "no_such_op"),
-        ("rec", "_secret"),
-        ("rec", "__init__"),
-        ("rec", "receive"),
-        ("hooks", "on_start"),
-        ("hooks", "on_stop"),
-        ("looper", "run"),
-    ],
-)
-def test_unsupported_ops_exit_5(d: Any, actor: str, op: str) -> None:
-    result = cli(d, "ask", actor, op, "--json")
-    assert result.code == 5, (result.stdout, result.stderr)
-    error = envelope(result, "unsupported", actor=actor)
-    assert error["recoverable"] is False
-    assert "never" not in result.stdout  # _secret's return value never leaks
-    assert d.actor(actor)["state"] == "running"
+UNSUPPORTED = [
+    ("rec", "no_such_op"),
+    ("rec", "_secret"),
+    ("rec", "__init__"),
+    ("rec", "receive"),
+    ("hooks", "on_start"),
+    ("hooks", "on_stop"),
+    ("looper", "run"),
+]
+
+
+def test_unsupported_ops_exit_5(d: Any) -> None:
+    """Unknown ops, private names and lifecycle hooks are never ops."""
+    # the exit code through the real CLI for a few, the same answer over HTTP for all
+    for actor, op in (("rec", "no_such_op"), ("rec", "_secret"), ("hooks", "on_start")):
+        result = cli(d, "ask", actor, op, "--json")
+        assert result.code == 5, (actor, op, result.stdout, result.stderr)
+    for actor, op in UNSUPPORTED:
+        status, _, body = d.http("POST", f"/v1/actors/{actor}/ask", {"op": op})
+        assert status < 500, (actor, op, status, body)
+        error = body["error"]
+        assert error["category"] == "unsupported", (actor, op, error)
+        assert error["recoverable"] is False
+        assert error["actor"] == actor
+        assert "never" not in json.dumps(body)  # _secret's return value never leaks
+    for actor in ("rec", "hooks", "looper"):
+        status = d.actor(actor)
+        assert status["state"] == "running"
+        assert status["restarts"] == 0
+    assert d.actor("rec")["counts"]["unsupported"] == 6
 
 
 # ----------------------------------------------------------------------------- 6
-def test_unknown_actor_exit_6(d: Any) -> None:
+def test_runtime_errors_exit_6(d: Any) -> None:
+    # an unknown actor
     result = cli(d, "ask", "ghost", "ping", "--json")
     assert result.code == 6, (result.stdout, result.stderr)
     error = envelope(result, "runtime")
     assert "ghost" in error["message"]
 
-
-def test_stopped_actor_exit_6(d: Any) -> None:
+    # a stopped actor
     assert d.actor("idle")["state"] == "stopped"
     result = cli(d, "ask", "idle", "mark", "--json")
     assert result.code == 6, (result.stdout, result.stderr)
@@ -272,8 +314,7 @@ def test_stopped_actor_exit_6(d: Any) -> None:
     assert error["state"] == "stopped"
     assert "stopped" in error["message"]
 
-
-def test_failed_actor_exit_6(d: Any) -> None:
+    # a failed actor
     result = cli(d, "ask", "broken", "ping", "--json")
     assert result.code == 6, (result.stdout, result.stderr)
     error = envelope(result, "runtime", actor="broken")
@@ -317,9 +358,50 @@ def test_timeout_exit_124(d: Any) -> None:
     # the actor is fine afterwards
     assert cli(d, "ask", "rec", "mark", "tag=after").code == 0
 
+    # user code raising PulsingTimeoutError / PulsingUnsupportedError: same categories
+    raised = cli(d, "ask", "raiser", "timeout", "--json")
+    assert raised.code == 124, (raised.stdout, raised.stderr)
+    error = envelope(raised, "timeout", actor="raiser")
+    assert error["operation"] == "fetch" and error["duration_ms"] == 1500
+    raised = cli(d, "ask", "raiser", "unsupported", "--json")
+    assert raised.code == 5, (raised.stdout, raised.stderr)
+    envelope(raised, "unsupported", actor="raiser")
+    assert d.actor("raiser")["restarts"] == 0  # neither is a failure of the instance
+
+
+def test_ctrl_c_exit_130(d: Any) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    exe = Path(sys.executable).with_name("pulsing")
+    command = [str(exe)] if exe.exists() else [sys.executable, "-m", "pulsing_cli.app"]
+    proc = subprocess.Popen(
+        [*command, "ask", "rec", "sleep", "seconds=0.8"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PULSING_ENDPOINT": d.endpoint, "NO_COLOR": "1"},
+    )
+    try:
+        deadline = time.monotonic() + 5
+        while d.actor("rec")["in_flight"] != 1:
+            assert time.monotonic() < deadline, "the ask never started"
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=5)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+    assert proc.returncode == 130, (proc.returncode, out, err)
+    assert "Traceback" not in out + err
+    assert "KeyboardInterrupt" not in out + err
+
 
 # ----------------------------------------------------------------------------- args
-def test_positional_and_keyword_args(d: Any) -> None:
+def test_positional_keyword_and_data_args(d: Any, tmp_path: Path) -> None:
     result = cli(d, "ask", "echo", "echo", "1", "2", "--json")
     assert result.code == 0, result.stderr
     assert result.json() == {"result": {"args": [1, 2], "kwargs": {}}}
@@ -335,8 +417,7 @@ def test_positional_and_keyword_args(d: Any) -> None:
     assert result.code == 0, result.stderr
     assert result.stdout.strip() == "5"
 
-
-def test_data_inline_file_and_stdin(d: Any, tmp_path: Path) -> None:
+    # --data: inline JSON, @file, - (stdin), and an array plus positional words
     inline = cli(d, "ask", "echo", "add", "--data", '{"a": 4, "b": 5}', "--json")
     assert inline.code == 0, inline.stderr
     assert inline.json() == {"result": 9}
@@ -354,38 +435,6 @@ def test_data_inline_file_and_stdin(d: Any, tmp_path: Path) -> None:
     array = cli(d, "ask", "echo", "echo", "--data", "[1, 2]", "3", "--json")
     assert array.code == 0, array.stderr
     assert array.json() == {"result": {"args": [1, 2, 3], "kwargs": {}}}
-
-
-def test_receive_gets_raw_message(d: Any) -> None:
-    result = cli(d, "ask", "raw", "anything", "x=1", "y=two", "--json")
-    assert result.code == 0, (result.stdout, result.stderr)
-    assert result.json() == {"result": {"got": {"op": "anything", "args": {"x": 1, "y": "two"}}}}
-
-    status, _, body = d.http(
-        "POST", "/v1/actors/raw/ask", {"op": "other", "args": {"k": [1, 2]}}
-    )
-    assert status == 200, body
-    assert body == {"result": {"got": {"op": "other", "args": {"k": [1, 2]}}}}
-
-    # private names never reach receive
-    private = cli(d, "ask", "raw", "_hidden", "--json")
-    assert private.code == 5, (private.stdout, private.stderr)
-
-
-def test_non_json_result_is_system_error_not_crash(daemon_factory: Any) -> None:
-    d = daemon_factory(
-        """
-        [actors.weird]
-        class = "e2e_actors:Unserializable"
-        """
-    )
-    result = cli(d, "ask", "weird", "thing", "--json")
-    assert result.code == 4, (result.stdout, result.stderr)
-    error = envelope(result, "system")
-    assert "JSON" in error["message"]
-    # the daemon and the actor survive
-    assert d.http("GET", "/v1/health")[0] == 200
-    assert d.actor("weird")["state"] == "running"
 
 
 # ----------------------------------------------------------------------------- helpers

@@ -13,8 +13,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 ACTORS = """
 [actors.e]
 class = "stream_actors:Effects"
