@@ -324,6 +324,8 @@ def is_retryable(error: BaseException) -> bool:
     full, restarting) -- not for an unknown actor, a stopped one or a bad request,
     which no retry can fix. A replayed outcome (idempotency key) is never retried.
     """
+    if not isinstance(error, PulsingError):
+        return False
     if isinstance(error, (PulsingBusinessError, PulsingUnsupportedError)):
         return False
     if error.extra.get("replayed"):  # a stored outcome: it will not change on retry
