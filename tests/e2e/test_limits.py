@@ -215,3 +215,31 @@ def test_seed_retry_example_runs(daemon_factory) -> None:
     lines = proc.stdout.splitlines()
     assert len(lines) == 4
     assert all("processed" in line for line in lines)
+
+
+def test_stream_readers_are_capped(daemon_factory) -> None:
+    import http.client
+
+    d = daemon_factory(
+        """
+        [actors.streamer]
+        class = "pulsing_daemon.demo:Streamer"
+        """,
+        "max_stream_readers = 1\n",
+    )
+    status, _, started = d.http(
+        "POST", "/v1/actors/streamer/streams", {"op": "count", "args": {"n": 50, "delay": 0.05}}
+    )
+    assert status == 201
+    path = f"/v1/streams/{started['stream']}"
+    first = http.client.HTTPConnection("127.0.0.1", d.port, timeout=10)
+    first.request("GET", path, headers={"Accept": "application/x-ndjson"})
+    reader = first.getresponse()
+    assert reader.status == 200
+    reader.readline()  # the first reader is attached and reading
+    status, headers, body = d.http("GET", path, headers={"Accept": "application/x-ndjson"})
+    first.close()
+    assert status == 503
+    assert "Retry-After" in headers
+    assert body["error"]["category"] == "runtime"
+    assert "readers" in body["error"]["message"]
