@@ -583,12 +583,7 @@ class ActorCell:
         except asyncio.CancelledError:
             if not running.done():
                 await host.interrupt(running)
-            self._answer(
-                envelope,
-                error=PulsingRuntimeError(
-                    f"daemon shut down while {envelope.op} was running", status=503
-                ),
-            )
+            self._answer(envelope, error=_shut_down_while_running(envelope))
             raise
         finally:
             self.in_flight -= 1
@@ -606,12 +601,7 @@ class ActorCell:
             async with deadline:
                 value = await call
         except asyncio.CancelledError:
-            self._answer(
-                envelope,
-                error=PulsingRuntimeError(
-                    f"daemon shut down while {envelope.op} was running", status=503
-                ),
-            )
+            self._answer(envelope, error=_shut_down_while_running(envelope))
             raise
         except BaseException as exc:
             if isinstance(exc, TimeoutError) and deadline.expired():
@@ -679,10 +669,7 @@ class ActorCell:
                     )
                     return None
         except asyncio.CancelledError:
-            self._answer(
-                envelope,
-                error=PulsingRuntimeError("daemon shut down while streaming", status=503),
-            )
+            self._answer(envelope, error=_shut_down_while_running(envelope))
             raise
         except BaseException as exc:
             value, error, failure = _classify_exception(exc)
@@ -776,6 +763,10 @@ def _describe(exc: BaseException | None) -> str:
     if isinstance(exc, PulsingError):
         return text
     return f"{_type_name(exc)}: {text}" if text else _type_name(exc)
+
+
+def _shut_down_while_running(envelope: Envelope) -> PulsingRuntimeError:
+    return PulsingRuntimeError(f"daemon shut down while {envelope.op} was running", status=503)
 
 
 def _deadline_scope(seconds: float) -> Any:
