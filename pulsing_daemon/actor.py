@@ -33,9 +33,7 @@ from pulsing_daemon.host import ActorHost
 from pulsing_daemon.policy import ExitKind, RestartTracker
 from pulsing_daemon.states import ACCEPTING, ActorState, check_transition
 
-_encode_result = json.JSONEncoder(
-    separators=(",", ":"), ensure_ascii=False, allow_nan=False
-).encode
+_encode_result = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 
 OUTCOMES = ("ok", "business", "system", "timeout", "unsupported", "runtime")
 

@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import os
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -40,7 +41,8 @@ JSON_TYPE = "application/json"
 
 
 def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    # ensure_ascii: text with lone surrogates (valid JSON escapes) still encodes.
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
 
 
 def json_response(
@@ -77,7 +79,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             message = f"method {request.method} not allowed on {request.path}"
         else:
             message = exc.reason or "request rejected"
-        return error_response(PulsingRuntimeError(message, status=exc.status))
+        response = error_response(PulsingRuntimeError(message, status=exc.status))
+        if "Allow" in exc.headers:  # 405 must say which methods are allowed
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
     except Exception as exc:  # a bug in pulsing: log it, never leak a traceback
         log.event(
             "internal_error",
@@ -115,13 +120,20 @@ def auth_middleware(token: str | None) -> Any:
 # ---------------------------------------------------------------------- request parsing
 async def read_json(request: web.Request) -> dict[str, Any]:
     """The body as a JSON object (an empty body is ``{}``)."""
-    raw = await request.read()
+    try:
+        raw = await request.read()
+    except web.HTTPException:
+        raise  # 413: the body is over the limit
+    except Exception as exc:  # a body that cannot be read (bad Content-Encoding, ...)
+        raise bad_request(f"cannot read the body: {type(exc).__name__}: {exc}") from None
     if not raw.strip():
         return {}
     try:
         body = json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
     except (ValueError, UnicodeDecodeError) as exc:
         raise bad_request(f"body is not valid JSON ({exc})") from None
+    except RecursionError:
+        raise bad_request("body is nested too deeply") from None
     if not isinstance(body, dict):
         raise bad_request('body must be a JSON object like {"op": ..., "args": ...}')
     return body
@@ -160,6 +172,18 @@ def parse_call(body: dict[str, Any]) -> tuple[str, list[Any], dict[str, Any]]:
     if isinstance(args, list):
         return op, args, kwargs
     raise bad_request('"args" must be an object (keyword arguments) or an array (positional)')
+
+
+_KEY = re.compile(r"[\x21-\x7e]{1,256}")
+
+
+def parse_key(raw: Any) -> str | None:
+    """An idempotency or stream key: 1..256 printable ASCII characters, no spaces."""
+    if raw is None:
+        return None
+    if not isinstance(raw, str) or not _KEY.fullmatch(raw):
+        raise bad_request("a key (Idempotency-Key) must be 1..256 printable ASCII characters")
+    return raw
 
 
 def parse_timeout(request: web.Request, body: dict[str, Any]) -> float | None:
@@ -219,7 +243,7 @@ async def ask(request: web.Request) -> web.Response:
     op, args, kwargs = parse_call(body)
     timeout = parse_timeout(request, body)
     supervisor = request.app[SUPERVISOR]
-    key = request.headers.get("Idempotency-Key")
+    key = parse_key(request.headers.get("Idempotency-Key"))
     cell, envelope = supervisor.envelope(request.match_info["name"], op, args, kwargs, timeout)
     if key is None:
         cell.submit(envelope)
@@ -236,9 +260,7 @@ async def ask(request: web.Request) -> web.Response:
 async def start_stream(request: web.Request) -> web.Response:
     body = await read_json(request)
     op, args, kwargs = parse_call(body)
-    key = request.headers.get("Idempotency-Key", body.get("key"))
-    if key is not None and (not isinstance(key, str) or not key or len(key) > 256):
-        raise bad_request("the stream key must be a string of 1..256 characters")
+    key = parse_key(request.headers.get("Idempotency-Key", body.get("key")))
     name = request.match_info["name"]
     stream_id, attached = request.app[STREAMS].start(name, op, args, kwargs, key)
     payload = request.app[STREAMS].describe(stream_id)
@@ -356,6 +378,18 @@ async def openapi(request: web.Request) -> web.Response:
     return json_response(document(__version__))
 
 
+async def expect_handler(request: web.Request) -> web.StreamResponse | None:
+    """``Expect: 100-continue`` as aiohttp does; anything else is a 417 envelope."""
+    expect = request.headers.get("Expect", "")
+    if expect.lower() == "100-continue":
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0
+        return None
+    return error_response(
+        PulsingRuntimeError(f"bad request: unsupported Expect: {expect[:50]!r}", status=417)
+    )
+
+
 def build_app(
     supervisor: Supervisor,
     streams: StreamManager,
@@ -377,16 +411,18 @@ def build_app(
     app[METRICS].attach(supervisor, streams)
     app[MAX_BODY] = max_body
     app[STARTED_AT] = time.monotonic()
-    app.router.add_get("/v1/health", health)
-    app.router.add_get("/v1/status", status)
-    app.router.add_get("/v1/openapi.json", openapi)
-    app.router.add_get("/metrics", metrics)
-    app.router.add_get("/v1/actors/{name}", actor_status)
-    app.router.add_post("/v1/actors/{name}/ask", ask)
-    app.router.add_post(r"/v1/actors/{name}/{action:restart|stop|start}", control)
-    app.router.add_post("/v1/actors/{name}/streams", start_stream)
-    app.router.add_get("/v1/streams/{id}", read_stream)
-    app.router.add_get("/v1/streams/{id}/info", stream_info)
+    app.router.add_get("/v1/health", health, expect_handler=expect_handler)
+    app.router.add_get("/v1/status", status, expect_handler=expect_handler)
+    app.router.add_get("/v1/openapi.json", openapi, expect_handler=expect_handler)
+    app.router.add_get("/metrics", metrics, expect_handler=expect_handler)
+    app.router.add_get("/v1/actors/{name}", actor_status, expect_handler=expect_handler)
+    app.router.add_post("/v1/actors/{name}/ask", ask, expect_handler=expect_handler)
+    app.router.add_post(
+        r"/v1/actors/{name}/{action:restart|stop|start}", control, expect_handler=expect_handler
+    )
+    app.router.add_post("/v1/actors/{name}/streams", start_stream, expect_handler=expect_handler)
+    app.router.add_get("/v1/streams/{id}", read_stream, expect_handler=expect_handler)
+    app.router.add_get("/v1/streams/{id}/info", stream_info, expect_handler=expect_handler)
     return app
 
 

@@ -39,7 +39,7 @@ _KEY = {
     "name": "Idempotency-Key",
     "in": "header",
     "required": False,
-    "schema": {"type": "string", "minLength": 1, "maxLength": 256},
+    "schema": {"type": "string", "minLength": 1, "maxLength": 256, "pattern": "^[\\x21-\\x7e]+$"},
 }
 _JSON_OK = {"application/json": {"schema": {"type": "object"}}}
 
@@ -99,7 +99,13 @@ def document(version: str) -> dict[str, Any]:
                             "oneOf": [{"type": "object"}, {"type": "array"}],
                         },
                         "kwargs": {"type": "object"},
-                        "key": {"type": "string", "description": "Stream key (streams only)."},
+                        "key": {
+                            "type": "string",
+                            "minLength": 1,
+                            "maxLength": 256,
+                            "pattern": "^[\\x21-\\x7e]+$",
+                            "description": "Stream key (streams only).",
+                        },
                     },
                 },
             },
@@ -198,7 +204,7 @@ def document(version: str) -> dict[str, Any]:
                             "name": "Last-Event-ID",
                             "in": "header",
                             "required": False,
-                            "schema": {"type": "string"},
+                            "schema": {"type": "string", "pattern": "^[0-9]+$"},
                         },
                     ],
                     "responses": {

@@ -37,7 +37,7 @@ END = '{"end":true}'
 
 
 # One encoder, not json.dumps(**kwargs) per chunk (which builds an encoder each call).
-_encode_chunk = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+_encode_chunk = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 
 
 def fingerprint(op: str, args: list[Any], kwargs: dict[str, Any]) -> str:
@@ -62,6 +62,7 @@ class LiveStream:
     terminal: str | None = None
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     flush_handle: asyncio.TimerHandle | None = None
+    broken: PulsingSystemError | None = None  # set when a commit failed
 
     # ------------------------------------------------------------------ writing
     async def append(self, chunk: Any) -> None:
@@ -74,6 +75,8 @@ class LiveStream:
                 f"JSON-serializable: {exc}",
                 recoverable=False,
             ) from None
+        if self.broken is not None:
+            raise self.broken
         self.pending.append(text)
         if len(self.pending) >= FLUSH_CHUNKS:
             self.flush()
@@ -91,9 +94,17 @@ class LiveStream:
         if not self.pending:
             return
         batch, self.pending = self.pending, []
-        self.first_seq = self.journal.append_chunks(
-            self.id, self.committed, batch, self.max_chunks, self.first_seq
-        )
+        try:
+            self.first_seq = self.journal.append_chunks(
+                self.id, self.committed, batch, self.max_chunks, self.first_seq
+            )
+        except Exception as exc:  # disk full, I/O error: the producer's next append fails
+            self.broken = PulsingSystemError(
+                f"cannot journal chunks of stream {self.id}: {type(exc).__name__}: {exc}",
+                recoverable=False,
+            )
+            log.event("journal_error", actor=self.actor, category="system", msg=str(exc))
+            return
         self.committed += len(batch)
         self.recent.extend(batch)
         if len(self.recent) > 2 * RECENT_WINDOW:
@@ -104,6 +115,8 @@ class LiveStream:
 
     def finish(self, terminal: str) -> None:
         self.flush()
+        if self.broken is not None and terminal == END:
+            terminal = _dumps(self.broken.to_wire())
         self.terminal = terminal
         self.journal.finish_stream(self.id, terminal)
         self.recent = []
