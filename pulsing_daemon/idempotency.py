@@ -88,6 +88,9 @@ class IdempotencyStore:
             )
         slot = (cell.name, key)
         print_ = fingerprint(envelope.op, envelope.args, envelope.kwargs)
+        if slot not in self._running and self.journal.claim_ask(cell.name, key, print_):
+            # A new key (the common case): recorded as started in one statement.
+            return await self._first(cell, envelope, key, slot)
         record = self.journal.ask_record(cell.name, key)
         if record is not None and record.fingerprint != print_:
             raise cell.stamp(
@@ -126,13 +129,19 @@ class IdempotencyStore:
                     key=key,
                 )
             )
-        return await self._first(cell, envelope, key, slot, print_)
+        # The record expired and was pruned between the two statements: start afresh.
+        self.journal.claim_ask(cell.name, key, print_)
+        return await self._first(cell, envelope, key, slot)
 
     async def _first(
-        self, cell: ActorCell, envelope: Envelope, key: str, slot: tuple[str, str], print_: str
+        self, cell: ActorCell, envelope: Envelope, key: str, slot: tuple[str, str]
     ) -> tuple[Any, bool]:
-        cell.submit(envelope)  # raises (nothing recorded) when the actor cannot take it
-        self.journal.start_ask(cell.name, key, print_)
+        """Run the first ask with this key; its started record is already committed."""
+        try:
+            cell.submit(envelope)
+        except PulsingError:  # the actor cannot take it: it never ran, keep no record
+            self.journal.forget_ask(cell.name, key)
+            raise
         shared: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self._running[slot] = shared
 

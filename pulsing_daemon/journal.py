@@ -209,13 +209,15 @@ class Journal:
             return None
         return AskRecord(row[0], row[1], row[2], bool(row[3]), row[4], row[5])
 
-    def start_ask(self, actor: str, key: str, fingerprint: str) -> None:
-        """Record, durably, that a keyed ask is about to run."""
-        self.db.execute(
-            "INSERT OR REPLACE INTO asks (actor, key, fingerprint, done, created) "
-            "VALUES (?, ?, ?, 0, ?)",
+    def claim_ask(self, actor: str, key: str, fingerprint: str) -> bool:
+        """Record, durably, that a keyed ask is about to run -- unless the key has a
+        record already. True when this call created the record."""
+        cursor = self.db.execute(
+            "INSERT INTO asks (actor, key, fingerprint, done, created) "
+            "VALUES (?, ?, ?, 0, ?) ON CONFLICT (actor, key) DO NOTHING",
             (actor, key, fingerprint, time.time()),
         )
+        return cursor.rowcount == 1
 
     def finish_ask(self, actor: str, key: str, outcome: str) -> None:
         self.db.execute(
