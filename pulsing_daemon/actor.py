@@ -13,6 +13,7 @@ import asyncio
 import enum
 import json
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine
@@ -28,8 +29,9 @@ from pulsing_daemon.exceptions import (
     PulsingSystemError,
     PulsingTimeoutError,
     PulsingUnsupportedError,
+    is_failure,
 )
-from pulsing_daemon.host import ActorHost
+from pulsing_daemon.host import ActorHost, SyncCall, SyncCallState, run_sync_batch
 from pulsing_daemon.policy import ExitKind, RestartTracker
 from pulsing_daemon.states import ACCEPTING, ActorState, check_transition
 
@@ -40,8 +42,13 @@ OUTCOMES = ("ok", "business", "system", "timeout", "unsupported", "runtime")
 
 class EnvelopeState(enum.Enum):
     QUEUED = "queued"
+    BATCHED = "batched"  # taken into a batch of sync ops, not started yet
     RUNNING = "running"
     DONE = "done"
+
+
+# Most sync ops handed to the op thread in one trip (see host.run_sync_batch).
+SYNC_BATCH = 64
 
 
 class StreamSink(Protocol):
@@ -67,6 +74,7 @@ class Envelope:
     state: EnvelopeState = EnvelopeState.QUEUED
     timer: asyncio.TimerHandle | None = None
     result_json: str | None = None  # the successful result, encoded once
+    call: SyncCall | None = None  # while in a batch of sync ops
     executed: bool = False  # the op was started
     interrupted: bool = False  # past its deadline, the op was stopped (not left running)
 
@@ -296,7 +304,11 @@ class ActorCell:
 
     def _expire(self, envelope: Envelope) -> None:
         """Deadline timer of a queued message: answer it; it will never run."""
-        if envelope.state is EnvelopeState.QUEUED:
+        if envelope.state is EnvelopeState.QUEUED or (
+            envelope.state is EnvelopeState.BATCHED
+            and envelope.call is not None
+            and envelope.call.expire()
+        ):
             self.queued -= 1
             self._answer(envelope, error=self._expired_error(envelope))
             self._check_idle()
@@ -543,6 +555,8 @@ class ActorCell:
                 continue
             if envelope.sink is not None:
                 ended = await self._produce(host, envelope)
+            elif hasattr(host, "sync_call"):
+                ended = await self._execute_batch(host, envelope)
             else:
                 ended = await self._execute(host, envelope)
             if ended is not None:
@@ -585,6 +599,176 @@ class ActorCell:
             raise
         finally:
             self.in_flight -= 1
+
+    async def _execute_batch(self, host: Any, first: Envelope) -> _Ended | None:
+        """Run a sync ask -- and the sync asks queued right behind it -- in one trip to
+        the op thread. Mailbox order, one op at a time and every deadline hold as for a
+        single ask: members wait in order, each answered as its op ends or its deadline
+        passes; members still queued keep their mailbox deadline timers.
+        """
+        loop = asyncio.get_running_loop()
+        try:
+            prepared = host.sync_call(first.op, first.args, first.kwargs)
+        except (PulsingBusinessError, PulsingUnsupportedError) as exc:
+            self._answer(first, error=exc)
+            return None
+        if prepared is None:  # an async op
+            return await self._execute(host, first)
+        if first.deadline <= loop.time():
+            self._answer(first, error=self._expired_error(first))
+            return None
+        lock = threading.Lock()
+        members = [(first, prepared)]
+        while len(members) < SYNC_BATCH and self.mailbox:
+            nxt = self.mailbox[0]
+            if nxt.state is not EnvelopeState.QUEUED:
+                self.mailbox.popleft()
+                continue
+            if nxt.sink is not None:
+                break
+            try:
+                call = host.sync_call(nxt.op, nxt.args, nxt.kwargs)
+            except PulsingError:
+                break  # answered when it is reached, in order
+            if call is None:
+                break
+            self.mailbox.popleft()
+            nxt.state = EnvelopeState.BATCHED  # still queued: counted, timer armed
+            members.append((nxt, call))
+        for envelope, (method, args, kwargs) in members:
+            envelope.call = SyncCall(
+                method, args, kwargs, envelope.deadline, loop.create_future(), lock
+            )
+        first.state = EnvelopeState.RUNNING
+        envelopes = [envelope for envelope, _ in members]
+        job = run_sync_batch([envelope.call for envelope in envelopes])  # type: ignore[misc]
+        self.in_flight += 1
+        try:
+            for index, envelope in enumerate(envelopes):
+                call = envelope.call
+                assert call is not None
+                ended = await self._await_batched(envelope, job, index == 0)
+                if ended is not None:
+                    await asyncio.wait((job,))
+                    self._requeue(envelopes[index + 1 :])
+                    return ended
+                if call.state is SyncCallState.WAITING:  # the op thread never got to it
+                    if index == 0:
+                        self._answer(
+                            envelope,
+                            error=PulsingRuntimeError(
+                                f"{envelope.op} could not be started on the op thread",
+                                recoverable=True,
+                                status=503,
+                            ),
+                        )
+                        index += 1
+                    self._requeue(envelopes[index:])
+                    return None
+            return None
+        except asyncio.CancelledError:  # daemon shutdown past the grace period
+            for envelope in envelopes:
+                call = envelope.call
+                if call is not None and not call.expire():  # it started: outcome unknown
+                    envelope.executed = True
+                    self._answer(envelope, error=_shut_down_while_running(envelope))
+                elif envelope.state is EnvelopeState.RUNNING:  # popped, never started
+                    self._answer(
+                        envelope,
+                        error=PulsingRuntimeError(
+                            f"daemon shutting down; {envelope.op} was not executed",
+                            recoverable=True,
+                            status=503,
+                        ),
+                    )
+            self._requeue(envelopes)
+            raise
+        finally:
+            self.in_flight -= 1
+            for envelope in envelopes:
+                envelope.call = None
+
+    async def _await_batched(
+        self, envelope: Envelope, job: asyncio.Future[int], is_first: bool
+    ) -> _Ended | None:
+        """Wait for one member of a batch: its answer, its failure, or its deadline."""
+        call = envelope.call
+        assert call is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            if call.state is SyncCallState.EXPIRED:
+                if not is_first and envelope.state is EnvelopeState.BATCHED:
+                    self._expire(envelope)  # answered as never executed
+                elif not envelope.future.done():
+                    self._answer(envelope, error=self._expired_error(envelope))
+                return None
+            if job.done() and call.state is SyncCallState.WAITING:
+                return None  # the batch stopped before it: requeued by the caller
+            remaining = envelope.deadline - loop.time()
+            waiting = (call.future,) if job.done() else (call.future, job)
+            done, _ = await asyncio.wait(
+                waiting, timeout=max(0.0, remaining), return_when=asyncio.FIRST_COMPLETED
+            )
+            if call.future.done():
+                break
+            if done:
+                continue  # the job ended: this call expired or was never reached
+            if call.state is SyncCallState.STARTED:
+                self._mark_started(envelope, is_first)
+                return await self._past_deadline_sync(envelope, call.future)
+            if call.expire() and envelope.state is EnvelopeState.BATCHED:
+                self._expire(envelope)
+                return None
+        self._mark_started(envelope, is_first)
+        value, error, failure = _classify(call.future)
+        if failure is not None:
+            return _Ended(
+                kind=ExitKind.FAILURE, cause=failure, envelope=envelope, where=_where(failure)
+            )
+        self._answer(envelope, value, error)
+        return None
+
+    def _mark_started(self, envelope: Envelope, is_first: bool) -> None:
+        """A batched op has run: it leaves the mailbox count and its timer is off."""
+        if not is_first and envelope.state is EnvelopeState.BATCHED:
+            self.queued -= 1
+            if envelope.timer is not None:
+                envelope.timer.cancel()
+        envelope.state = EnvelopeState.RUNNING
+        envelope.executed = True
+
+    async def _past_deadline_sync(
+        self, envelope: Envelope, running: asyncio.Future[Any]
+    ) -> _Ended | None:
+        """A sync op outlived its deadline: answer now, wait for the thread, record late."""
+        self._answer(envelope, error=self._deadline_error(envelope))
+        await asyncio.wait((running,))
+        value, error, failure = _classify(running)
+        if envelope.on_late is not None:
+            if failure is not None:
+                error = PulsingSystemError(f"{envelope.op} crashed after its deadline")
+            envelope.on_late(value, error)
+        if failure is not None:
+            return _Ended(kind=ExitKind.FAILURE, cause=failure, where=_where(failure))
+        return None
+
+    def _requeue(self, envelopes: list[Envelope]) -> None:
+        """Batch members that never started go back to the mailbox front, in order.
+
+        Their calls are expired first, so the op thread can never start them later.
+        """
+        back = []
+        for envelope in envelopes:
+            if envelope.state is not EnvelopeState.BATCHED:
+                continue
+            if envelope.call is not None and not envelope.call.expire():
+                continue  # it started after all; its outcome is on its way
+            envelope.state = EnvelopeState.QUEUED
+            envelope.call = None
+            back.append(envelope)
+        self.mailbox.extendleft(reversed(back))
+        if back:
+            self._wakeup.set()
 
     async def _execute_here(
         self, envelope: Envelope, call: Coroutine[Any, Any, Any], remaining: float
@@ -729,20 +913,11 @@ def _classify(done: asyncio.Future[Any]) -> tuple[Any, PulsingError | None, Base
 def _classify_exception(
     exc: BaseException,
 ) -> tuple[Any, PulsingError | None, BaseException | None]:
-    """Which exceptions answer the caller and which are failures of the instance.
-
-    Business, unsupported, timeout and runtime errors and recoverable system errors go
-    back to the caller; anything else -- including ``PulsingSystemError(recoverable=False)``
-    -- is a failure that the restart policy handles.
-    """
-    if isinstance(exc, PulsingSystemError):
-        return (None, exc, None) if exc.recoverable else (None, None, exc)
-    if isinstance(
-        exc,
-        (PulsingBusinessError, PulsingUnsupportedError, PulsingTimeoutError, PulsingRuntimeError),
-    ):
-        return None, exc, None
-    return None, None, exc
+    """(None, error for the caller, failure of the instance): see ``is_failure``."""
+    if is_failure(exc):
+        return None, None, exc
+    assert isinstance(exc, PulsingError)
+    return None, exc, None
 
 
 async def _aclose(chunks: Any) -> None:

@@ -35,6 +35,7 @@ __all__ = [
     "PulsingTimeoutError",
     "PulsingUnsupportedError",
     "from_wire",
+    "is_failure",
 ]
 
 CATEGORIES = ("business", "system", "unsupported", "runtime", "timeout")
@@ -214,6 +215,21 @@ _FIELDS = (
     "retry_after",
 )
 _RESERVED = frozenset({"self", "status", "error", "message", "recoverable"})
+
+
+def is_failure(exc: BaseException) -> bool:
+    """Whether an exception escaping an op is a failure of the actor instance.
+
+    Business, unsupported, timeout and runtime errors and recoverable system errors
+    answer the caller; anything else -- including ``PulsingSystemError(recoverable=False)``
+    -- is a failure that the restart policy handles.
+    """
+    if isinstance(exc, PulsingSystemError):
+        return not exc.recoverable
+    return not isinstance(
+        exc,
+        (PulsingBusinessError, PulsingUnsupportedError, PulsingTimeoutError, PulsingRuntimeError),
+    )
 
 
 def from_wire(envelope: dict[str, Any], *, status: int | None = None) -> PulsingError:

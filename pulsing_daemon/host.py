@@ -15,11 +15,13 @@ import contextvars
 import enum
 import functools
 import inspect
+import threading
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from pulsing_daemon.exceptions import PulsingBusinessError, PulsingUnsupportedError
+from pulsing_daemon.exceptions import PulsingBusinessError, PulsingUnsupportedError, is_failure
 
 # How long a cancelled async op may take to unwind before it counts as still running.
 CANCEL_GRACE = 1.0
@@ -123,6 +125,94 @@ def submit_sync(func: Callable[..., Any], *args: Any, **kwargs: Any) -> asyncio.
     return loop.run_in_executor(_EXECUTOR, functools.partial(ctx.run, func, *args, **kwargs))
 
 
+class SyncCallState(enum.Enum):
+    WAITING = "waiting"  # in a batch, not started
+    STARTED = "started"  # claimed by the op thread
+    EXPIRED = "expired"  # its deadline passed before it started: it never runs
+
+
+class SyncCall:
+    """One sync op in a batch, shared by the event loop and the op thread.
+
+    The op thread claims a call before running it; the loop's deadline timer expires
+    it if it has not started. ``lock`` (one per batch) makes the two exclusive, so a
+    call either runs or is answered as expired -- never both.
+    """
+
+    __slots__ = ("args", "deadline", "future", "kwargs", "lock", "method", "state")
+
+    def __init__(
+        self,
+        method: Callable[..., Any],
+        args: list[Any],
+        kwargs: dict[str, Any],
+        deadline: float,
+        future: asyncio.Future[Any],
+        lock: threading.Lock,
+    ) -> None:
+        self.method, self.args, self.kwargs = method, args, kwargs
+        self.deadline = deadline  # in time.monotonic() seconds, the event loop's clock
+        self.future = future
+        self.lock = lock
+        self.state = SyncCallState.WAITING
+
+    def claim(self) -> bool:
+        """Op thread: start this call unless it expired (or its deadline just passed)."""
+        with self.lock:
+            if self.state is not SyncCallState.WAITING:
+                return False
+            if time.monotonic() >= self.deadline:
+                self.state = SyncCallState.EXPIRED
+                return False
+            self.state = SyncCallState.STARTED
+            return True
+
+    def expire(self) -> bool:
+        """Event loop: the deadline passed; True when the call had not started."""
+        with self.lock:
+            if self.state is SyncCallState.WAITING:
+                self.state = SyncCallState.EXPIRED
+                return True
+            return self.state is SyncCallState.EXPIRED
+
+
+def run_sync_batch(calls: list[SyncCall]) -> asyncio.Future[int]:
+    """Run sync ops back to back in one trip to the op thread pool.
+
+    One hop per batch instead of per op: under load a busy actor drains its mailbox
+    without waiting for the event loop between ops. Each result goes back to the loop
+    as soon as its op ends. Stops after the first failure (an exception that is not a
+    pulsing error answering the caller); returns how many calls it went through, so
+    the ones after a failure can go back to the mailbox unstarted.
+    """
+    loop = asyncio.get_running_loop()
+
+    def job() -> int:
+        for index, call in enumerate(calls):
+            if not call.claim():
+                continue
+            try:
+                value = call.method(*call.args, **call.kwargs)
+            except BaseException as exc:
+                loop.call_soon_threadsafe(_settle, call.future, None, exc)
+                if is_failure(exc):
+                    return index + 1
+            else:
+                loop.call_soon_threadsafe(_settle, call.future, value, None)
+        return len(calls)
+
+    return loop.run_in_executor(_EXECUTOR, contextvars.copy_context().run, job)
+
+
+def _settle(future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(value)
+
+
 async def run_sync(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """Run blocking user code on the op thread pool and wait for it."""
     return await submit_sync(func, *args, **kwargs)
@@ -216,6 +306,27 @@ class InlineHost(ActorHost):
             await hook()
         else:
             await run_sync(hook)
+
+    def sync_call(
+        self, op: str, args: list[Any], kwargs: dict[str, Any]
+    ) -> tuple[Callable[..., Any], list[Any], dict[str, Any]] | None:
+        """(method, args, kwargs) of a sync ask, ready to call; None for an async op.
+
+        Raises the resolution errors (unknown op, bad arguments) like ``invoke``.
+        """
+        info = resolve_op(self.cls, op, OpKind.ASK)
+        if info is None:
+            method = self.instance.receive
+            if inspect.iscoroutinefunction(method):
+                return None
+            message: dict[str, Any] = {"op": op, "args": args if args else kwargs}
+            if args and kwargs:
+                message["kwargs"] = kwargs
+            return method, [message], {}
+        if info.is_async:
+            return None
+        bind_arguments(info, args, kwargs)
+        return getattr(self.instance, op), args, kwargs
 
     def invoke(
         self, op: str, args: list[Any], kwargs: dict[str, Any]
