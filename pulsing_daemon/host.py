@@ -385,16 +385,42 @@ class InlineHost(ActorHost):
             self.exited.set_result(None)
 
 
-_DONE = object()
+async def _iterate_in_thread(generator: Any, window: int = 1024) -> AsyncIterator[Any]:
+    """Drive a sync generator on the op thread pool, handing each chunk to the loop.
 
+    The generator runs in one executor job and its chunks cross over as they come
+    (no round trip per chunk); at most ``window`` chunks wait on the loop side, so a
+    fast producer cannot outrun the journal without bound.
+    """
+    loop = asyncio.get_running_loop()
+    chunks: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+    room = threading.Semaphore(window)
+    stopped = threading.Event()
 
-async def _iterate_in_thread(generator: Any) -> AsyncIterator[Any]:
-    """Drive a sync generator on the op thread pool, one chunk per hop."""
+    def pump() -> None:
+        try:
+            for chunk in generator:
+                room.acquire()
+                if stopped.is_set():
+                    return
+                loop.call_soon_threadsafe(chunks.put_nowait, ("chunk", chunk))
+            loop.call_soon_threadsafe(chunks.put_nowait, ("end", None))
+        except BaseException as exc:
+            loop.call_soon_threadsafe(chunks.put_nowait, ("error", exc))
+        finally:
+            generator.close()
+
+    loop.run_in_executor(_EXECUTOR, contextvars.copy_context().run, pump)
     try:
         while True:
-            chunk = await run_sync(next, generator, _DONE)
-            if chunk is _DONE:
+            kind, value = await chunks.get()
+            if kind == "chunk":
+                room.release()
+                yield value
+            elif kind == "error":
+                raise value
+            else:
                 return
-            yield chunk
     finally:
-        await run_sync(generator.close)
+        stopped.set()
+        room.release()  # a pump waiting for room wakes up and stops
