@@ -12,5 +12,6 @@ if __name__ == "__main__":
     parser.add_argument("--config", "-c", default="pulsing.toml")
     parser.add_argument("--listen", default=None)
     parser.add_argument("--log-level", default="info")
+    parser.add_argument("--json", action="store_true", help="log JSON lines")
     ns = parser.parse_args()
-    sys.exit(main(ns.config, listen=ns.listen, log_level=ns.log_level))
+    sys.exit(main(ns.config, listen=ns.listen, log_level=ns.log_level, json_logs=ns.json))

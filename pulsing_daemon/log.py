@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import time
@@ -32,9 +33,29 @@ class _LogfmtFormatter(logging.Formatter):
         return head + " " + " ".join(parts)
 
 
-def setup(level: str = "info") -> None:
+class _JsonFormatter(logging.Formatter):
+    """One JSON object per line, for log shippers: the same fields as logfmt."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        line: dict[str, Any] = {
+            "ts": f"{stamp}.{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+        }
+        fields = getattr(record, "fields", None)
+        if fields is None:
+            line["msg"] = record.getMessage()
+        else:
+            line.update({key: value for key, value in fields.items() if value is not None})
+        if record.exc_info:
+            line["traceback"] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str, ensure_ascii=True)
+
+
+def setup(level: str = "info", *, json_lines: bool = False) -> None:
+    """Log to stderr: logfmt lines, or JSON lines with ``json_lines``."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_LogfmtFormatter())
+    handler.setFormatter(_JsonFormatter() if json_lines else _LogfmtFormatter())
     logger.handlers[:] = [handler]
     logger.setLevel(level.upper())
     logger.propagate = False

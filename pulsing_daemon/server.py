@@ -146,9 +146,15 @@ def _on_signal(stop: asyncio.Event, signum: int) -> None:
     stop.set()
 
 
-def main(config_path: str, *, listen: str | None = None, log_level: str = "info") -> int:
+def main(
+    config_path: str,
+    *,
+    listen: str | None = None,
+    log_level: str = "info",
+    json_logs: bool = False,
+) -> int:
     """Run until signalled. Returns the process exit code."""
-    log.setup(log_level)
+    log.setup(log_level, json_lines=json_logs)
     os.umask(0o077)  # state files, WAL and sockets: owner only
     try:
         config = load_config(config_path)

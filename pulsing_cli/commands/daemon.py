@@ -45,8 +45,22 @@ def daemon(
     log_level: Annotated[
         str, typer.Option("--log-level", help="debug, info, warning or error.")
     ] = "info",
+    json_output: Annotated[
+        bool,
+        typer.Option("--json", help="Log JSON lines instead of logfmt.", show_default=False),
+    ] = False,
+    debug: Annotated[
+        bool,
+        typer.Option(
+            "--debug",
+            help="Log at debug level, with tracebacks of internal errors.",
+            show_default=False,
+        ),
+    ] = False,
 ) -> None:
     """Run the daemon in the foreground, hosting the actors of a config file."""
+    if debug:
+        log_level = "debug"
     if log_level.lower() not in LOG_LEVELS:
         print(
             f"pulsing daemon: --log-level must be one of {', '.join(LOG_LEVELS)}",
@@ -55,4 +69,4 @@ def daemon(
         raise typer.Exit(ExitStatus.USAGE)
     from pulsing_daemon.server import main
 
-    raise typer.Exit(main(config, listen=listen, log_level=log_level))
+    raise typer.Exit(main(config, listen=listen, log_level=log_level, json_logs=json_output))
