@@ -48,6 +48,11 @@ def prepare_state_dir(path: Path) -> None:
 
 async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
     daemon = config.daemon
+    # Signals first: a SIGTERM that arrives while starting still means a clean stop.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, _on_signal, stop, signum)
     prepare_state_dir(daemon.state_dir)
     journal = Journal(daemon.state_dir)
     supervisor = Supervisor(config)
@@ -105,10 +110,6 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
         version=__version__,
         config=str(config.path),
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, _on_signal, stop, signum)
     if ready is not None:
         ready.set()
     housekeeping = asyncio.create_task(_housekeeping(streams, idempotency))
