@@ -84,3 +84,21 @@ class RunCrashes:
 
     async def echo(self, x: object) -> object:
         return x
+
+
+class SyncWorker:
+    """Sync ops only, so queued asks are taken into batches (host.run_sync_batch)."""
+
+    def mark(self, token: str) -> str:
+        RAN.append(token)
+        return token
+
+    def block(self, delay: float, token: str = "") -> float:
+        time.sleep(delay)
+        if token:
+            RAN.append(token)
+        return delay
+
+    def boom(self, token: str = "") -> None:
+        RAN.append(token)
+        raise RuntimeError("boom")

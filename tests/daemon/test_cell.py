@@ -635,3 +635,80 @@ def test_run_crash_is_a_failure(tmp_path: Path) -> None:
     assert cell.last_failure["type"] == "KeyError"
     assert cell.last_error is not None
     assert cell.last_error["type"] == "KeyError"
+
+
+# ------------------------------------------------------------------ sync batches
+# Sync asks queued behind each other run in one trip to the op thread
+# (actor._execute_batch): order, deadlines of members still waiting in the batch,
+# and a failure mid-batch.
+def submit_all(cell: ActorCell, calls: list[tuple[str, dict, float]]) -> list:
+    envelopes = [new_envelope(op, [], kwargs, timeout) for op, kwargs, timeout in calls]
+    for envelope in envelopes:
+        cell.submit(envelope)  # all queued before the cell's task runs: one batch
+    return envelopes
+
+
+def test_batch_answers_in_mailbox_order(tmp_path: Path) -> None:
+    config = actor_config(tmp_path, "cell_actors:SyncWorker")
+    ran().clear()
+
+    async def scenario(cell: ActorCell) -> list:
+        envelopes = submit_all(cell, [("mark", {"token": f"t{i}"}, 5.0) for i in range(20)])
+        return await asyncio.wait_for(asyncio.gather(*(e.future for e in envelopes)), BOUND)
+
+    assert run_cell(config, scenario) == [f"t{i}" for i in range(20)]
+    assert ran() == [f"t{i}" for i in range(20)]
+
+
+def test_member_expires_at_its_deadline_and_never_runs(tmp_path: Path) -> None:
+    config = actor_config(tmp_path, "cell_actors:SyncWorker")
+    ran().clear()
+
+    async def scenario(cell: ActorCell) -> tuple[float, object, str]:
+        blocker, short, after = submit_all(
+            cell,
+            [
+                ("block", {"delay": 0.6, "token": "blocker"}, 5.0),
+                ("mark", {"token": "short"}, 0.15),
+                ("mark", {"token": "after"}, 5.0),
+            ],
+        )
+        started = time.monotonic()
+        with pytest.raises(PulsingTimeoutError) as caught:
+            await asyncio.wait_for(short.future, BOUND)
+        answered_after = time.monotonic() - started
+        assert await asyncio.wait_for(after.future, BOUND) == "after"
+        await asyncio.wait_for(blocker.future, BOUND)
+        return answered_after, caught.value.extra.get("executed"), cell.queued
+
+    answered_after, executed, queued = run_cell(config, scenario)
+    assert answered_after < 0.5  # at its own deadline, not when the blocker finished
+    assert executed is False
+    assert queued == 0
+    assert ran() == ["blocker", "after"]
+
+
+def test_failure_mid_batch_requeues_the_rest(tmp_path: Path) -> None:
+    config = actor_config(tmp_path, "cell_actors:SyncWorker")
+    ran().clear()
+
+    async def scenario(cell: ActorCell) -> list:
+        first, crash, rest = submit_all(
+            cell,
+            [
+                ("mark", {"token": "first"}, 5.0),
+                ("boom", {"token": "crash"}, 5.0),
+                ("mark", {"token": "rest"}, 5.0),
+            ],
+        )
+        assert await asyncio.wait_for(first.future, BOUND) == "first"
+        with pytest.raises(PulsingSystemError) as caught:
+            await asyncio.wait_for(crash.future, BOUND)
+        assert caught.value.recoverable is True  # a restart is scheduled
+        assert await asyncio.wait_for(rest.future, BOUND) == "rest"
+        return [cell.tracker.count, cell.queued]
+
+    restarts, queued = run_cell(config, scenario)
+    assert restarts == 1
+    assert queued == 0
+    assert ran() == ["first", "crash", "rest"]  # "rest" ran once, on the new instance
