@@ -36,7 +36,7 @@ from pulsing_daemon.exceptions import (
     PulsingUnsupportedError,
     from_wire,
 )
-from pulsing_daemon.journal import Journal
+from pulsing_daemon.journal import GroupCommit, Journal
 from pulsing_daemon.streams import fingerprint
 
 MAX_KEY_LENGTH = 256
@@ -76,6 +76,8 @@ class IdempotencyStore:
         self.journal = journal
         self.retention = retention
         self._running: dict[tuple[str, str], asyncio.Future[Outcome]] = {}
+        # Outcomes are written in group commits: one transaction per loop iteration.
+        self._commits = GroupCommit(journal)
 
     def prune(self) -> int:
         return self.journal.prune_asks(self.retention)
@@ -147,7 +149,7 @@ class IdempotencyStore:
 
         def late(value: Any, error: PulsingError | None) -> None:
             # A sync op finished after its caller timed out: store what really happened.
-            self._settle(slot, key, cell.name, (value, error), executed=True)
+            self._settle(slot, key, cell.name, (value, error), True)
 
         envelope.on_late = late
         try:
@@ -161,27 +163,55 @@ class IdempotencyStore:
             and not envelope.interrupted
         )
         if not left_running:  # else ``late`` settles the record when the op ends
-            self._settle(slot, key, cell.name, outcome, executed=envelope.executed)
+            # Stored (committed) before the caller hears the outcome.
+            await self._settle(
+                slot, key, cell.name, outcome, envelope.executed, envelope.result_json
+            )
         if outcome[1] is not None:
             raise outcome[1]
         return outcome[0], False
 
     def _settle(
-        self, slot: tuple[str, str], key: str, actor: str, outcome: Outcome, executed: bool
-    ) -> None:
+        self,
+        slot: tuple[str, str],
+        key: str,
+        actor: str,
+        outcome: Outcome,
+        executed: bool,
+        result_json: str | None = None,
+    ) -> asyncio.Future[Any]:
+        """Store or drop the record; then, and only then, release waiting repeats.
+
+        The slot stays "running" until the write has committed, so a repeat never
+        reads a record still marked started for an ask that has in fact finished.
+        """
         value, error = outcome
         if is_final(error, executed):
-            self.journal.finish_ask(actor, key, encode(value, error))
+            # A success's result was encoded once already, by the cell.
+            text = (
+                '{"result":' + result_json + "}"
+                if error is None and result_json is not None
+                else encode(value, error)
+            )
+            written = self._commits.run(lambda: self.journal.finish_ask(actor, key, text))
         elif executed and isinstance(error, PulsingRuntimeError):
             # The op started, then the daemon gave up on it (shutdown past the grace
             # period): its outcome is unknown. Keep the record "started" so a repeat
             # after the restart is told so, and the op never runs twice.
-            pass
+            written = asyncio.get_running_loop().create_future()
+            written.set_result(None)
         else:
-            self.journal.forget_ask(actor, key)
-        shared = self._running.pop(slot, None)
-        if shared is not None and not shared.done():
-            shared.set_result(outcome)
+            written = self._commits.run(lambda: self.journal.forget_ask(actor, key))
+
+        def release(done: asyncio.Future[Any]) -> None:
+            if not done.cancelled():
+                done.exception()  # retrieved here; the first caller re-raises it
+            shared = self._running.pop(slot, None)
+            if shared is not None and not shared.done():
+                shared.set_result(outcome)
+
+        written.add_done_callback(release)
+        return written
 
 
 def _replay(outcome: Outcome) -> tuple[Any, bool]:

@@ -8,10 +8,11 @@ Chunk appends are batched into one transaction per flush by the stream writer.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -236,6 +237,40 @@ class Journal:
     # ------------------------------------------------------------------ helpers
     def transaction(self) -> _Transaction:
         return _Transaction(self.db)
+
+
+class GroupCommit:
+    """Statements queued during one event-loop iteration, committed as one transaction.
+
+    One WAL commit for many writes: ``run(statement)`` returns a future resolved with
+    the statement's result once the transaction holding it has committed.
+    """
+
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
+        self._pending: list[tuple[Callable[[], Any], asyncio.Future[Any]]] = []
+
+    def run(self, statement: Callable[[], Any]) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        if not self._pending:
+            loop.call_soon(self._flush)
+        self._pending.append((statement, future))
+        return future
+
+    def _flush(self) -> None:
+        batch, self._pending = self._pending, []
+        try:
+            with self.journal.transaction():
+                results = [statement() for statement, _ in batch]
+        except Exception as exc:  # rolled back: every statement of the batch failed
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (_, future), result in zip(batch, results, strict=True):
+            if not future.done():
+                future.set_result(result)
 
 
 class _Transaction:
