@@ -140,6 +140,7 @@ class ActorCell:
         self._idle.set()
         self._changed = asyncio.Event()  # replaced on every transition
         self.metrics: Any = None  # pulsing_daemon.metrics.Metrics, when attached
+        self._batch: list[Envelope] = []  # the sync batch being run, if any
 
     # ----------------------------------------------------------------- state machine
     def _set_state(self, new: ActorState, **fields: Any) -> None:
@@ -198,6 +199,11 @@ class ActorCell:
                 self._drain(reason)
             return
         self._stop_requested = True
+        # Batched members not started never will be. Last first, so the op thread
+        # (which goes in order) can never skip a held member and start a later one.
+        for envelope in reversed(self._batch[1:]):
+            if envelope.call is not None:
+                envelope.call.hold()
         self._stop_reason = reason
         self._drain_on_stop = drain
         self._wakeup.set()
@@ -643,8 +649,15 @@ class ActorCell:
         envelopes = [envelope for envelope, _ in members]
         job = run_sync_batch([envelope.call for envelope in envelopes])  # type: ignore[misc]
         self.in_flight += 1
+        self._batch = envelopes
         try:
             for index, envelope in enumerate(envelopes):
+                if index and self._stop_requested:
+                    # Stop after the current message, as unbatched: members not started
+                    # go back (and are drained); ones already started are still answered.
+                    self._requeue(envelopes[index:])
+                if envelope.state is EnvelopeState.QUEUED:
+                    continue
                 call = envelope.call
                 assert call is not None
                 ended = await self._await_batched(envelope, job, index == 0)
@@ -652,6 +665,9 @@ class ActorCell:
                     await asyncio.wait((job,))
                     self._requeue(envelopes[index + 1 :])
                     return ended
+                if call.state is SyncCallState.HELD:  # taken back by a stop request
+                    self._requeue(envelopes[index:])
+                    continue
                 if call.state is SyncCallState.WAITING:  # the op thread never got to it
                     if index == 0:
                         self._answer(
@@ -669,8 +685,8 @@ class ActorCell:
         except asyncio.CancelledError:  # daemon shutdown past the grace period
             for envelope in envelopes:
                 call = envelope.call
-                if call is not None and not call.expire():  # it started: outcome unknown
-                    envelope.executed = True
+                if call is not None and not call.hold():  # it started: outcome unknown
+                    self._mark_started(envelope, envelope is first)
                     self._answer(envelope, error=_shut_down_while_running(envelope))
                 elif envelope.state is EnvelopeState.RUNNING:  # popped, never started
                     self._answer(
@@ -684,6 +700,7 @@ class ActorCell:
             self._requeue(envelopes)
             raise
         finally:
+            self._batch = []
             self.in_flight -= 1
             for envelope in envelopes:
                 envelope.call = None
@@ -696,6 +713,8 @@ class ActorCell:
         assert call is not None
         loop = asyncio.get_running_loop()
         while True:
+            if call.state is SyncCallState.HELD:
+                return None  # a stop request took it back; the caller requeues it
             if call.state is SyncCallState.EXPIRED:
                 if not is_first and envelope.state is EnvelopeState.BATCHED:
                     self._expire(envelope)  # answered as never executed
@@ -758,14 +777,15 @@ class ActorCell:
         Their calls are expired first, so the op thread can never start them later.
         """
         back = []
-        for envelope in envelopes:
+        for envelope in reversed(envelopes):  # last first: see stop()
             if envelope.state is not EnvelopeState.BATCHED:
                 continue
-            if envelope.call is not None and not envelope.call.expire():
+            if envelope.call is not None and not envelope.call.hold():
                 continue  # it started after all; its outcome is on its way
             envelope.state = EnvelopeState.QUEUED
             envelope.call = None
             back.append(envelope)
+        back.reverse()
         self.mailbox.extendleft(reversed(back))
         if back:
             self._wakeup.set()

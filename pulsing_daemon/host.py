@@ -129,6 +129,7 @@ class SyncCallState(enum.Enum):
     WAITING = "waiting"  # in a batch, not started
     STARTED = "started"  # claimed by the op thread
     EXPIRED = "expired"  # its deadline passed before it started: it never runs
+    HELD = "held"  # taken back before it started (a stop request): it goes back to the mailbox
 
 
 class SyncCall:
@@ -174,6 +175,13 @@ class SyncCall:
                 self.state = SyncCallState.EXPIRED
                 return True
             return self.state is SyncCallState.EXPIRED
+
+    def hold(self) -> bool:
+        """Event loop: take the call back unless it started; True when it is not running."""
+        with self.lock:
+            if self.state is SyncCallState.WAITING:
+                self.state = SyncCallState.HELD
+            return self.state is not SyncCallState.STARTED
 
 
 def run_sync_batch(calls: list[SyncCall]) -> asyncio.Future[int]:

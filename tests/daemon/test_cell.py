@@ -712,3 +712,26 @@ def test_failure_mid_batch_requeues_the_rest(tmp_path: Path) -> None:
     assert restarts == 1
     assert queued == 0
     assert ran() == ["first", "crash", "rest"]  # "rest" ran once, on the new instance
+
+
+def test_stop_during_a_batch_drains_the_members_not_started(tmp_path: Path) -> None:
+    config = actor_config(tmp_path, "cell_actors:SyncWorker")
+    ran().clear()
+
+    async def scenario(cell: ActorCell) -> list:
+        envelopes = submit_all(
+            cell,
+            [("block", {"delay": 0.3, "token": "first"}, 5.0)]
+            + [("mark", {"token": f"q{i}"}, 5.0) for i in range(5)],
+        )
+        await asyncio.sleep(0.1)  # the batch is running its first op
+        await asyncio.wait_for(cell.stop(), BOUND)
+        outcomes = await asyncio.wait_for(
+            asyncio.gather(*(e.future for e in envelopes), return_exceptions=True), BOUND
+        )
+        return [type(o).__name__ if isinstance(o, BaseException) else o for o in outcomes]
+
+    outcomes = run_cell(config, scenario)
+    assert outcomes[0] == 0.3
+    assert outcomes[1:] == ["PulsingRuntimeError"] * 5
+    assert ran() == ["first"]
