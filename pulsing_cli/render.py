@@ -170,10 +170,20 @@ class Output:
             from rich.table import Table
             from rich.text import Text
 
+            # A terminal is narrow: outcome counts share one column, and only the last
+            # error is cut (with an ellipsis) to fit; every other cell stays whole.
+            compact = [
+                [*row[:4], f"{row[4]}/{row[5]}", "/".join(row[6:11]), *row[11:]] for row in rows
+            ]
             table = Table(box=None, pad_edge=False, header_style="bold")
-            for header in headers:
-                table.add_column(header, overflow="fold")
-            for actor, row in zip(payload.get("actors", []), rows, strict=True):
+            used = 0
+            for index, header in enumerate(TTY_COLUMNS[:-1]):
+                width = max([len(header), *(len(row[index]) for row in compact)])
+                table.add_column(header, no_wrap=True, width=width)
+                used += width + 2  # one space of padding each side
+            room = max(len(TTY_COLUMNS[-1]), self.console().width - used)
+            table.add_column(TTY_COLUMNS[-1], no_wrap=True, overflow="ellipsis", width=room)
+            for actor, row in zip(payload.get("actors", []), compact, strict=True):
                 cells = [Text(cell) for cell in row]
                 cells[1].stylize(STATE_STYLES.get(actor.get("state", ""), ""))
                 table.add_row(*cells)
@@ -185,14 +195,27 @@ class Output:
             ]
             for row in [headers, *rows]:
                 self.line("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
-        for actor in payload.get("actors", []):
-            failure = actor.get("last_failure")
-            if failure and len(payload.get("actors", [])) == 1:
+        actors = payload.get("actors", [])
+        if len(actors) == 1:  # one actor: the details the table had to cut
+            error, failure = actors[0].get("last_error"), actors[0].get("last_failure")
+            if error:
+                self.line(
+                    f"last error: {error.get('category')} {error.get('type')}: "
+                    f"{error.get('message')} (op {error.get('op', '?')}, at {error.get('at')})"
+                )
+            if failure:
                 self.line(
                     f"last failure: {failure.get('type')}: {failure.get('message')} "
                     f"(in {failure.get('where')}, at {failure.get('at')})"
                 )
+            if actors[0].get("pid"):
+                self.line(f"pid: {actors[0]['pid']}")
 
+
+TTY_COLUMNS = (
+    "ACTOR", "STATE", "POLICY", "RESTARTS", "MBOX/RUN", "OK/BUS/SYS/TMO/UNS", "UPTIME",
+    "LAST ERROR",
+)
 
 STATUS_COLUMNS = (
     "ACTOR",
