@@ -141,6 +141,9 @@ class ActorCell:
         self._changed = asyncio.Event()  # replaced on every transition
         self.metrics: Any = None  # pulsing_daemon.metrics.Metrics, when attached
         self._batch: list[Envelope] = []  # the sync batch being run, if any
+        # Shared by the supervisor's cells: bounds how many instances start at once,
+        # so a daemon starting thousands of actors still answers requests meanwhile.
+        self.start_gate: asyncio.Semaphore | None = None
 
     # ----------------------------------------------------------------- state machine
     def _set_state(self, new: ActorState, **fields: Any) -> None:
@@ -439,7 +442,11 @@ class ActorCell:
     async def _run_instance(self) -> _Ended:
         host = self.host_factory(self.config)
         try:
-            await host.start()
+            if self.start_gate is None:
+                await host.start()
+            else:
+                async with self.start_gate:
+                    await host.start()
         except asyncio.CancelledError:
             raise
         except BaseException as exc:

@@ -11,6 +11,8 @@ from pulsing_daemon.config import ActorConfig, Config
 from pulsing_daemon.exceptions import PulsingRuntimeError
 from pulsing_daemon.host import ActorHost, InlineHost
 
+STARTS_AT_ONCE = 64  # instances constructed concurrently (constructors run on threads)
+
 
 def make_host(config: ActorConfig) -> ActorHost:
     """Pick where an instance lives from its config (the one place that knows)."""
@@ -30,7 +32,9 @@ class Supervisor:
         }
 
     def start(self) -> None:
+        gate = asyncio.Semaphore(STARTS_AT_ONCE)
         for cell in self.cells.values():
+            cell.start_gate = gate
             if cell.config.autostart:
                 cell.start()
         log.event("started", actors=len(self.cells))
