@@ -587,6 +587,8 @@ class ActorCell:
         except (PulsingBusinessError, PulsingUnsupportedError) as exc:
             self._answer(envelope, error=exc)
             return None
+        except Exception as exc:  # the instance is broken, or its process is gone
+            return _Ended(kind=ExitKind.FAILURE, cause=exc, envelope=envelope, where=_where(exc))
         envelope.executed = True
         self.in_flight += 1
         if asyncio.iscoroutine(running):
@@ -625,6 +627,8 @@ class ActorCell:
         except (PulsingBusinessError, PulsingUnsupportedError) as exc:
             self._answer(first, error=exc)
             return None
+        except Exception as exc:  # the instance is broken (a missing attribute, ...)
+            return _Ended(kind=ExitKind.FAILURE, cause=exc, envelope=first)
         if prepared is None:  # an async op
             return await self._execute(host, first)
         if first.deadline <= loop.time():
@@ -641,7 +645,7 @@ class ActorCell:
                 break
             try:
                 call = host.sync_call(nxt.op, nxt.args, nxt.kwargs)
-            except PulsingError:
+            except Exception:
                 break  # answered when it is reached, in order
             if call is None:
                 break
@@ -862,6 +866,8 @@ class ActorCell:
         except (PulsingBusinessError, PulsingUnsupportedError) as exc:
             self._answer(envelope, error=exc)
             return None
+        except Exception as exc:  # the instance is broken, or its process is gone
+            return _Ended(kind=ExitKind.FAILURE, cause=exc, envelope=envelope, where=_where(exc))
         envelope.executed = True
         self.in_flight += 1
         try:
