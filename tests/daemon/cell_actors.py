@@ -102,3 +102,18 @@ class SyncWorker:
     def boom(self, token: str = "") -> None:
         RAN.append(token)
         raise RuntimeError("boom")
+
+
+class Broken:
+    """An instance whose op cannot even be looked up: starting the op fails."""
+
+    def ping(self) -> str:
+        return "pong"
+
+    def ok(self) -> str:
+        return "ok"
+
+    def __getattribute__(self, name: str) -> object:
+        if name == "ping":
+            raise RuntimeError("instance is broken")
+        return object.__getattribute__(self, name)

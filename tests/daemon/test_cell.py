@@ -735,3 +735,21 @@ def test_stop_during_a_batch_drains_the_members_not_started(tmp_path: Path) -> N
     assert outcomes[0] == 0.3
     assert outcomes[1:] == ["PulsingRuntimeError"] * 5
     assert ran() == ["first"]
+
+
+def test_an_op_that_cannot_start_is_a_failure_not_a_crash(tmp_path: Path) -> None:
+    config = actor_config(tmp_path, "cell_actors:Broken")
+
+    async def scenario(cell: ActorCell) -> tuple[bool, str, str]:
+        broken = new_envelope("ping", [], {}, 5.0)
+        cell.submit(broken)
+        with pytest.raises(PulsingSystemError) as caught:
+            await asyncio.wait_for(broken.future, BOUND)
+        fine = new_envelope("ok", [], {}, 5.0)
+        cell.submit(fine)  # queued behind the restart, served by the new instance
+        return caught.value.recoverable, await asyncio.wait_for(fine.future, BOUND), cell.state
+
+    recoverable, result, state = run_cell(config, scenario)
+    assert recoverable is True
+    assert result == "ok"
+    assert state == ActorState.RUNNING
