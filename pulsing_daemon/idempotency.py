@@ -90,9 +90,22 @@ class IdempotencyStore:
             )
         slot = (cell.name, key)
         print_ = fingerprint(envelope.op, envelope.args, envelope.kwargs)
-        if slot not in self._running and self.journal.claim_ask(cell.name, key, print_):
-            # A new key (the common case): recorded as started in one statement.
-            return await self._first(cell, envelope, key, slot)
+        if slot not in self._running:
+            # Maybe a new key (the common case). Register the slot first, so repeats
+            # arriving while the claim commits wait for it; the claim itself rides in
+            # a group commit with the other writes of this loop iteration.
+            shared: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+            self._running[slot] = shared
+            try:
+                claimed = await self._commits.run(
+                    lambda: self.journal.claim_ask(cell.name, key, print_)
+                )
+            except BaseException:
+                self._release(slot, _RECHECK)
+                raise
+            if claimed:
+                return await self._first(cell, envelope, key, slot)
+            self._release(slot, _RECHECK)  # a record exists: look it up (waiters too)
         record = self.journal.ask_record(cell.name, key)
         if record is not None and record.fingerprint != print_:
             raise cell.stamp(
@@ -110,6 +123,8 @@ class IdempotencyStore:
             remaining = envelope.deadline - asyncio.get_running_loop().time()
             try:
                 outcome = await asyncio.wait_for(asyncio.shield(running), max(0.0, remaining))
+                if outcome is _RECHECK:  # the slot's claim found a record: start over
+                    return await self.ask(cell, envelope, key)
             except asyncio.TimeoutError:
                 raise cell.stamp(
                     PulsingTimeoutError(
@@ -132,20 +147,27 @@ class IdempotencyStore:
                 )
             )
         # The record expired and was pruned between the two statements: start afresh.
-        self.journal.claim_ask(cell.name, key, print_)
-        return await self._first(cell, envelope, key, slot)
+        return await self.ask(cell, envelope, key)
+
+    def _release(self, slot: tuple[str, str], outcome: Any) -> None:
+        shared = self._running.pop(slot, None)
+        if shared is not None and not shared.done():
+            shared.set_result(outcome)
 
     async def _first(
-        self, cell: ActorCell, envelope: Envelope, key: str, slot: tuple[str, str]
+        self,
+        cell: ActorCell,
+        envelope: Envelope,
+        key: str,
+        slot: tuple[str, str],
     ) -> tuple[Any, bool]:
         """Run the first ask with this key; its started record is already committed."""
         try:
             cell.submit(envelope)
-        except PulsingError:  # the actor cannot take it: it never ran, keep no record
+        except PulsingError as error:  # the actor cannot take it: it never ran, no record
             self.journal.forget_ask(cell.name, key)
+            self._release(slot, (None, error))
             raise
-        shared: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
-        self._running[slot] = shared
 
         def late(value: Any, error: PulsingError | None) -> None:
             # A sync op finished after its caller timed out: store what really happened.
@@ -206,17 +228,21 @@ class IdempotencyStore:
         def release(done: asyncio.Future[Any]) -> None:
             if not done.cancelled():
                 done.exception()  # retrieved here; the first caller re-raises it
-            shared = self._running.pop(slot, None)
-            if shared is not None and not shared.done():
-                shared.set_result(outcome)
+            self._release(slot, outcome)
 
         written.add_done_callback(release)
         return written
 
 
+# What a waiting repeat gets when the slot's claim found an existing record.
+_RECHECK: Any = object()
+
+
 def _replay(outcome: Outcome) -> tuple[Any, bool]:
     value, error = outcome
     if error is not None:
-        error.extra["replayed"] = True
-        raise error
+        # Each caller gets its own exception object; the first caller keeps the original.
+        copy = from_wire(error.to_wire(), status=error.http_status)
+        copy.extra["replayed"] = True
+        raise copy
     return value, True

@@ -155,6 +155,31 @@ def test_ten_concurrent_repeats_run_once_and_share_the_result(daemon_factory, tm
     assert effects(tmp_path) == ["c"]
 
 
+def test_concurrent_repeats_of_a_finished_key_all_replay(daemon_factory, tmp_path) -> None:
+    # Repeats arriving together for a key whose outcome is stored: one of them claims
+    # the slot, finds the record and the others look it up again (no second run).
+    d = make(daemon_factory, tmp_path)
+    assert keyed(d, "mark", "done-key", tag="d")[0] == 200
+    results: list[Any] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(10)
+
+    def one() -> None:
+        barrier.wait(5)
+        outcome = keyed(d, "mark", "done-key", tag="d")
+        with lock:
+            results.append(outcome)
+
+    threads = [threading.Thread(target=one) for _ in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+    assert len(results) == 10
+    assert all(status == 200 and body.get("replayed") is True for status, _, body in results)
+    assert effects(tmp_path) == ["d"]
+
+
 def test_repeat_across_sigterm_restart_is_replayed(daemon_factory, tmp_path) -> None:
     d = make(daemon_factory, tmp_path)
     first = cli(d, "ask", "e", "mark", "tag=r", "--idempotency-key", "durable", "--json")
