@@ -47,6 +47,9 @@ class EnvelopeState(enum.Enum):
     DONE = "done"
 
 
+# What ``_start`` returns when the op did not start.
+_NOT_STARTED: Any = object()
+
 # Most sync ops handed to the op thread in one trip (see host.run_sync_batch).
 SYNC_BATCH = 64
 
@@ -568,27 +571,49 @@ class ActorCell:
                 continue
             if envelope.sink is not None:
                 ended = await self._produce(host, envelope)
-            elif hasattr(host, "sync_call"):
+            elif hasattr(host, "prepare"):  # in-process: sync asks run in batches
                 ended = await self._execute_batch(host, envelope)
             else:
                 ended = await self._execute(host, envelope)
             if ended is not None:
                 return ended
 
-    async def _execute(self, host: ActorHost, envelope: Envelope) -> _Ended | None:
+    def _start(self, envelope: Envelope, start: Callable[[], Any]) -> tuple[Any, _Ended | None]:
+        """Call a host's ``invoke``/``produce``/``prepare`` for an envelope.
+
+        A bad call (unknown op, bad arguments) answers the caller; an op that cannot
+        even start (a broken instance, its process gone) is a failure of the instance.
+        Returns (what ``start`` returned, None) or (_NOT_STARTED, the end if any).
+        """
+        try:
+            return start(), None
+        except (PulsingBusinessError, PulsingUnsupportedError) as exc:
+            self._answer(envelope, error=exc)
+            return _NOT_STARTED, None
+        except Exception as exc:
+            return _NOT_STARTED, _Ended(
+                kind=ExitKind.FAILURE, cause=exc, envelope=envelope, where=_where(exc)
+            )
+
+    async def _execute(
+        self,
+        host: ActorHost,
+        envelope: Envelope,
+        start: Callable[[], Any] | None = None,
+    ) -> _Ended | None:
+        """Run one ask: ``start`` (default: ``host.invoke``) gives a coroutine to await
+        here or a future of the op running elsewhere."""
         loop = asyncio.get_running_loop()
         remaining = envelope.deadline - loop.time()
         if remaining <= 0:
             self._answer(envelope, error=self._expired_error(envelope))
             return None
         envelope.state = EnvelopeState.RUNNING
-        try:
-            running = host.invoke(envelope.op, envelope.args, envelope.kwargs)
-        except (PulsingBusinessError, PulsingUnsupportedError) as exc:
-            self._answer(envelope, error=exc)
-            return None
-        except Exception as exc:  # the instance is broken, or its process is gone
-            return _Ended(kind=ExitKind.FAILURE, cause=exc, envelope=envelope, where=_where(exc))
+        running, ended = self._start(
+            envelope, start or (lambda: host.invoke(envelope.op, envelope.args, envelope.kwargs))
+        )
+        if running is _NOT_STARTED:
+            return ended
         envelope.executed = True
         self.in_flight += 1
         if asyncio.iscoroutine(running):
@@ -622,15 +647,13 @@ class ActorCell:
         passes; members still queued keep their mailbox deadline timers.
         """
         loop = asyncio.get_running_loop()
-        try:
-            prepared = host.sync_call(first.op, first.args, first.kwargs)
-        except (PulsingBusinessError, PulsingUnsupportedError) as exc:
-            self._answer(first, error=exc)
-            return None
-        except Exception as exc:  # the instance is broken (a missing attribute, ...)
-            return _Ended(kind=ExitKind.FAILURE, cause=exc, envelope=first)
-        if prepared is None:  # an async op
-            return await self._execute(host, first)
+        prepared, ended = self._start(
+            first, lambda: host.prepare(first.op, first.args, first.kwargs)
+        )
+        if prepared is _NOT_STARTED:
+            return ended
+        if prepared.is_async:  # resolved and bound once: start it from here
+            return await self._execute(host, first, prepared.start)
         if first.deadline <= loop.time():
             self._answer(first, error=self._expired_error(first))
             return None
@@ -644,17 +667,22 @@ class ActorCell:
             if nxt.sink is not None:
                 break
             try:
-                call = host.sync_call(nxt.op, nxt.args, nxt.kwargs)
+                call = host.prepare(nxt.op, nxt.args, nxt.kwargs)
             except Exception:
                 break  # answered when it is reached, in order
-            if call is None:
+            if call.is_async:
                 break
             self.mailbox.popleft()
             nxt.state = EnvelopeState.BATCHED  # still queued: counted, timer armed
             members.append((nxt, call))
-        for envelope, (method, args, kwargs) in members:
+        for envelope, bound in members:
             envelope.call = SyncCall(
-                method, args, kwargs, envelope.deadline, loop.create_future(), lock
+                bound.method,
+                bound.args,
+                bound.kwargs,
+                envelope.deadline,
+                loop.create_future(),
+                lock,
             )
         first.state = EnvelopeState.RUNNING
         envelopes = [envelope for envelope, _ in members]
@@ -772,7 +800,12 @@ class ActorCell:
     ) -> _Ended | None:
         """A sync op outlived its deadline: answer now, wait for the thread, record late."""
         self._answer(envelope, error=self._deadline_error(envelope))
-        await asyncio.wait((running,))
+        return await self._finish_late(envelope, running)
+
+    async def _finish_late(self, envelope: Envelope, running: asyncio.Future[Any]) -> _Ended | None:
+        """Wait for an op whose caller already has its timeout; its real outcome goes to
+        ``on_late`` (idempotency records it), and a crash is still a failure."""
+        await asyncio.wait((running,))  # the actor is busy until the op ends
         value, error, failure = _classify(running)
         if envelope.on_late is not None:
             if failure is not None:
@@ -839,15 +872,7 @@ class ActorCell:
         self._answer(envelope, error=self._deadline_error(envelope))
         if envelope.interrupted:
             return None
-        await asyncio.wait((running,))  # a sync op: the actor is busy until it ends
-        value, error, failure = _classify(running)
-        if envelope.on_late is not None:
-            if failure is not None:
-                error = PulsingSystemError(f"{envelope.op} crashed after its deadline")
-            envelope.on_late(value, error)
-        if failure is not None:
-            return _Ended(kind=ExitKind.FAILURE, cause=failure, where=_where(failure))
-        return None
+        return await self._finish_late(envelope, running)
 
     def _deadline_error(self, envelope: Envelope) -> PulsingTimeoutError:
         return PulsingTimeoutError(
@@ -861,13 +886,11 @@ class ActorCell:
         """Run a streaming op to completion, appending each chunk to its sink."""
         assert envelope.sink is not None
         envelope.state = EnvelopeState.RUNNING
-        try:
-            chunks = host.produce(envelope.op, envelope.args, envelope.kwargs)
-        except (PulsingBusinessError, PulsingUnsupportedError) as exc:
-            self._answer(envelope, error=exc)
-            return None
-        except Exception as exc:  # the instance is broken, or its process is gone
-            return _Ended(kind=ExitKind.FAILURE, cause=exc, envelope=envelope, where=_where(exc))
+        chunks, ended = self._start(
+            envelope, lambda: host.produce(envelope.op, envelope.args, envelope.kwargs)
+        )
+        if chunks is _NOT_STARTED:
+            return ended
         envelope.executed = True
         self.in_flight += 1
         try:

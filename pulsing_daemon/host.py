@@ -23,15 +23,29 @@ from typing import Any
 
 from pulsing_daemon.exceptions import PulsingBusinessError, PulsingUnsupportedError, is_failure
 
-# How long a cancelled async op may take to unwind before it counts as still running.
-CANCEL_GRACE = 1.0
-
 # Methods that are lifecycle hooks, never ops.
 HOOKS = frozenset({"on_start", "on_stop", "run", "receive"})
 
 # Sync ops and constructors run here. Threads are created only when needed; the cap
 # bounds how many actors can be blocked in sync code at the same time.
 _EXECUTOR = concurrent.futures.ThreadPoolExecutor(max_workers=256, thread_name_prefix="pulsing-op")
+
+
+@dataclass(frozen=True)
+class BoundCall:
+    """An ask resolved to a method and bound to its arguments, not yet started."""
+
+    method: Callable[..., Any]
+    args: list[Any]
+    kwargs: dict[str, Any]
+    is_async: bool
+
+    def start(self) -> asyncio.Future[Any] | Coroutine[Any, Any, Any]:
+        """A coroutine for an async op (to await in the caller's task), else a future
+        of the op running on the thread pool."""
+        if self.is_async:
+            return self.method(*self.args, **self.kwargs)
+        return submit_sync(self.method, *self.args, **self.kwargs)
 
 
 class OpKind(str, enum.Enum):
@@ -315,46 +329,26 @@ class InlineHost(ActorHost):
         else:
             await run_sync(hook)
 
-    def sync_call(
-        self, op: str, args: list[Any], kwargs: dict[str, Any]
-    ) -> tuple[Callable[..., Any], list[Any], dict[str, Any]] | None:
-        """(method, args, kwargs) of a sync ask, ready to call; None for an async op.
+    def prepare(self, op: str, args: list[Any], kwargs: dict[str, Any]) -> BoundCall:
+        """Resolve and bind an ask once, without running it.
 
-        Raises the resolution errors (unknown op, bad arguments) like ``invoke``.
+        Raises the resolution errors (unknown op, bad arguments). ``receive`` gets the
+        raw message ``{"op", "args"}`` (plus ``"kwargs"`` when both kinds are given).
         """
         info = resolve_op(self.cls, op, OpKind.ASK)
         if info is None:
             method = self.instance.receive
-            if inspect.iscoroutinefunction(method):
-                return None
             message: dict[str, Any] = {"op": op, "args": args if args else kwargs}
             if args and kwargs:
                 message["kwargs"] = kwargs
-            return method, [message], {}
-        if info.is_async:
-            return None
+            return BoundCall(method, [message], {}, inspect.iscoroutinefunction(method))
         bind_arguments(info, args, kwargs)
-        return getattr(self.instance, op), args, kwargs
+        return BoundCall(getattr(self.instance, op), args, kwargs, info.is_async)
 
     def invoke(
         self, op: str, args: list[Any], kwargs: dict[str, Any]
     ) -> asyncio.Future[Any] | Coroutine[Any, Any, Any]:
-        info = resolve_op(self.cls, op, OpKind.ASK)
-        if info is None:
-            method = self.instance.receive
-            message: dict[str, Any] = {"op": op, "args": args if args else kwargs}
-            if args and kwargs:
-                message["kwargs"] = kwargs
-            call_args: list[Any] = [message]
-            call_kwargs: dict[str, Any] = {}
-            is_async = inspect.iscoroutinefunction(method)
-        else:
-            bind_arguments(info, args, kwargs)
-            method = getattr(self.instance, op)
-            call_args, call_kwargs, is_async = args, kwargs, info.is_async
-        if is_async:
-            return method(*call_args, **call_kwargs)
-        return submit_sync(method, *call_args, **call_kwargs)
+        return self.prepare(op, args, kwargs).start()
 
     def produce(self, op: str, args: list[Any], kwargs: dict[str, Any]) -> AsyncIterator[Any]:
         info = resolve_op(self.cls, op, OpKind.STREAM)
@@ -367,14 +361,8 @@ class InlineHost(ActorHost):
         return _iterate_in_thread(generator)
 
     async def interrupt(self, running: asyncio.Future[Any]) -> bool:
-        if isinstance(running, asyncio.Task) and not running.done():
-            # An async op: cancel it at its deadline and wait until it has unwound.
-            running.cancel()
-            done, _ = await asyncio.wait((running,), timeout=CANCEL_GRACE)
-            if done and not running.cancelled():
-                running.exception()  # retrieved; the caller already has its timeout
-            return bool(done)
-        # A sync op on a thread cannot be interrupted; it runs to completion.
+        # Async ops run in the actor's task under their deadline (no future to cancel);
+        # a sync op on a thread cannot be interrupted: it runs to completion.
         return running.done()
 
     async def stop(self, graceful: bool = True) -> None:
