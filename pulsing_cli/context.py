@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, NoReturn, Optional
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional
 
 import typer
 
@@ -47,6 +47,35 @@ DebugOpt = Annotated[
         "--debug", help="Show Python tracebacks for unexpected errors.", show_default=False
     ),
 ]
+
+
+ArgsArg = Annotated[
+    Optional[list[str]],  # noqa: UP045
+    typer.Argument(
+        metavar="ARG",
+        help="key=value (keyword) or value (positional); values are JSON when they parse.",
+        show_default=False,
+    ),
+]
+DataOpt = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option(
+        "--data",
+        "-d",
+        help="Arguments as a JSON object/array, @FILE, or - for stdin.",
+        show_default=False,
+    ),
+]
+
+
+def call_arguments(words: list[str] | None, data: str | None) -> tuple[list[Any], dict[str, Any]]:
+    """The op's (positional, keyword) arguments from ARG words and --data (usage error if bad)."""
+    from pulsing_cli.args import ArgumentError, build_arguments
+
+    try:
+        return build_arguments(words or [], data)
+    except ArgumentError as exc:
+        raise UsageError(str(exc)) from None
 
 
 @dataclass

@@ -213,7 +213,13 @@ class Output:
 
 
 TTY_COLUMNS = (
-    "ACTOR", "STATE", "POLICY", "RESTARTS", "MBOX/RUN", "OK/BUS/SYS/TMO/UNS", "UPTIME",
+    "ACTOR",
+    "STATE",
+    "POLICY",
+    "RESTARTS",
+    "MBOX/RUN",
+    "OK/BUS/SYS/TMO/UNS",
+    "UPTIME",
     "LAST ERROR",
 )
 

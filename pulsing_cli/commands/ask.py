@@ -6,7 +6,17 @@ from typing import Annotated, Optional
 
 import typer
 
-from pulsing_cli.context import DebugOpt, EndpointOpt, JsonOpt, TokenOpt, UsageError, run, settings
+from pulsing_cli.context import (
+    ArgsArg,
+    DataOpt,
+    DebugOpt,
+    EndpointOpt,
+    JsonOpt,
+    TokenOpt,
+    call_arguments,
+    run,
+    settings,
+)
 
 EPILOG = """Examples:
 
@@ -32,14 +42,7 @@ def ask(
         str,
         typer.Argument(metavar="OP", help="Op (a public method of the actor).", show_default=False),
     ],
-    words: Annotated[
-        Optional[list[str]],  # noqa: UP045
-        typer.Argument(
-            metavar="ARG",
-            help="key=value (keyword) or value (positional); values are JSON when they parse.",
-            show_default=False,
-        ),
-    ] = None,
+    words: ArgsArg = None,
     timeout: Annotated[
         Optional[float],  # noqa: UP045
         typer.Option(
@@ -68,15 +71,7 @@ def ask(
             show_default=False,
         ),
     ] = None,
-    data: Annotated[
-        Optional[str],  # noqa: UP045
-        typer.Option(
-            "--data",
-            "-d",
-            help="Arguments as a JSON object/array, @FILE, or - for stdin.",
-            show_default=False,
-        ),
-    ] = None,
+    data: DataOpt = None,
     endpoint: EndpointOpt = None,
     token: TokenOpt = None,
     json_output: JsonOpt = False,
@@ -86,13 +81,9 @@ def ask(
     options = settings(ctx, endpoint, token, json_output, debug)
 
     async def main(out) -> int:  # type: ignore[no-untyped-def]
-        from pulsing_cli.args import ArgumentError, build_arguments
         from pulsing_cli.client import new_idempotency_key, retry
 
-        try:
-            args, kwargs = build_arguments(words or [], data)
-        except ArgumentError as exc:
-            raise UsageError(str(exc)) from None
+        args, kwargs = call_arguments(words, data)
         key = idempotency_key
         if retries and not key:
             key = new_idempotency_key()

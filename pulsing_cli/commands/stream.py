@@ -7,11 +7,13 @@ from typing import Annotated, Optional
 import typer
 
 from pulsing_cli.context import (
+    ArgsArg,
+    DataOpt,
     DebugOpt,
     EndpointOpt,
     JsonOpt,
     TokenOpt,
-    UsageError,
+    call_arguments,
     fail_usage,
     run,
     settings,
@@ -39,10 +41,7 @@ def stream(
         Optional[str],  # noqa: UP045
         typer.Argument(metavar="OP", help="Streaming op (a generator method).", show_default=False),
     ] = None,
-    words: Annotated[
-        Optional[list[str]],  # noqa: UP045
-        typer.Argument(metavar="ARG", help="key=value or value, as for ask.", show_default=False),
-    ] = None,
+    words: ArgsArg = None,
     stream_id: Annotated[
         Optional[str],  # noqa: UP045
         typer.Option("--id", help="Attach to an existing stream by id.", show_default=False),
@@ -66,10 +65,7 @@ def stream(
             help="Wait for new chunks until the stream ends, or print what is journaled and exit.",
         ),
     ] = True,
-    data: Annotated[
-        Optional[str],  # noqa: UP045
-        typer.Option("--data", "-d", help="Arguments as JSON, @FILE or -.", show_default=False),
-    ] = None,
+    data: DataOpt = None,
     endpoint: EndpointOpt = None,
     token: TokenOpt = None,
     json_output: JsonOpt = False,
@@ -101,17 +97,13 @@ def stream(
         import asyncio
         import json
 
-        from pulsing_cli.args import ArgumentError, build_arguments
         from pulsing_cli.client import new_idempotency_key
         from pulsing_cli.streams import chunk_data, follow_lines, start_stream
 
         async with options.client() as client:
             if state.stream is None:
                 assert actor is not None and op is not None
-                try:
-                    args, kwargs = build_arguments(words or [], data)
-                except ArgumentError as exc:
-                    raise UsageError(str(exc)) from None
+                args, kwargs = call_arguments(words, data)
                 state.stream, attached = await start_stream(
                     client, actor, op, args, kwargs, key or new_idempotency_key()
                 )
