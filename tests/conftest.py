@@ -135,7 +135,20 @@ class Daemon:
             env=full_env,
             input=input,
         )
+        if "--debug" not in args:  # the contract: never a Python traceback without --debug
+            assert "Traceback" not in proc.stdout + proc.stderr, (proc.stdout, proc.stderr)
         return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+    def cli_background(self, *args: str) -> subprocess.Popen[str]:
+        """Start the real CLI against this daemon without waiting for it."""
+        env = {**os.environ, "PULSING_ENDPOINT": self.endpoint, "NO_COLOR": "1"}
+        return subprocess.Popen(
+            [*pulsing_command(), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
 
     def http(
         self,

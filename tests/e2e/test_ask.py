@@ -69,14 +69,6 @@ class = "e2e_actors:Raiser"
 """
 
 
-def cli(d: Any, *args: str, **kwargs: Any) -> Any:
-    """Run the real CLI; no Python traceback may ever show up."""
-    result = d.cli(*args, **kwargs)
-    assert "Traceback" not in result.stdout, result.stdout
-    assert "Traceback" not in result.stderr, result.stderr
-    return result
-
-
 def envelope(result: Any, category: str, *, actor: str | None = None) -> dict[str, Any]:
     """The --json error envelope printed on stdout, checked for its required keys."""
     try:
@@ -104,32 +96,32 @@ def d(daemon_factory: Any, tmp_path: Path) -> Any:
 
 # ----------------------------------------------------------------------------- 0
 def test_success_plain_and_json(d: Any) -> None:
-    result = cli(d, "ask", "rec", "mark", "tag=hello")
+    result = d.cli("ask", "rec", "mark", "tag=hello")
     assert result.code == 0, result.stderr
     assert result.stdout.strip() == "hello"
 
-    result = cli(d, "ask", "rec", "mark", "tag=hello", "--json")
+    result = d.cli("ask", "rec", "mark", "tag=hello", "--json")
     assert result.code == 0, result.stderr
     assert result.json() == {"result": "hello"}
 
     # global option before the verb works too
-    result = cli(d, "--json", "ask", "echo", "add", "a=1", "b=2")
+    result = d.cli("--json", "ask", "echo", "add", "a=1", "b=2")
     assert result.code == 0, result.stderr
     assert result.json() == {"result": 3}
 
     # the raw receive(msg) actor gets {"op", "args"}
-    result = cli(d, "ask", "raw", "anything", "x=1", "y=two", "--json")
+    result = d.cli("ask", "raw", "anything", "x=1", "y=two", "--json")
     assert result.code == 0, (result.stdout, result.stderr)
     assert result.json() == {"result": {"got": {"op": "anything", "args": {"x": 1, "y": "two"}}}}
     status, _, body = d.http("POST", "/v1/actors/raw/ask", {"op": "other", "args": {"k": [1, 2]}})
     assert status == 200, body
     assert body == {"result": {"got": {"op": "other", "args": {"k": [1, 2]}}}}
-    private = cli(d, "ask", "raw", "_hidden", "--json")  # private names never reach receive
+    private = d.cli("ask", "raw", "_hidden", "--json")  # private names never reach receive
     assert private.code == 5, (private.stdout, private.stderr)
 
 
 def test_receive_mixed_positional_and_keyword_args_are_not_lost(d: Any) -> None:
-    result = cli(d, "ask", "raw", "foo", "1", "x=2", "--json")
+    result = d.cli("ask", "raw", "foo", "1", "x=2", "--json")
     # either the message carries the keyword too, or the ask is refused -- never a silent drop
     if result.code == 0:
         assert "x" in json.dumps(result.json()["result"]), result.stdout
@@ -158,7 +150,7 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
 
 # ----------------------------------------------------------------------------- 3
 def test_business_error_exit_3(d: Any) -> None:
-    result = cli(d, "ask", "rec", "business", "--json")
+    result = d.cli("ask", "rec", "business", "--json")
     assert result.code == 3, (result.stdout, result.stderr)
     error = envelope(result, "business", actor="rec")
     assert error["recoverable"] is False
@@ -170,18 +162,18 @@ def test_business_error_exit_3(d: Any) -> None:
     assert error["restarts"] == 0
     assert error["max_restarts"] == 5
 
-    plain = cli(d, "ask", "rec", "business")
+    plain = d.cli("ask", "rec", "business")
     assert plain.code == 3
     assert "business" in plain.stderr and "that input is wrong" in plain.stderr
     assert plain.stdout == ""
 
     # a wrong call signature is a business error too
-    missing = cli(d, "ask", "echo", "add", "a=1", "--json")
+    missing = d.cli("ask", "echo", "add", "a=1", "--json")
     assert missing.code == 3, (missing.stdout, missing.stderr)
     error = envelope(missing, "business", actor="echo")
     assert "b" in error["message"]
 
-    unexpected = cli(d, "ask", "rec", "mark", "nope=1", "--json")
+    unexpected = d.cli("ask", "rec", "mark", "nope=1", "--json")
     assert unexpected.code == 3, (unexpected.stdout, unexpected.stderr)
     envelope(unexpected, "business", actor="rec")
 
@@ -196,7 +188,7 @@ def test_business_error_exit_3(d: Any) -> None:
 def test_plain_cli_error_always_shows_recoverable(d: Any) -> None:
     for args in (("rec", "business"), ("rec", "nope"), ("rec", "sleep", "seconds=2")):
         extra = ("--timeout", "0.1") if args[1] == "sleep" else ()
-        result = cli(d, "ask", *args, *extra)
+        result = d.cli("ask", *args, *extra)
         assert result.code in (3, 5, 124), (args, result.stderr)
         assert "recoverable" in result.stderr, (args, result.stderr)
         assert "0/5" in result.stderr, (args, result.stderr)
@@ -205,7 +197,7 @@ def test_plain_cli_error_always_shows_recoverable(d: Any) -> None:
 # ----------------------------------------------------------------------------- 4
 def test_system_errors_exit_4_and_recoverable_flag(d: Any) -> None:
     # a crash with a restart scheduled: recoverable
-    result = cli(d, "ask", "rec", "crash", "message=kaboom", "--json")
+    result = d.cli("ask", "rec", "crash", "message=kaboom", "--json")
     assert result.code == 4, (result.stdout, result.stderr)
     error = envelope(result, "system", actor="rec")
     assert error["recoverable"] is True
@@ -214,14 +206,14 @@ def test_system_errors_exit_4_and_recoverable_flag(d: Any) -> None:
     assert error["max_restarts"] == 5
     assert "kaboom" in error["message"]
     assert d.wait_state("rec", "running", timeout=5)["restarts"] == 1
-    plain = cli(d, "ask", "rec", "crash")
+    plain = d.cli("ask", "rec", "crash")
     assert plain.code == 4
     assert "system" in plain.stderr
     assert "recoverable" in plain.stderr
     assert "2/5" in plain.stderr  # the CLI shows restarts n/max
 
     # an op raising PulsingSystemError(recoverable=True): answers the caller, no restart
-    result = cli(d, "ask", "sysok", "recoverable", "--json")
+    result = d.cli("ask", "sysok", "recoverable", "--json")
     assert result.code == 4
     error = envelope(result, "system", actor="sysok")
     assert error["recoverable"] is True
@@ -231,14 +223,14 @@ def test_system_errors_exit_4_and_recoverable_flag(d: Any) -> None:
     assert status["restarts"] == 0
 
     # restart_policy = never (from @remote): not recoverable, failed
-    result = cli(d, "ask", "never", "crash", "--json")
+    result = d.cli("ask", "never", "crash", "--json")
     assert result.code == 4, (result.stdout, result.stderr)
     error = envelope(result, "system", actor="never")
     assert error["recoverable"] is False
     assert error["state"] == "failed"
 
     # PulsingSystemError(recoverable=False) with no restart following: not recoverable
-    result = cli(d, "ask", "fatal", "fatal", "--json")
+    result = d.cli("ask", "fatal", "fatal", "--json")
     assert result.code == 4
     error = envelope(result, "system", actor="fatal")
     assert error["recoverable"] is False
@@ -249,7 +241,7 @@ def test_system_errors_exit_4_and_recoverable_flag(d: Any) -> None:
     first = d.ask("once", "crash")[2]["error"]
     assert (first["category"], first["recoverable"]) == ("system", True)
     d.wait_state("once", "running", timeout=5)
-    second = cli(d, "ask", "once", "crash", "--json")
+    second = d.cli("ask", "once", "crash", "--json")
     assert second.code == 4
     error = envelope(second, "system", actor="once")
     assert error["recoverable"] is False
@@ -257,7 +249,7 @@ def test_system_errors_exit_4_and_recoverable_flag(d: Any) -> None:
     assert error["restarts"] == 1 and error["max_restarts"] == 1
 
     # a result that is not JSON: a system error, and nothing crashes
-    result = cli(d, "ask", "weird", "thing", "--json")
+    result = d.cli("ask", "weird", "thing", "--json")
     assert result.code == 4, (result.stdout, result.stderr)
     error = envelope(result, "system")
     assert "JSON" in error["message"]
@@ -281,7 +273,7 @@ def test_unsupported_ops_exit_5(d: Any) -> None:
     """Unknown ops, private names and lifecycle hooks are never ops."""
     # the exit code through the real CLI for a few, the same answer over HTTP for all
     for actor, op in (("rec", "no_such_op"), ("rec", "_secret"), ("hooks", "on_start")):
-        result = cli(d, "ask", actor, op, "--json")
+        result = d.cli("ask", actor, op, "--json")
         assert result.code == 5, (actor, op, result.stdout, result.stderr)
     for actor, op in UNSUPPORTED:
         status, _, body = d.http("POST", f"/v1/actors/{actor}/ask", {"op": op})
@@ -301,27 +293,27 @@ def test_unsupported_ops_exit_5(d: Any) -> None:
 # ----------------------------------------------------------------------------- 6
 def test_runtime_errors_exit_6(d: Any) -> None:
     # an unknown actor
-    result = cli(d, "ask", "ghost", "ping", "--json")
+    result = d.cli("ask", "ghost", "ping", "--json")
     assert result.code == 6, (result.stdout, result.stderr)
     error = envelope(result, "runtime")
     assert "ghost" in error["message"]
 
     # a stopped actor
     assert d.actor("idle")["state"] == "stopped"
-    result = cli(d, "ask", "idle", "mark", "--json")
+    result = d.cli("ask", "idle", "mark", "--json")
     assert result.code == 6, (result.stdout, result.stderr)
     error = envelope(result, "runtime", actor="idle")
     assert error["state"] == "stopped"
     assert "stopped" in error["message"]
 
     # a failed actor
-    result = cli(d, "ask", "broken", "ping", "--json")
+    result = d.cli("ask", "broken", "ping", "--json")
     assert result.code == 6, (result.stdout, result.stderr)
     error = envelope(result, "runtime", actor="broken")
     assert error["state"] == "failed"
     assert error["recoverable"] is False
 
-    plain = cli(d, "ask", "broken", "ping")
+    plain = d.cli("ask", "broken", "ping")
     assert plain.code == 6
     assert "failed" in plain.stderr
     assert "pulsing restart broken" in plain.stderr
@@ -349,21 +341,21 @@ def test_daemon_not_running_exit_6_names_endpoint(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------- 124
 def test_timeout_exit_124(d: Any) -> None:
     started = time.monotonic()
-    result = cli(d, "ask", "rec", "sleep", "seconds=5", "--timeout", "0.3", "--json")
+    result = d.cli("ask", "rec", "sleep", "seconds=5", "--timeout", "0.3", "--json")
     elapsed = time.monotonic() - started
     assert result.code == 124, (result.stdout, result.stderr)
     error = envelope(result, "timeout", actor="rec")
     assert error["recoverable"] is True
     assert elapsed < 4.0
     # the actor is fine afterwards
-    assert cli(d, "ask", "rec", "mark", "tag=after").code == 0
+    assert d.cli("ask", "rec", "mark", "tag=after").code == 0
 
     # user code raising PulsingTimeoutError / PulsingUnsupportedError: same categories
-    raised = cli(d, "ask", "raiser", "timeout", "--json")
+    raised = d.cli("ask", "raiser", "timeout", "--json")
     assert raised.code == 124, (raised.stdout, raised.stderr)
     error = envelope(raised, "timeout", actor="raiser")
     assert error["operation"] == "fetch" and error["duration_ms"] == 1500
-    raised = cli(d, "ask", "raiser", "unsupported", "--json")
+    raised = d.cli("ask", "raiser", "unsupported", "--json")
     assert raised.code == 5, (raised.stdout, raised.stderr)
     envelope(raised, "unsupported", actor="raiser")
     assert d.actor("raiser")["restarts"] == 0  # neither is a failure of the instance
@@ -402,37 +394,37 @@ def test_ctrl_c_exit_130(d: Any) -> None:
 
 # ----------------------------------------------------------------------------- args
 def test_positional_keyword_and_data_args(d: Any, tmp_path: Path) -> None:
-    result = cli(d, "ask", "echo", "echo", "1", "2", "--json")
+    result = d.cli("ask", "echo", "echo", "1", "2", "--json")
     assert result.code == 0, result.stderr
     assert result.json() == {"result": {"args": [1, 2], "kwargs": {}}}
 
-    result = cli(d, "ask", "echo", "echo", "x", "n=5", "s=hello", "l=[1,2]", '{"a":1}', "--json")
+    result = d.cli("ask", "echo", "echo", "x", "n=5", "s=hello", "l=[1,2]", '{"a":1}', "--json")
     assert result.code == 0, result.stderr
     assert result.json()["result"] == {
         "args": ["x", {"a": 1}],
         "kwargs": {"n": 5, "s": "hello", "l": [1, 2]},
     }
 
-    result = cli(d, "ask", "echo", "add", "2", "3")
+    result = d.cli("ask", "echo", "add", "2", "3")
     assert result.code == 0, result.stderr
     assert result.stdout.strip() == "5"
 
     # --data: inline JSON, @file, - (stdin), and an array plus positional words
-    inline = cli(d, "ask", "echo", "add", "--data", '{"a": 4, "b": 5}', "--json")
+    inline = d.cli("ask", "echo", "add", "--data", '{"a": 4, "b": 5}', "--json")
     assert inline.code == 0, inline.stderr
     assert inline.json() == {"result": 9}
 
     args_file = tmp_path / "args.json"
     args_file.write_text('{"a": 10, "b": 20}')
-    from_file = cli(d, "ask", "echo", "add", "--data", f"@{args_file}", "--json")
+    from_file = d.cli("ask", "echo", "add", "--data", f"@{args_file}", "--json")
     assert from_file.code == 0, from_file.stderr
     assert from_file.json() == {"result": 30}
 
-    from_stdin = cli(d, "ask", "echo", "add", "--data", "-", "--json", input='{"a": 1, "b": 1}')
+    from_stdin = d.cli("ask", "echo", "add", "--data", "-", "--json", input='{"a": 1, "b": 1}')
     assert from_stdin.code == 0, from_stdin.stderr
     assert from_stdin.json() == {"result": 2}
 
-    array = cli(d, "ask", "echo", "echo", "--data", "[1, 2]", "3", "--json")
+    array = d.cli("ask", "echo", "echo", "--data", "[1, 2]", "3", "--json")
     assert array.code == 0, array.stderr
     assert array.json() == {"result": {"args": [1, 2, 3], "kwargs": {}}}
 

@@ -7,45 +7,12 @@ executed" is checked on the side effect, not on what the daemon says.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-
-def cli(d: Any, *args: str, **kwargs: Any) -> Any:
-    result = d.cli(*args, **kwargs)
-    assert "Traceback" not in result.stdout + result.stderr, (result.stdout, result.stderr)
-    return result
-
-
-def cli_background(d: Any, *args: str) -> subprocess.Popen[str]:
-    """Start the real CLI without waiting for it."""
-    exe = Path(sys.executable).with_name("pulsing")
-    command = [str(exe)] if exe.exists() else [sys.executable, "-m", "pulsing_cli.app"]
-    env = {**os.environ, "PULSING_ENDPOINT": d.endpoint, "NO_COLOR": "1"}
-    return subprocess.Popen(
-        [*command, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
-    )
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 5.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or predicate}")
-        time.sleep(0.01)
-
-
-def lines(path: Path) -> list[str]:
-    return path.read_text().splitlines() if path.exists() else []
+from e2e_helpers import lines, wait_for
 
 
 def recorder(daemon_factory: Any, tmp_path: Path, extra: str = "", name: str = "rec") -> Any:
@@ -74,7 +41,7 @@ def test_ask_expiring_in_mailbox_is_never_executed(daemon_factory: Any, tmp_path
         wait_for(lambda: d.actor("rec")["in_flight"] == 1, what="block in flight")
 
         started = time.monotonic()
-        late = cli(d, "ask", "rec", "mark", "tag=late", "--timeout", "0.2", "--json")
+        late = d.cli("ask", "rec", "mark", "tag=late", "--timeout", "0.2", "--json")
         elapsed = time.monotonic() - started
         assert late.code == 124, (late.stdout, late.stderr)
         error = json.loads(late.stdout)["error"]
@@ -102,8 +69,8 @@ def test_async_op_past_deadline_is_cancelled(daemon_factory: Any, tmp_path: Path
     assert ok[2] == {"result": "quick"} and lines(effects) == ["quick"]
 
     started = time.monotonic()
-    result = cli(
-        d, "ask", "rec", "amark_after", "tag=late", "delay=0.5", "--timeout", "0.15", "--json"
+    result = d.cli(
+        "ask", "rec", "amark_after", "tag=late", "delay=0.5", "--timeout", "0.15", "--json"
     )
     assert result.code == 124, (result.stdout, result.stderr)
     error = json.loads(result.stdout)["error"]
@@ -165,7 +132,7 @@ def test_queued_asks_are_served_by_the_restarted_instance(
     d = recorder(daemon_factory, tmp_path, "max_restarts = 3")
     assert len(lines(starts)) == 1
 
-    crashing = cli_background(d, "ask", "rec", "crash_after", "seconds=0.5", "--json")
+    crashing = d.cli_background("ask", "rec", "crash_after", "seconds=0.5", "--json")
     try:
         wait_for(lambda: d.actor("rec")["in_flight"] == 1, what="crash_after in flight")
         with ThreadPoolExecutor(4) as pool:
@@ -220,7 +187,7 @@ def test_full_mailbox_is_runtime_503_with_retry_after(daemon_factory: Any, tmp_p
         assert "full" in error["message"]
         assert error["actor"] == "rec"
 
-        result = cli(d, "ask", "rec", "mark", "tag=rejected-cli", "--json")
+        result = d.cli("ask", "rec", "mark", "tag=rejected-cli", "--json")
         assert result.code == 6, (result.stdout, result.stderr)
         assert json.loads(result.stdout)["error"]["category"] == "runtime"
 
@@ -278,7 +245,7 @@ def test_during_restart_fail_fast(daemon_factory: Any, tmp_path: Path) -> None:
     assert error["state"] in ("backoff", "starting")
     assert 0 < error.get("retry_after", 0) <= 0.8
 
-    result = cli(d, "ask", "ff", "mark", "tag=rejected-cli", "--json")
+    result = d.cli("ask", "ff", "mark", "tag=rejected-cli", "--json")
     assert result.code == 4, (result.stdout, result.stderr)
     assert json.loads(result.stdout)["error"]["recoverable"] is True
 

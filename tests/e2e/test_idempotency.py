@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from e2e_helpers import wait_for
+
 ACTORS = """
 [actors.e]
 class = "stream_actors:Effects"
@@ -42,13 +44,6 @@ def effects(tmp_path: Path) -> list[str]:
         return []
 
 
-def cli(d: Any, *args: str, **kwargs: Any) -> Any:
-    result = d.cli(*args, **kwargs)
-    assert "Traceback" not in result.stdout, result.stdout
-    assert "Traceback" not in result.stderr, result.stderr
-    return result
-
-
 def keyed(
     d: Any, op: str, key: str, timeout: float | None = None, **args: Any
 ) -> tuple[int, dict[str, str], Any]:
@@ -59,27 +54,18 @@ def keyed(
     return status, {k.lower(): v for k, v in head.items()}, body
 
 
-def wait_for(predicate: Any, timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 # ---------------------------------------------------------------------- repeats
 def test_sequential_repeats_run_once_and_are_marked_replayed(daemon_factory, tmp_path) -> None:
     d = make(daemon_factory, tmp_path)
-    first = cli(d, "ask", "e", "mark", "tag=a", "--idempotency-key", "k1", "--json")
+    first = d.cli("ask", "e", "mark", "tag=a", "--idempotency-key", "k1", "--json")
     assert first.code == 0, first.stderr
     body = first.json()
     assert body["result"] == {"tag": "a", "n": 1}
     assert not body.get("replayed"), body
-    again = cli(d, "ask", "e", "mark", "tag=a", "--idempotency-key", "k1", "--json")
+    again = d.cli("ask", "e", "mark", "tag=a", "--idempotency-key", "k1", "--json")
     assert again.code == 0, again.stderr
     assert again.json() == {"result": {"tag": "a", "n": 1}, "replayed": True}
-    plain = cli(d, "ask", "e", "mark", "tag=a", "--idempotency-key", "k1")
+    plain = d.cli("ask", "e", "mark", "tag=a", "--idempotency-key", "k1")
     assert plain.code == 0
     assert "replayed" in plain.stderr, plain.stderr
 
@@ -102,12 +88,12 @@ def test_sequential_repeats_run_once_and_are_marked_replayed(daemon_factory, tmp
     assert effects(tmp_path) == ["a", "a", "a"]
 
     # Same key, different args or op: a business error, nothing runs.
-    assert cli(d, "ask", "e", "mark", "tag=x", "--idempotency-key", "k").code == 0
-    conflict = cli(d, "ask", "e", "mark", "tag=y", "--idempotency-key", "k", "--json")
+    assert d.cli("ask", "e", "mark", "tag=x", "--idempotency-key", "k").code == 0
+    conflict = d.cli("ask", "e", "mark", "tag=y", "--idempotency-key", "k", "--json")
     assert conflict.code == 3, (conflict.stdout, conflict.stderr)
     error = conflict.json()["error"]
     assert error["category"] == "business" and error["recoverable"] is False, error
-    other_op = cli(d, "ask", "e", "ping", "--idempotency-key", "k")
+    other_op = d.cli("ask", "e", "ping", "--idempotency-key", "k")
     assert other_op.code == 3, (other_op.stdout, other_op.stderr)
     status, _, body = keyed(d, "mark", "k", tag="z")
     assert status == 422, body
@@ -182,11 +168,11 @@ def test_concurrent_repeats_of_a_finished_key_all_replay(daemon_factory, tmp_pat
 
 def test_repeat_across_sigterm_restart_is_replayed(daemon_factory, tmp_path) -> None:
     d = make(daemon_factory, tmp_path)
-    first = cli(d, "ask", "e", "mark", "tag=r", "--idempotency-key", "durable", "--json")
+    first = d.cli("ask", "e", "mark", "tag=r", "--idempotency-key", "durable", "--json")
     assert first.code == 0, first.stderr
     assert d.stop() == 0
     d.start()
-    again = cli(d, "ask", "e", "mark", "tag=r", "--idempotency-key", "durable", "--json")
+    again = d.cli("ask", "e", "mark", "tag=r", "--idempotency-key", "durable", "--json")
     assert again.code == 0, again.stderr
     assert again.json() == {"result": {"tag": "r", "n": 1}, "replayed": True}
     assert effects(tmp_path) == ["r"]
@@ -195,7 +181,7 @@ def test_repeat_across_sigterm_restart_is_replayed(daemon_factory, tmp_path) -> 
 # ---------------------------------------------------------------------- crashes / kills
 def test_retries_across_an_actor_crash_run_the_op_once(daemon_factory, tmp_path) -> None:
     d = make(daemon_factory, tmp_path)
-    result = cli(d, "ask", "e", "crash_once", "tag=once", "--retries", "3", "--json")
+    result = d.cli("ask", "e", "crash_once", "tag=once", "--retries", "3", "--json")
     assert result.code == 0, (result.stdout, result.stderr)
     assert result.json()["result"] == {"tag": "once"}
     assert "retry 1/3" in result.stderr, result.stderr
@@ -222,22 +208,21 @@ def test_sigkill_while_keyed_ask_runs_gives_outcome_unknown(daemon_factory, tmp_
     thread.join(10)
     d.start()
 
-    again = cli(
-        d, "ask", "e", "block", "seconds=2.0", "tag=k", "--idempotency-key", "killed", "--json"
+    again = d.cli(
+        "ask", "e", "block", "seconds=2.0", "tag=k", "--idempotency-key", "killed", "--json"
     )
     assert again.code == 4, (again.stdout, again.stderr)
     error = again.json()["error"]
     assert error["category"] == "system", error
     assert error["recoverable"] is False, error
     assert "outcome unknown" in error["message"], error
-    plain = cli(d, "ask", "e", "block", "seconds=2.0", "tag=k", "--idempotency-key", "killed")
+    plain = d.cli("ask", "e", "block", "seconds=2.0", "tag=k", "--idempotency-key", "killed")
     assert plain.code == 4
     assert "not recoverable" in plain.stderr and "outcome unknown" in plain.stderr
     status, _, body = keyed(d, "block", "killed", seconds=2.0, tag="k")
     assert status >= 500 and body["error"]["category"] == "system", (status, body)
     # With retries the CLI does not retry a non-recoverable error.
-    retried = cli(
-        d,
+    retried = d.cli(
         "ask",
         "e",
         "block",
@@ -282,11 +267,11 @@ def test_which_error_outcomes_are_stored(daemon_factory, tmp_path) -> None:
     recoverable system error is not (a repeat runs the op again)."""
     d = make(daemon_factory, tmp_path)
     # business: stored
-    first = cli(d, "ask", "e", "business", "tag=b", "--idempotency-key", "bk", "--json")
+    first = d.cli("ask", "e", "business", "tag=b", "--idempotency-key", "bk", "--json")
     assert first.code == 3, (first.stdout, first.stderr)
     error = first.json()["error"]
     assert error["code"] == "rejected" and error["details"] == {"tag": "b"}, error
-    again = cli(d, "ask", "e", "business", "tag=b", "--idempotency-key", "bk", "--json")
+    again = d.cli("ask", "e", "business", "tag=b", "--idempotency-key", "bk", "--json")
     assert again.code == 3, (again.stdout, again.stderr)
     replay = again.json()["error"]
     assert replay["code"] == "rejected" and replay["message"] == error["message"], replay
@@ -297,24 +282,24 @@ def test_which_error_outcomes_are_stored(daemon_factory, tmp_path) -> None:
     (tmp_path / "effects").unlink()
 
     # recoverable system error: not stored
-    first = cli(d, "ask", "e", "recoverable", "tag=s", "--idempotency-key", "sk", "--json")
+    first = d.cli("ask", "e", "recoverable", "tag=s", "--idempotency-key", "sk", "--json")
     assert first.code == 4, (first.stdout, first.stderr)
     assert first.json()["error"]["recoverable"] is True
-    again = cli(d, "ask", "e", "recoverable", "tag=s", "--idempotency-key", "sk", "--json")
+    again = d.cli("ask", "e", "recoverable", "tag=s", "--idempotency-key", "sk", "--json")
     assert again.code == 4
     assert not again.json()["error"].get("replayed")
     assert effects(tmp_path) == ["s", "s"]
     # After a recoverable failure the key is free again: a successful op may use it.
-    ok = cli(d, "ask", "e", "mark", "tag=after", "--idempotency-key", "sk", "--json")
+    ok = d.cli("ask", "e", "mark", "tag=after", "--idempotency-key", "sk", "--json")
     assert ok.code == 0, (ok.stdout, ok.stderr)
     (tmp_path / "effects").unlink()
 
     # non-recoverable system error with no restart to follow (policy never): stored
-    first = cli(d, "ask", "f", "fatal", "tag=f", "--idempotency-key", "fk", "--json")
+    first = d.cli("ask", "f", "fatal", "tag=f", "--idempotency-key", "fk", "--json")
     assert first.code == 4, (first.stdout, first.stderr)
     error = first.json()["error"]
     assert error["recoverable"] is False and error["state"] == "failed", error
-    again = cli(d, "ask", "f", "fatal", "tag=f", "--idempotency-key", "fk", "--json")
+    again = d.cli("ask", "f", "fatal", "tag=f", "--idempotency-key", "fk", "--json")
     assert again.code == 4, (again.stdout, again.stderr)
     replay = again.json()["error"]
     assert replay["category"] == "system" and replay["message"] == error["message"], replay
@@ -331,7 +316,7 @@ def test_timeout_while_queued_is_not_stored(daemon_factory, tmp_path) -> None:
     assert status == 504, body
     assert body["error"]["category"] == "timeout" and body["error"].get("executed") is False
     busy.join(10)
-    again = cli(d, "ask", "e", "mark", "tag=q", "--idempotency-key", "qk", "--json")
+    again = d.cli("ask", "e", "mark", "tag=q", "--idempotency-key", "qk", "--json")
     assert again.code == 0, (again.stdout, again.stderr)
     assert not again.json().get("replayed"), again.stdout
     assert effects(tmp_path) == ["begin busy", "busy", "q"]
@@ -339,8 +324,7 @@ def test_timeout_while_queued_is_not_stored(daemon_factory, tmp_path) -> None:
 
 def test_sync_op_past_deadline_stores_its_real_outcome(daemon_factory, tmp_path) -> None:
     d = make(daemon_factory, tmp_path)
-    first = cli(
-        d,
+    first = d.cli(
         "ask",
         "e",
         "block",
@@ -355,8 +339,7 @@ def test_sync_op_past_deadline_stores_its_real_outcome(daemon_factory, tmp_path)
     assert first.code == 124, (first.stdout, first.stderr)
     assert first.json()["error"]["category"] == "timeout"
     wait_for(lambda: "late" in effects(tmp_path), 5.0, "the blocking op to finish")
-    again = cli(
-        d,
+    again = d.cli(
         "ask",
         "e",
         "block",
@@ -378,7 +361,7 @@ def test_repeat_while_sync_op_still_runs_waits_for_it(daemon_factory, tmp_path) 
     status, _, body = keyed(d, "block", "w", timeout=0.2, seconds=1.0, tag="w")
     assert status == 504 and body["error"]["category"] == "timeout", body
     assert "w" not in effects(tmp_path)  # still running
-    again = cli(d, "ask", "e", "block", "seconds=1.0", "tag=w", "--idempotency-key", "w", "--json")
+    again = d.cli("ask", "e", "block", "seconds=1.0", "tag=w", "--idempotency-key", "w", "--json")
     assert again.code == 0, (again.stdout, again.stderr)
     assert again.json()["result"] == {"tag": "w", "slept": 1.0}
     assert effects(tmp_path) == ["begin w", "w"]

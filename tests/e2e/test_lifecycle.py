@@ -4,40 +4,17 @@ the log is one logfmt line per event naming the actor and the event."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
+from e2e_helpers import wait_for
 
 LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z? level=\w+ .*\bevent=\S+")
-
-
-def cli_background(d: Any, *args: str) -> subprocess.Popen[str]:
-    exe = Path(sys.executable).with_name("pulsing")
-    command = [str(exe)] if exe.exists() else [sys.executable, "-m", "pulsing_cli.app"]
-    env = {**os.environ, "PULSING_ENDPOINT": d.endpoint, "NO_COLOR": "1"}
-    return subprocess.Popen(
-        [*command, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
-    )
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 5.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or predicate}")
-        time.sleep(0.01)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
@@ -57,7 +34,7 @@ def test_signal_with_ask_in_flight_finishes_it_and_exits_0(
         "grace_period = 5.0\n",
     )
     assert hooks.read_text().splitlines() == ["on_start"]
-    asking = cli_background(d, "ask", "rec", "sleep", "seconds=1.0", "--json")
+    asking = d.cli_background("ask", "rec", "sleep", "seconds=1.0", "--json")
     pool = ThreadPoolExecutor(1)
     try:
         wait_for(lambda: d.actor("rec")["in_flight"] == 1, what="sleep in flight")
@@ -101,7 +78,7 @@ def test_ask_outliving_grace_period_is_answered_and_daemon_exits_0(daemon_factor
         """,
         "grace_period = 0.3\n",
     )
-    asking = cli_background(d, "ask", "rec", "sleep", "seconds=30", "--json")
+    asking = d.cli_background("ask", "rec", "sleep", "seconds=30", "--json")
     try:
         wait_for(lambda: d.actor("rec")["in_flight"] == 1, what="sleep in flight")
         started = time.monotonic()

@@ -13,12 +13,12 @@ import os
 import re
 import signal
 import time
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
+from e2e_helpers import lines, wait_for
 
 MODES = ["inline", "process"]
 
@@ -40,10 +40,6 @@ COUNT_KEYS = {"ok", "business", "system", "timeout", "unsupported"}
 
 
 # ----------------------------------------------------------------------------- helpers
-def cli(d: Any, *args: str, **kwargs: Any) -> Any:
-    result = d.cli(*args, **kwargs)
-    assert "Traceback" not in result.stdout + result.stderr, (result.stdout, result.stderr)
-    return result
 
 
 def error_of(result: Any, category: str) -> dict[str, Any]:
@@ -53,21 +49,6 @@ def error_of(result: Any, category: str) -> dict[str, Any]:
     error = payload["error"]
     assert error["category"] == category, error
     return error
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 5.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
-        time.sleep(0.02)
-
-
-def lines(path: Path) -> list[str]:
-    return path.read_text().splitlines() if path.exists() else []
 
 
 def alive(pid: int) -> bool:
@@ -172,24 +153,24 @@ def pool() -> Any:
 def test_ask_errors_and_status_fields(daemon_factory: Any, mode: str) -> None:
     d = daemon_factory(worker(mode))
     d.wait_state("w", "running")
-    ok = cli(d, "ask", "w", "hello", "name=ann", "--json")
+    ok = d.cli("ask", "w", "hello", "name=ann", "--json")
     assert ok.code == 0, (ok.stdout, ok.stderr)
     assert ok.json() == {"result": {"hello": "ann", "calls": 1}}
 
-    business = cli(d, "ask", "w", "business", "--json")
+    business = d.cli("ask", "w", "business", "--json")
     assert business.code == 3, (business.stdout, business.stderr)
     error = error_of(business, "business")
     assert error["message"] == "that input is wrong"
     assert error["actor"] == "w" and error["state"] == "running", error
 
-    unknown = cli(d, "ask", "w", "no_such_op", "--json")
+    unknown = d.cli("ask", "w", "no_such_op", "--json")
     assert unknown.code == 5, (unknown.stdout, unknown.stderr)
     assert "no_such_op" in error_of(unknown, "unsupported")["message"]
 
-    private = cli(d, "ask", "w", "_bump")
+    private = d.cli("ask", "w", "_bump")
     assert private.code == 5, (private.stdout, private.stderr)
 
-    status = cli(d, "status", "w", "--json")
+    status = d.cli("status", "w", "--json")
     assert status.code == 0, (status.stdout, status.stderr)
     payload = status.json()
     assert payload["schema"] == 1 and len(payload["actors"]) == 1
@@ -203,7 +184,7 @@ def test_ask_errors_and_status_fields(daemon_factory: Any, mode: str) -> None:
     assert (entry["counts"]["ok"], entry["counts"]["business"]) == (1, 1)
     assert entry["counts"]["unsupported"] == 2
     assert entry["last_error"]["category"] == "unsupported"
-    pid = cli(d, "ask", "w", "pid", "--json").json()["result"]
+    pid = d.cli("ask", "w", "pid", "--json").json()["result"]
     if mode == "process":
         assert isinstance(entry["pid"], int) and entry["pid"] == pid
         assert pid != payload["daemon"]["pid"]
@@ -215,10 +196,10 @@ def test_ask_errors_and_status_fields(daemon_factory: Any, mode: str) -> None:
 @pytest.mark.parametrize("mode", MODES)
 def test_crash_is_recoverable_then_served_by_new_instance(daemon_factory: Any, mode: str) -> None:
     d = daemon_factory(worker(mode))
-    assert cli(d, "ask", "w", "hello", "--json").json()["result"]["calls"] == 1
+    assert d.cli("ask", "w", "hello", "--json").json()["result"]["calls"] == 1
     pid_before = d.wait_state("w", "running").get("pid")
 
-    crash = cli(d, "ask", "w", "crash", "message=kaboom", "--json")
+    crash = d.cli("ask", "w", "crash", "message=kaboom", "--json")
     assert crash.code == 4, (crash.stdout, crash.stderr)
     error = error_of(crash, "system")
     assert error["recoverable"] is True, error
@@ -230,13 +211,13 @@ def test_crash_is_recoverable_then_served_by_new_instance(daemon_factory: Any, m
     assert "kaboom" in status["last_failure"]["message"], status["last_failure"]
     assert status["last_failure"]["type"] == "RuntimeError", status["last_failure"]
     # A new instance: its counter starts over.
-    again = cli(d, "ask", "w", "hello", "--json")
+    again = d.cli("ask", "w", "hello", "--json")
     assert again.code == 0 and again.json()["result"]["calls"] == 1, again.stdout
     if mode == "process":
         assert status["pid"] != pid_before
 
     # The plain rendering shows the restart count as N/MAX.
-    plain = cli(d, "ask", "w", "crash")
+    plain = d.cli("ask", "w", "crash")
     assert plain.code == 4 and "2/5" in plain.stderr, plain.stderr
 
 
@@ -276,7 +257,7 @@ def test_async_op_is_cancelled_at_its_deadline(
     d = daemon_factory(worker(mode, effects=effects))
     pid_before = d.wait_state("w", "running").get("pid")
     started = time.monotonic()
-    result = cli(d, "ask", "w", "nap", "seconds=1.0", "tag=late", "--timeout", "0.3", "--json")
+    result = d.cli("ask", "w", "nap", "seconds=1.0", "tag=late", "--timeout", "0.3", "--json")
     took = time.monotonic() - started
     assert result.code == 124, (result.stdout, result.stderr)
     error = error_of(result, "timeout")
@@ -284,7 +265,7 @@ def test_async_op_is_cancelled_at_its_deadline(
     assert took < 3.0, took
     # The actor is free at once (the op was cancelled, not left running) and not restarted.
     quick = time.monotonic()
-    assert cli(d, "ask", "w", "hello", "--json").code == 0
+    assert d.cli("ask", "w", "hello", "--json").code == 0
     assert time.monotonic() - quick < 2.0
     status = d.actor("w")
     assert status["state"] == "running" and status["restarts"] == 0
@@ -297,7 +278,7 @@ def test_async_op_is_cancelled_at_its_deadline(
 @pytest.mark.parametrize("mode", MODES)
 def test_streaming_op(daemon_factory: Any, mode: str) -> None:
     d = daemon_factory(worker(mode))
-    result = cli(d, "stream", "w", "count", "n=6", "--json")
+    result = d.cli("stream", "w", "count", "n=6", "--json")
     assert result.code == 0, (result.stdout, result.stderr)
     records = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
     assert records == [{"seq": i, "data": i} for i in range(6)], records
@@ -307,13 +288,13 @@ def test_streaming_op(daemon_factory: Any, mode: str) -> None:
 def test_idempotent_ask_executes_once(daemon_factory: Any, tmp_path: Path, mode: str) -> None:
     effects = tmp_path / "effects"
     d = daemon_factory(worker(mode, effects=effects))
-    first = cli(d, "ask", "w", "mark", "tag=once", "--idempotency-key", "k-1", "--json")
-    second = cli(d, "ask", "w", "mark", "tag=once", "--idempotency-key", "k-1", "--json")
+    first = d.cli("ask", "w", "mark", "tag=once", "--idempotency-key", "k-1", "--json")
+    second = d.cli("ask", "w", "mark", "tag=once", "--idempotency-key", "k-1", "--json")
     assert first.code == 0 and second.code == 0, (first.stderr, second.stderr)
     assert first.json()["result"] == "once"
     assert second.json()["result"] == "once" and second.json().get("replayed") is True
     assert lines(effects) == ["once"]
-    conflict = cli(d, "ask", "w", "mark", "tag=other", "--idempotency-key", "k-1", "--json")
+    conflict = d.cli("ask", "w", "mark", "tag=other", "--idempotency-key", "k-1", "--json")
     assert conflict.code == 3, (conflict.stdout, conflict.stderr)
     assert lines(effects) == ["once"]
 
@@ -379,7 +360,7 @@ def test_kill_on_timeout_kills_and_restarts(
     old_pid = d.wait_state("w", "running")["pid"]
 
     started = time.monotonic()
-    hanging = pool.submit(cli, d, "ask", "w", "hang", "seconds=30", "--timeout", "1", "--json")
+    hanging = pool.submit(d.cli, "ask", "w", "hang", "seconds=30", "--timeout", "1", "--json")
     assert bystander_answers(d, hanging) >= 2
     result = hanging.result(timeout=15)
     assert time.monotonic() - started < 6.0
@@ -404,7 +385,7 @@ def test_kill_on_timeout_leaves_no_traceback_in_the_log(
     daemon_factory: Any, tmp_path: Path
 ) -> None:
     d = kill_on_timeout_daemon(daemon_factory, tmp_path / "effects")
-    result = cli(d, "ask", "w", "hang", "seconds=30", "--timeout", "0.5", "--json")
+    result = d.cli("ask", "w", "hang", "seconds=30", "--timeout", "0.5", "--json")
     assert result.code == 124, (result.stdout, result.stderr)
     d.wait_state("w", "running", timeout=10)
     wait_for(lambda: d.actor("w")["restarts"] == 1, 5, "the restart")
@@ -444,7 +425,7 @@ def test_queued_asks_survive_a_hard_death(daemon_factory: Any, pool: ThreadPoolE
 def test_child_print_goes_to_the_daemon_log(daemon_factory: Any) -> None:
     d = daemon_factory(worker("process", name="talker"))
     marker = f"marker-{os.getpid()}-{time.monotonic_ns()}"
-    result = cli(d, "ask", "talker", "say", f"text={marker}", "--json")
+    result = d.cli("ask", "talker", "say", f"text={marker}", "--json")
     assert result.code == 0 and result.json() == {"result": marker}
 
     def found() -> list[str]:
@@ -543,7 +524,7 @@ def test_stop_calls_on_stop_and_leaves_no_child(daemon_factory: Any, tmp_path: P
     pid = d.wait_state("w", "running")["pid"]
     assert lines(hooks) == [f"on_start {pid}"]
 
-    stopped = cli(d, "stop", "w")
+    stopped = d.cli("stop", "w")
     assert stopped.code == 0, (stopped.stdout, stopped.stderr)
     assert lines(hooks) == [f"on_start {pid}", f"on_stop {pid}"]
     wait_gone([pid], 5, "the child to exit after `pulsing stop`")
@@ -551,7 +532,7 @@ def test_stop_calls_on_stop_and_leaves_no_child(daemon_factory: Any, tmp_path: P
     assert status["state"] == "stopped" and status.get("pid") is None, status
     assert status["restarts"] == 0
 
-    started = cli(d, "start", "w")
+    started = d.cli("start", "w")
     assert started.code == 0, (started.stdout, started.stderr)
     again = d.wait_state("w", "running", timeout=10)
     assert again["pid"] != pid and alive(again["pid"])
@@ -562,10 +543,10 @@ def test_stop_calls_on_stop_and_leaves_no_child(daemon_factory: Any, tmp_path: P
 def test_non_json_result_is_a_system_error_and_the_child_lives_on(daemon_factory: Any) -> None:
     d = daemon_factory(worker("process"))
     pid = d.wait_state("w", "running")["pid"]
-    result = cli(d, "ask", "w", "unserializable", "--json")
+    result = d.cli("ask", "w", "unserializable", "--json")
     assert result.code == 4, (result.stdout, result.stderr)
     assert "JSON" in error_of(result, "system")["message"]
     status = d.actor("w")
     assert status["state"] == "running" and status["pid"] == pid and status["restarts"] == 0
-    ok = cli(d, "ask", "w", "hello", "--json")
+    ok = d.cli("ask", "w", "hello", "--json")
     assert ok.code == 0 and ok.json()["result"]["calls"] == 1, ok.stdout

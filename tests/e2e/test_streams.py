@@ -55,14 +55,6 @@ def pulsing_command() -> list[str]:
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "pulsing_cli.app"]
 
 
-def cli(d: Any, *args: str, **kwargs: Any) -> Any:
-    """The real CLI; never a Python traceback."""
-    result = d.cli(*args, **kwargs)
-    assert "Traceback" not in result.stdout, result.stdout
-    assert "Traceback" not in result.stderr, result.stderr
-    return result
-
-
 def records(stdout: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in stdout.splitlines() if line.strip()]
 
@@ -169,33 +161,33 @@ def sse(
 # ---------------------------------------------------------------------- ordering
 def test_seq_order_plain_output_and_attach_by_id(daemon_factory, tmp_path) -> None:
     d = make(daemon_factory, tmp_path)
-    result = cli(d, "stream", "p", "count", "n=50", "--json")
+    result = d.cli("stream", "p", "count", "n=50", "--json")
     assert result.code == 0, result.stderr
     recs = records(result.stdout)
     assert recs == [{"seq": i, "data": i} for i in range(50)]
 
-    plain = cli(d, "stream", "p", "words", "n=3")
+    plain = d.cli("stream", "p", "words", "n=3")
     assert plain.code == 0, plain.stderr
     assert plain.stdout.splitlines() == ["word-0", "word-1", "word-2", '{"done":3}']
 
-    sync = cli(d, "stream", "p", "sync_count", "n=4", "--json")
+    sync = d.cli("stream", "p", "sync_count", "n=4", "--json")
     assert sync.code == 0, sync.stderr
     assert seqs(sync.stdout) == [0, 1, 2, 3]
 
     # The stream id is on stderr; --id attaches to it.
-    result = cli(d, "stream", "p", "count", "n=5", "--json")
+    result = d.cli("stream", "p", "count", "n=5", "--json")
     assert result.code == 0, result.stderr
     assert result.stderr.startswith("stream s"), result.stderr
     sid = result.stderr.split()[1]
     assert info(d, sid)["stream"] == sid
-    again = cli(d, "stream", "--id", sid, "--json")
+    again = d.cli("stream", "--id", sid, "--json")
     assert again.code == 0, again.stderr
     assert again.stdout == result.stdout
     assert starts(tmp_path).count("count 5 ") == 1
     # --id together with ACTOR/OP is a usage error.
-    usage = cli(d, "stream", "p", "count", "--id", sid)
+    usage = d.cli("stream", "p", "count", "--id", sid)
     assert usage.code == 2
-    nothing = cli(d, "stream")
+    nothing = d.cli("stream")
     assert nothing.code == 2
 
 
@@ -203,13 +195,13 @@ def test_resume_and_no_follow(daemon_factory, tmp_path) -> None:
     d = make(daemon_factory, tmp_path)
     sid = start(d, "p", "count", n=10)
     wait_closed(d, sid)
-    resumed = cli(d, "stream", "--id", sid, "--resume", "6", "--json")
+    resumed = d.cli("stream", "--id", sid, "--resume", "6", "--json")
     assert resumed.code == 0, resumed.stderr
     assert records(resumed.stdout) == [{"seq": i, "data": i} for i in range(6, 10)]
-    plain = cli(d, "stream", "--id", sid, "--resume", "8")
+    plain = d.cli("stream", "--id", sid, "--resume", "8")
     assert plain.code == 0, plain.stderr
     assert plain.stdout.splitlines() == ["8", "9"]
-    past_end = cli(d, "stream", "--id", sid, "--resume", "10", "--json")
+    past_end = d.cli("stream", "--id", sid, "--resume", "10", "--json")
     assert past_end.code == 0, past_end.stderr
     assert past_end.stdout == ""
 
@@ -217,7 +209,7 @@ def test_resume_and_no_follow(daemon_factory, tmp_path) -> None:
     slow = start(d, "q", "count", n=200, delay=0.05)
     wait_committed(d, slow, 4)
     t0 = time.monotonic()
-    now = cli(d, "stream", "--id", slow, "--no-follow", "--json", timeout=10)
+    now = d.cli("stream", "--id", slow, "--no-follow", "--json", timeout=10)
     assert time.monotonic() - t0 < 5.0
     assert now.code == 0, now.stderr
     got = seqs(now.stdout)
@@ -229,10 +221,10 @@ def test_resume_and_no_follow(daemon_factory, tmp_path) -> None:
 
 def test_attach_by_key_runs_producer_once(daemon_factory, tmp_path) -> None:
     d = make(daemon_factory, tmp_path)
-    first = cli(d, "stream", "p", "count", "n=20", "tag=k", "--key", "job-1", "--json")
+    first = d.cli("stream", "p", "count", "n=20", "tag=k", "--key", "job-1", "--json")
     assert first.code == 0, first.stderr
     assert "started" in first.stderr
-    second = cli(d, "stream", "p", "count", "n=20", "tag=k", "--key", "job-1", "--json")
+    second = d.cli("stream", "p", "count", "n=20", "tag=k", "--key", "job-1", "--json")
     assert second.code == 0, second.stderr
     assert "attached" in second.stderr, second.stderr
     assert (
@@ -246,7 +238,7 @@ def test_attach_by_key_runs_producer_once(daemon_factory, tmp_path) -> None:
     assert starts(tmp_path) == ["count 20 k"]
 
     # Same key, different args: a business error (exit 3), HTTP 422; nothing runs.
-    conflict = cli(d, "stream", "p", "count", "n=21", "tag=k", "--key", "job-1")
+    conflict = d.cli("stream", "p", "count", "n=21", "tag=k", "--key", "job-1")
     assert conflict.code == 3, (conflict.stdout, conflict.stderr)
     assert "business" in conflict.stderr
     status, _, body = d.http(
@@ -290,8 +282,8 @@ def test_attach_by_key_runs_producer_once(daemon_factory, tmp_path) -> None:
         thread.join(15)
     assert len(ids) == 10 and len(set(ids)) == 1, ids
     # --key with --resume attaches and prints from the offset.
-    tail = cli(
-        d, "stream", "p", "count", "n=30", "delay=0.01", "--key", "race", "--resume", "25", "--json"
+    tail = d.cli(
+        "stream", "p", "count", "n=30", "delay=0.01", "--key", "race", "--resume", "25", "--json"
     )
     assert tail.code == 0, tail.stderr
     assert seqs(tail.stdout) == [25, 26, 27, 28, 29]
@@ -303,17 +295,17 @@ def test_attach_by_key_runs_producer_once(daemon_factory, tmp_path) -> None:
 
 def test_unknown_actor_op_and_stream_id(daemon_factory, tmp_path) -> None:
     d = make(daemon_factory, tmp_path)
-    ghost = cli(d, "stream", "ghost", "count")
+    ghost = d.cli("stream", "ghost", "count")
     assert ghost.code == 6, (ghost.stdout, ghost.stderr)
     assert "ghost" in ghost.stderr
     status, _, body = d.http("POST", "/v1/actors/ghost/streams", {"op": "count"})
     assert status == 404 and body["error"]["category"] == "runtime", (status, body)
-    not_a_stream = cli(d, "stream", "p", "ping")
+    not_a_stream = d.cli("stream", "p", "ping")
     assert not_a_stream.code == 5, (not_a_stream.stdout, not_a_stream.stderr)
-    private = cli(d, "stream", "p", "_secret")
+    private = d.cli("stream", "p", "_secret")
     assert private.code == 5, (private.stdout, private.stderr)
     # An unknown stream id: runtime error, exit 6 / HTTP 404.
-    result = cli(d, "stream", "--id", "s0000000000000000")
+    result = d.cli("stream", "--id", "s0000000000000000")
     assert result.code == 6, (result.stdout, result.stderr)
     assert "s0000000000000000" in result.stderr
     status, _, body = d.http("GET", "/v1/streams/s0000000000000000")
@@ -420,8 +412,7 @@ class CuttingProxy:
 def test_connection_cuts_resume_without_loss_or_duplicates(daemon_factory, tmp_path) -> None:
     d = make(daemon_factory, tmp_path)
     with CuttingProxy(d.port, cut_every=1200, max_cuts=5) as proxy:
-        result = cli(
-            d,
+        result = d.cli(
             "stream",
             "p",
             "count",
@@ -444,8 +435,7 @@ def test_connection_cut_while_starting_is_resumed(daemon_factory, tmp_path) -> N
     # The first connection (the start) is cut after the daemon answered, before any
     # byte of the answer reaches the CLI.
     with CuttingProxy(d.port, cut_every=0, max_cuts=1) as proxy:
-        result = cli(
-            d,
+        result = d.cli(
             "stream",
             "p",
             "count",
@@ -544,7 +534,7 @@ def test_ctrl_c_prints_exact_resume_command(daemon_factory, tmp_path, n, delay, 
     assert f"--resume {len(got)}" in err, err
     command = err[err.index("pulsing stream") :].split("\n")[0].split()
     assert command[:2] == ["pulsing", "stream"]
-    resumed = cli(d, *command[1:], "--json", timeout=30)
+    resumed = d.cli(*command[1:], "--json", timeout=30)
     assert resumed.code == 0, resumed.stderr
     assert got + seqs(resumed.stdout) == list(range(n))
 
@@ -582,7 +572,7 @@ def test_sse_and_ndjson_wire_formats(daemon_factory, tmp_path) -> None:
 # ---------------------------------------------------------------------- error terminals
 def test_error_terminals_and_exit_codes(daemon_factory, tmp_path) -> None:
     d = make(daemon_factory, tmp_path)
-    failed = cli(d, "stream", "p", "fail_after", "n=2", "--json")
+    failed = d.cli("stream", "p", "fail_after", "n=2", "--json")
     assert failed.code == 4, (failed.stdout, failed.stderr)
     lines = failed.stdout.splitlines()
     assert [json.loads(x) for x in lines[:2]] == [{"seq": 0, "data": 0}, {"seq": 1, "data": 1}]
@@ -597,7 +587,7 @@ def test_error_terminals_and_exit_codes(daemon_factory, tmp_path) -> None:
     assert "producer exploded" in recs[2]["error"]["message"]
 
     d.wait_state("p", "running")
-    business = cli(d, "stream", "p", "business_after", "n=2")
+    business = d.cli("stream", "p", "business_after", "n=2")
     assert business.code == 3, (business.stdout, business.stderr)
     assert business.stdout.splitlines() == ["0", "1"]
     assert "no more items for you" in business.stderr
@@ -605,23 +595,23 @@ def test_error_terminals_and_exit_codes(daemon_factory, tmp_path) -> None:
     terminal = ndjson(d, sid)[-1]["error"]
     assert terminal["category"] == "business" and terminal["code"] == "out_of_range", terminal
 
-    unsupported = cli(d, "stream", "p", "nope")
+    unsupported = d.cli("stream", "p", "nope")
     assert unsupported.code == 5, (unsupported.stdout, unsupported.stderr)
 
 
 # ---------------------------------------------------------------------- durability
 def test_finished_stream_survives_sigterm_restart(daemon_factory, tmp_path) -> None:
     d = make(daemon_factory, tmp_path)
-    first = cli(d, "stream", "p", "count", "n=25", "--key", "durable", "--json")
+    first = d.cli("stream", "p", "count", "n=25", "--key", "durable", "--json")
     assert first.code == 0, first.stderr
     sid = first.stderr.split()[1]
     assert d.stop() == 0
     d.start()
-    again = cli(d, "stream", "--id", sid, "--json")
+    again = d.cli("stream", "--id", sid, "--json")
     assert again.code == 0, again.stderr
     assert records(again.stdout) == [{"seq": i, "data": i} for i in range(25)]
     # The key still names the same stream: attach, no second run.
-    attached = cli(d, "stream", "p", "count", "n=25", "--key", "durable", "--json")
+    attached = d.cli("stream", "p", "count", "n=25", "--key", "durable", "--json")
     assert attached.code == 0, attached.stderr
     assert "attached" in attached.stderr and sid in attached.stderr
     assert records(attached.stdout) == records(first.stdout)
@@ -639,12 +629,12 @@ def test_sigkill_mid_stream_keeps_committed_chunks_then_system_error(
     after = wait_closed(d, sid)
     committed = after["next_seq"]
     assert 10 <= committed < 500, after
-    result = cli(d, "stream", "--id", sid, "--json")
+    result = d.cli("stream", "--id", sid, "--json")
     assert result.code == 4, (result.stdout[-300:], result.stderr)
     lines = result.stdout.splitlines()
     assert [json.loads(x) for x in lines[:-1]] == [{"seq": i, "data": i} for i in range(committed)]
     assert json.loads(lines[-1])["error"]["category"] == "system"
-    assert "system error" in cli(d, "stream", "--id", sid).stderr
+    assert "system error" in d.cli("stream", "--id", sid).stderr
     terminal = ndjson(d, sid)[-1]
     assert terminal["error"]["category"] == "system" and "seq" not in terminal, terminal
     # The key still names that stream after SIGKILL: attaching does not run it again.
@@ -704,14 +694,14 @@ def test_offset_older_than_retention_names_earliest(daemon_factory, tmp_path) ->
     assert body["error"]["earliest"] == 15, body
     assert "15" in body["error"]["message"]
 
-    old = cli(d, "stream", "--id", sid, "--resume", "0")
+    old = d.cli("stream", "--id", sid, "--resume", "0")
     assert old.code == 6, (old.stdout, old.stderr)
     assert "earliest" in old.stderr and "15" in old.stderr, old.stderr
-    old_json = cli(d, "stream", "--id", sid, "--resume", "3", "--json")
+    old_json = d.cli("stream", "--id", sid, "--resume", "3", "--json")
     assert old_json.code == 6
     assert json.loads(old_json.stdout)["error"]["earliest"] == 15
 
-    ok = cli(d, "stream", "--id", sid, "--resume", "15", "--json")
+    ok = d.cli("stream", "--id", sid, "--resume", "15", "--json")
     assert ok.code == 0, ok.stderr
     assert seqs(ok.stdout) == [15, 16, 17, 18, 19]
 

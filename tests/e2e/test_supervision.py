@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from e2e_helpers import lines, wait_for
 
 ACTOR_FIELDS = {
     "name",
@@ -29,15 +29,9 @@ ACTOR_FIELDS = {
 COUNT_KEYS = {"ok", "business", "system", "timeout", "unsupported"}
 
 
-def cli(d: Any, *args: str, **kwargs: Any) -> Any:
-    result = d.cli(*args, **kwargs)
-    assert "Traceback" not in result.stdout + result.stderr, (result.stdout, result.stderr)
-    return result
-
-
 def cli_status(d: Any, actor: str) -> dict[str, Any]:
     """`pulsing status ACTOR --json`, checked against the stable shape of §6."""
-    result = cli(d, "status", actor, "--json")
+    result = d.cli("status", actor, "--json")
     assert result.code == 0, (result.stdout, result.stderr)
     payload = result.json()
     assert payload["schema"] == 1
@@ -48,21 +42,6 @@ def cli_status(d: Any, actor: str) -> dict[str, Any]:
     assert set(entry["counts"]) >= COUNT_KEYS
     assert entry["name"] == actor
     return entry
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 5.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or predicate}")
-        time.sleep(0.02)
-
-
-def lines(path: Path) -> list[str]:
-    return path.read_text().splitlines() if path.exists() else []
 
 
 # ------------------------------------------------------------------ crash -> backoff -> running
@@ -84,7 +63,7 @@ def test_crash_backoff_running_and_last_failure_stays(daemon_factory: Any, tmp_p
     assert before["last_error"] is None
     assert before["policy"] == "on_failure"
 
-    crashed = cli(d, "ask", "rec", "crash", "message=first crash", "--json")
+    crashed = d.cli("ask", "rec", "crash", "message=first crash", "--json")
     assert crashed.code == 4
     error = crashed.json()["error"]
     assert error["state"] == "backoff"
@@ -113,7 +92,7 @@ def test_crash_backoff_running_and_last_failure_stays(daemon_factory: Any, tmp_p
     assert failure is not None and failure["type"] == "RuntimeError"
     assert entry["counts"]["system"] == 1
 
-    text = cli(d, "status", "rec")
+    text = d.cli("status", "rec")
     assert text.code == 0
     assert "1/3" in text.stdout
     assert "running" in text.stdout
@@ -168,7 +147,7 @@ def test_max_restarts_then_failed_then_operator_restart(daemon_factory: Any) -> 
     refused = d.ask("rec", "mark")[2]["error"]
     assert (refused["category"], refused["state"]) == ("runtime", "failed")
 
-    restarted = cli(d, "restart", "rec")
+    restarted = d.cli("restart", "rec")
     assert restarted.code == 0, (restarted.stdout, restarted.stderr)
     entry = cli_status(d, "rec")
     assert entry["state"] == "running"
@@ -178,7 +157,7 @@ def test_max_restarts_then_failed_then_operator_restart(daemon_factory: Any) -> 
     assert d.ask("rec", "mark", tag="alive")[2] == {"result": "alive"}
 
     # a second operator restart of a healthy actor counts too
-    again = cli(d, "restart", "rec", "--json")
+    again = d.cli("restart", "rec", "--json")
     assert again.code == 0
     payload = again.json()
     assert payload["actors"][0]["operator_restarts"] == 2
@@ -197,7 +176,7 @@ def test_stop_never_restarts_and_start_revives(daemon_factory: Any, tmp_path: Pa
         max_backoff = 0.05
         """
     )
-    stopped = cli(d, "stop", "rec")
+    stopped = d.cli("stop", "rec")
     assert stopped.code == 0, (stopped.stdout, stopped.stderr)
     assert d.actor("rec")["state"] == "stopped"
     time.sleep(0.2)  # four backoffs: a stopped actor is never restarted
@@ -209,14 +188,14 @@ def test_stop_never_restarts_and_start_revives(daemon_factory: Any, tmp_path: Pa
     refused = d.ask("rec", "mark")[2]["error"]
     assert (refused["category"], refused["state"]) == ("runtime", "stopped")
 
-    started = cli(d, "start", "rec")
+    started = d.cli("start", "rec")
     assert started.code == 0, (started.stdout, started.stderr)
     assert d.wait_state("rec", "running", timeout=5)["state"] == "running"
     assert len(lines(starts)) == 2
     assert d.ask("rec", "mark", tag="back")[2] == {"result": "back"}
 
     for verb in ("restart", "stop", "start", "status"):
-        result = cli(d, verb, "ghost")
+        result = d.cli(verb, "ghost")
         assert result.code == 6, (verb, result.stdout, result.stderr)
 
 
@@ -251,7 +230,7 @@ def test_crash_in_init_and_on_start(daemon_factory: Any) -> None:
     assert "on_start failed" in entry["last_failure"]["message"]
     assert entry["last_error"]["category"] == "system"
 
-    text = cli(d, "status", "badinit")
+    text = d.cli("status", "badinit")
     assert "cannot initialise" in text.stdout
 
 
@@ -347,7 +326,7 @@ def test_remote_decorator_policy_and_toml_override(daemon_factory: Any) -> None:
     assert d.ask("overridden", "ping")[2] == {"result": "pong"}
 
     # `pulsing status --json` without an actor lists them all, same shape
-    result = cli(d, "status", "--json")
+    result = d.cli("status", "--json")
     assert result.code == 0
     payload = json.loads(result.stdout)
     assert payload["schema"] == 1
@@ -357,7 +336,7 @@ def test_remote_decorator_policy_and_toml_override(daemon_factory: Any) -> None:
         assert set(actor) >= ACTOR_FIELDS
     assert by_name["decorated"]["state"] == "failed"
     assert by_name["overridden"]["state"] == "running"
-    plain = cli(d, "status")
+    plain = d.cli("status")
     assert plain.code == 0
     assert "\x1b[" not in plain.stdout  # no colour when not a TTY
     assert "decorated" in plain.stdout and "failed" in plain.stdout
@@ -445,13 +424,13 @@ def test_start_of_failed_actor_and_restart_of_stopped_actor(daemon_factory: Any)
     )
     d.ask("rec", "crash")
     d.wait_state("rec", "failed", timeout=5)
-    started = cli(d, "start", "rec", "--json")
+    started = d.cli("start", "rec", "--json")
     assert started.code == 0, (started.stdout, started.stderr)
     assert started.json()["actors"][0]["state"] == "running"
     assert d.ask("rec", "mark", tag="a")[2] == {"result": "a"}
 
-    assert cli(d, "stop", "rec").code == 0
-    restarted = cli(d, "restart", "rec")
+    assert d.cli("stop", "rec").code == 0
+    restarted = d.cli("restart", "rec")
     assert restarted.code == 0, (restarted.stdout, restarted.stderr)
     entry = d.actor("rec")
     assert entry["state"] == "running"
@@ -475,7 +454,7 @@ def test_stop_finishes_current_ask_and_rejects_queued(daemon_factory: Any, tmp_p
         wait_for(lambda: d.actor("rec")["in_flight"] == 1, what="block in flight")
         queued = pool.submit(d.ask, "rec", "mark", 5, tag="queued")
         wait_for(lambda: d.actor("rec")["mailbox"] == 1, what="one queued")
-        stopped = cli(d, "stop", "rec")
+        stopped = d.cli("stop", "rec")
         assert stopped.code == 0, (stopped.stdout, stopped.stderr)
         assert running.result(timeout=5)[2] == {"result": "running"}
         status, _, body = queued.result(timeout=5)
@@ -502,7 +481,7 @@ def test_operator_restart_keeps_queued_asks(daemon_factory: Any, tmp_path: Path)
         wait_for(lambda: d.actor("rec")["in_flight"] == 1, what="block in flight")
         queued = pool.submit(d.ask, "rec", "mark", 5, tag="queued")
         wait_for(lambda: d.actor("rec")["mailbox"] == 1, what="one queued")
-        restarted = cli(d, "restart", "rec")
+        restarted = d.cli("restart", "rec")
         assert restarted.code == 0, (restarted.stdout, restarted.stderr)
         assert running.result(timeout=5)[2] == {"result": "running"}
         assert queued.result(timeout=5)[2] == {"result": "queued"}
@@ -530,7 +509,7 @@ def test_base_exception_in_op_is_an_instance_failure(daemon_factory: Any, op: st
         max_backoff = 0.05
         """
     )
-    result = cli(d, "ask", "r", op, "--json", "--timeout", "5")
+    result = d.cli("ask", "r", op, "--json", "--timeout", "5")
     alive = d.proc is not None and d.proc.poll() is None
     assert alive, f"the daemon died (exit {d.proc.returncode if d.proc else '?'})"
     assert result.code == 4, (result.stdout, result.stderr)

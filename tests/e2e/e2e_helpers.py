@@ -1,0 +1,26 @@
+"""Small helpers shared by the end-to-end tests (``tests/e2e`` is on pytest's pythonpath)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "") -> Any:
+    """Poll until ``predicate()`` is truthy and return its value; bounded by ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+        time.sleep(0.01)
+
+
+def lines(path: str | Path) -> list[str]:
+    """The lines of a side-effect file (none when it does not exist yet)."""
+    path = Path(path)
+    return path.read_text().splitlines() if path.exists() else []
