@@ -7,6 +7,23 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+# What `pulsing status --json` promises for every actor (CONTRACT §6).
+ACTOR_FIELDS = {
+    "name",
+    "state",
+    "policy",
+    "restarts",
+    "max_restarts",
+    "operator_restarts",
+    "backoff_remaining",
+    "mailbox",
+    "in_flight",
+    "counts",
+    "last_error",
+    "uptime",
+}
+COUNT_KEYS = {"ok", "business", "system", "timeout", "unsupported"}
+
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "") -> Any:
     """Poll until ``predicate()`` is truthy and return its value; bounded by ``timeout``."""

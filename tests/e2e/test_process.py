@@ -18,25 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_helpers import lines, wait_for
+from e2e_helpers import ACTOR_FIELDS, COUNT_KEYS, lines, wait_for
 
 MODES = ["inline", "process"]
-
-ACTOR_FIELDS = {
-    "name",
-    "state",
-    "policy",
-    "restarts",
-    "max_restarts",
-    "operator_restarts",
-    "backoff_remaining",
-    "mailbox",
-    "in_flight",
-    "counts",
-    "last_error",
-    "uptime",
-}
-COUNT_KEYS = {"ok", "business", "system", "timeout", "unsupported"}
 
 
 # ----------------------------------------------------------------------------- helpers

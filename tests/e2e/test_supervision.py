@@ -10,23 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_helpers import lines, wait_for
-
-ACTOR_FIELDS = {
-    "name",
-    "state",
-    "policy",
-    "restarts",
-    "max_restarts",
-    "operator_restarts",
-    "backoff_remaining",
-    "mailbox",
-    "in_flight",
-    "counts",
-    "last_error",
-    "uptime",
-}
-COUNT_KEYS = {"ok", "business", "system", "timeout", "unsupported"}
+from e2e_helpers import ACTOR_FIELDS, COUNT_KEYS, lines, wait_for
 
 
 def cli_status(d: Any, actor: str) -> dict[str, Any]:
