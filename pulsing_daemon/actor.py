@@ -751,7 +751,7 @@ class ActorCell:
         call = envelope.call
         assert call is not None
         loop = asyncio.get_running_loop()
-        while True:
+        while not call.future.done():  # under load it often is, on arrival here
             if call.state is SyncCallState.HELD:
                 return None  # a stop request took it back; the caller requeues it
             if call.state is SyncCallState.EXPIRED:
@@ -767,10 +767,8 @@ class ActorCell:
             done, _ = await asyncio.wait(
                 waiting, timeout=max(0.0, remaining), return_when=asyncio.FIRST_COMPLETED
             )
-            if call.future.done():
-                break
             if done:
-                continue  # the job ended: this call expired or was never reached
+                continue  # answered, or the job ended: this call expired or was never reached
             if call.state is SyncCallState.STARTED:
                 self._mark_started(envelope, is_first)
                 return await self._past_deadline_sync(envelope, call.future)

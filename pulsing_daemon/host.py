@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import collections
 import concurrent.futures
 import contextvars
 import enum
@@ -17,6 +18,7 @@ import functools
 import inspect
 import threading
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -198,32 +200,94 @@ class SyncCall:
             return self.state is not SyncCallState.STARTED
 
 
+class LoopPost:
+    """Calls from threads to run on one event loop, in as few wake-ups as possible.
+
+    ``loop.call_soon_threadsafe`` writes to the loop's self-pipe on every call: a
+    syscall that also hands the GIL over, per result. Here a thread appends to a
+    queue and wakes the loop only when no drain is pending, so a thread finishing
+    many trivial ops back to back wakes the loop once for all of them. Calls run on
+    the loop in the order they were posted.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._calls: collections.deque[tuple[Callable[..., Any], tuple[Any, ...]]] = (
+            collections.deque()
+        )
+        self._pending = False  # a drain is scheduled and has not started
+
+    def post(self, func: Callable[..., Any], *args: Any) -> None:
+        """Any thread: run ``func(*args)`` on the loop soon."""
+        self._calls.append((func, args))
+        if not self._pending:
+            self._pending = True
+            try:
+                self._loop.call_soon_threadsafe(self._drain)
+            except RuntimeError:  # the loop is closed: nobody is waiting any more
+                pass
+
+    def _drain(self) -> None:
+        # Cleared first: a call posted from here on schedules a drain of its own.
+        self._pending = False
+        calls = self._calls
+        while calls:
+            func, args = calls.popleft()
+            try:
+                func(*args)
+            except Exception as exc:  # one bad call must not strand the ones behind it
+                self._loop.call_exception_handler(
+                    {"message": f"error in a call posted to the loop: {func!r}", "exception": exc}
+                )
+
+
+_POSTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopPost] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def loop_post(loop: asyncio.AbstractEventLoop) -> LoopPost:
+    """The :class:`LoopPost` of ``loop`` (one per loop, shared by all actors)."""
+    post = _POSTS.get(loop)
+    if post is None:
+        post = _POSTS[loop] = LoopPost(loop)
+    return post
+
+
 def run_sync_batch(calls: list[SyncCall]) -> asyncio.Future[int]:
     """Run sync ops back to back in one trip to the op thread pool.
 
     One hop per batch instead of per op: under load a busy actor drains its mailbox
     without waiting for the event loop between ops. Each result goes back to the loop
-    as soon as its op ends. Stops after the first failure (an exception that is not a
-    pulsing error answering the caller); returns how many calls it went through, so
-    the ones after a failure can go back to the mailbox unstarted.
+    as soon as its op ends (through :class:`LoopPost`, so results that are ready
+    together cross in one wake-up). Stops after the first failure (an exception that
+    is not a pulsing error answering the caller); returns how many calls it went
+    through, so the ones after a failure can go back to the mailbox unstarted.
     """
     loop = asyncio.get_running_loop()
+    post = loop_post(loop)
+    done: asyncio.Future[int] = loop.create_future()
 
-    def job() -> int:
-        for index, call in enumerate(calls):
-            if not call.claim():
-                continue
-            try:
-                value = call.method(*call.args, **call.kwargs)
-            except BaseException as exc:
-                loop.call_soon_threadsafe(_settle, call.future, None, exc)
-                if is_failure(exc):
-                    return index + 1
-            else:
-                loop.call_soon_threadsafe(_settle, call.future, value, None)
-        return len(calls)
+    def job() -> None:
+        count = len(calls)
+        try:
+            for index, call in enumerate(calls):
+                if not call.claim():
+                    continue
+                try:
+                    value = call.method(*call.args, **call.kwargs)
+                except BaseException as exc:
+                    post.post(_settle, call.future, None, exc)
+                    if is_failure(exc):
+                        count = index + 1
+                        return
+                else:
+                    post.post(_settle, call.future, value, None)
+        finally:
+            post.post(_settle, done, count, None)
 
-    return loop.run_in_executor(_EXECUTOR, contextvars.copy_context().run, job)
+    _EXECUTOR.submit(contextvars.copy_context().run, job)
+    return done
 
 
 def _settle(future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
@@ -389,6 +453,7 @@ async def _iterate_in_thread(generator: Any, window: int = 1024) -> AsyncIterato
     fast producer cannot outrun the journal without bound.
     """
     loop = asyncio.get_running_loop()
+    post = loop_post(loop)
     chunks: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
     room = threading.Semaphore(window)
     stopped = threading.Event()
@@ -399,10 +464,10 @@ async def _iterate_in_thread(generator: Any, window: int = 1024) -> AsyncIterato
                 room.acquire()
                 if stopped.is_set():
                     return
-                loop.call_soon_threadsafe(chunks.put_nowait, ("chunk", chunk))
-            loop.call_soon_threadsafe(chunks.put_nowait, ("end", None))
+                post.post(chunks.put_nowait, ("chunk", chunk))
+            post.post(chunks.put_nowait, ("end", None))
         except BaseException as exc:
-            loop.call_soon_threadsafe(chunks.put_nowait, ("error", exc))
+            post.post(chunks.put_nowait, ("error", exc))
         finally:
             generator.close()
 
