@@ -241,9 +241,7 @@ class LoopPost:
                 )
 
 
-_POSTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopPost] = (
-    weakref.WeakKeyDictionary()
-)
+_POSTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopPost] = weakref.WeakKeyDictionary()
 
 
 def loop_post(loop: asyncio.AbstractEventLoop) -> LoopPost:
