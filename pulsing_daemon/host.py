@@ -61,6 +61,26 @@ class OpInfo:
     kind: OpKind
     is_async: bool
     signature: inspect.Signature | None
+    # For a plain signature (no *args, **kwargs or positional-only parameters): its
+    # parameter names in order and the required ones, so a good call is checked
+    # without ``Signature.bind`` (a few microseconds per ask). None otherwise.
+    plain: tuple[tuple[str, ...], frozenset[str]] | None = None
+
+
+def _plain_parameters(
+    signature: inspect.Signature | None,
+) -> tuple[tuple[str, ...], frozenset[str]] | None:
+    if signature is None:
+        return None
+    ordered = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    params = list(signature.parameters.values())
+    if any(p.kind not in ordered for p in params):
+        return None
+    positional = tuple(p.name for p in params if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    required = frozenset(p.name for p in params if p.default is inspect.Parameter.empty)
+    return positional + tuple(
+        p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY
+    ), required
 
 
 @functools.lru_cache(maxsize=4096)
@@ -87,13 +107,31 @@ def describe_ops(cls: type) -> dict[str, OpInfo]:
                 signature = signature.replace(parameters=params[1:])  # drop self
         except (TypeError, ValueError):
             signature = None
-        ops[name] = OpInfo(name, kind, is_async, signature)
+        ops[name] = OpInfo(name, kind, is_async, signature, _plain_parameters(signature))
     return ops
+
+
+def _binds_plainly(info: OpInfo, args: list[Any], kwargs: dict[str, Any]) -> bool:
+    """True when a call certainly binds to a plain signature; False means "ask bind"
+    (which also words the error)."""
+    names, required = info.plain  # type: ignore[misc]
+    params = info.signature.parameters  # type: ignore[union-attr]
+    if len(args) > len(names):
+        return False
+    if args and params[names[len(args) - 1]].kind is not inspect.Parameter.POSITIONAL_OR_KEYWORD:
+        return False
+    given = names[: len(args)]
+    for key in kwargs:
+        if key not in params or key in given:
+            return False
+    return all(name in kwargs or name in given for name in required)
 
 
 def bind_arguments(info: OpInfo, args: list[Any], kwargs: dict[str, Any]) -> None:
     """Check a call against the op's signature before it runs: a bad call is a business error."""
     if info.signature is None:
+        return
+    if info.plain is not None and _binds_plainly(info, args, kwargs):
         return
     try:
         info.signature.bind(*args, **kwargs)
@@ -252,15 +290,21 @@ def loop_post(loop: asyncio.AbstractEventLoop) -> LoopPost:
     return post
 
 
+# Results of a batch's ops that end within this many seconds of each other go back
+# to the loop together: one wake-up (and one GIL hand-over) for them, not one each.
+# An op slower than this has its result sent the moment it ends.
+RESULT_LINGER = 0.0005
+
+
 def run_sync_batch(calls: list[SyncCall]) -> asyncio.Future[int]:
     """Run sync ops back to back in one trip to the op thread pool.
 
     One hop per batch instead of per op: under load a busy actor drains its mailbox
-    without waiting for the event loop between ops. Each result goes back to the loop
-    as soon as its op ends (through :class:`LoopPost`, so results that are ready
-    together cross in one wake-up). Stops after the first failure (an exception that
-    is not a pulsing error answering the caller); returns how many calls it went
-    through, so the ones after a failure can go back to the mailbox unstarted.
+    without waiting for the event loop between ops. Results go back through
+    :class:`LoopPost`, held at most ``RESULT_LINGER`` to travel together. Stops after
+    the first failure (an exception that is not a pulsing error answering the
+    caller); returns how many calls it went through, so the ones after a failure can
+    go back to the mailbox unstarted.
     """
     loop = asyncio.get_running_loop()
     post = loop_post(loop)
@@ -268,24 +312,36 @@ def run_sync_batch(calls: list[SyncCall]) -> asyncio.Future[int]:
 
     def job() -> None:
         count = len(calls)
+        ready: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        since = time.monotonic()
         try:
             for index, call in enumerate(calls):
                 if not call.claim():
                     continue
                 try:
-                    value = call.method(*call.args, **call.kwargs)
+                    ready.append((call.future, call.method(*call.args, **call.kwargs), None))
                 except BaseException as exc:
-                    post.post(_settle, call.future, None, exc)
+                    ready.append((call.future, None, exc))
                     if is_failure(exc):
                         count = index + 1
                         return
-                else:
-                    post.post(_settle, call.future, value, None)
+                now = time.monotonic()
+                if now - since >= RESULT_LINGER:
+                    post.post(_settle_all, ready)
+                    ready, since = [], now
         finally:
-            post.post(_settle, done, count, None)
+            ready.append((done, count, None))
+            post.post(_settle_all, ready)
 
     _EXECUTOR.submit(contextvars.copy_context().run, job)
     return done
+
+
+def _settle_all(
+    outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]],
+) -> None:
+    for future, value, error in outcomes:
+        _settle(future, value, error)
 
 
 def _settle(future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:

@@ -401,7 +401,8 @@ def build_app(
 ) -> web.Application:
     app = web.Application(
         client_max_size=max_body,
-        middlewares=[error_middleware, auth_middleware(token)],
+        # No token, no auth middleware: each one is an extra await on every request.
+        middlewares=[error_middleware, auth_middleware(token)] if token else [error_middleware],
     )
     app[SUPERVISOR] = supervisor
     app[STREAMS] = streams

@@ -1,0 +1,73 @@
+"""host.py: op resolution and argument checks (the fast path agrees with Signature.bind)."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import pytest
+
+from pulsing_daemon.exceptions import PulsingBusinessError
+from pulsing_daemon.host import bind_arguments, describe_ops
+
+
+class Shapes:
+    def none(self) -> None: ...
+
+    def one(self, x: Any) -> None: ...
+
+    def defaults(self, a: Any, b: Any = 1, c: Any = 2) -> None: ...
+
+    def kwonly(self, a: Any, *, k: Any, opt: Any = 0) -> None: ...
+
+    def star(self, a: Any, *rest: Any) -> None: ...
+
+    def starstar(self, a: Any, **extra: Any) -> None: ...
+
+    def posonly(self, a: Any, /, b: Any) -> None: ...
+
+    @staticmethod
+    def static(p: Any, q: Any = 0) -> None: ...
+
+
+NAMES = ("a", "b", "c", "k", "opt", "x", "p", "q", "zz")
+
+
+def calls() -> list[tuple[list[Any], dict[str, Any]]]:
+    out = []
+    for n_args in range(4):
+        for n_kwargs in range(3):
+            for keys in itertools.combinations(NAMES, n_kwargs):
+                out.append((list(range(n_args)), dict.fromkeys(keys, 0)))
+    return out
+
+
+@pytest.mark.parametrize("op", sorted(describe_ops(Shapes)))
+def test_the_fast_check_agrees_with_signature_bind(op: str) -> None:
+    info = describe_ops(Shapes)[op]
+    assert info.signature is not None
+    for args, kwargs in calls():
+        try:
+            info.signature.bind(*args, **kwargs)
+            expected = None
+        except TypeError as exc:
+            expected = str(exc)
+        try:
+            bind_arguments(info, args, kwargs)
+            got = None
+        except PulsingBusinessError as exc:
+            got = exc.message
+            assert exc.code == "bad_arguments"
+        if expected is None:
+            assert got is None, (op, args, kwargs)
+        else:
+            assert got is not None and expected in got, (op, args, kwargs)
+
+
+def test_plain_signatures_are_recognised() -> None:
+    ops = describe_ops(Shapes)
+    assert ops["defaults"].plain == (("a", "b", "c"), frozenset({"a"}))
+    assert ops["kwonly"].plain == (("a", "k", "opt"), frozenset({"a", "k"}))
+    assert ops["static"].plain == (("p", "q"), frozenset({"p"}))
+    for op in ("star", "starstar", "posonly"):
+        assert ops[op].plain is None
