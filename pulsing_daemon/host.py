@@ -61,26 +61,49 @@ class OpInfo:
     kind: OpKind
     is_async: bool
     signature: inspect.Signature | None
-    # For a plain signature (no *args, **kwargs or positional-only parameters): its
-    # parameter names in order and the required ones, so a good call is checked
-    # without ``Signature.bind`` (a few microseconds per ask). None otherwise.
-    plain: tuple[tuple[str, ...], frozenset[str]] | None = None
+    plain: PlainParameters | None = None  # for the fast argument check
 
 
-def _plain_parameters(
-    signature: inspect.Signature | None,
-) -> tuple[tuple[str, ...], frozenset[str]] | None:
-    if signature is None:
-        return None
-    ordered = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    params = list(signature.parameters.values())
-    if any(p.kind not in ordered for p in params):
-        return None
-    positional = tuple(p.name for p in params if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    required = frozenset(p.name for p in params if p.default is inspect.Parameter.empty)
-    return positional + tuple(
-        p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY
-    ), required
+@dataclass(frozen=True)
+class PlainParameters:
+    """A signature without ``*args`` or positional-only parameters, for checking a call
+    without ``Signature.bind`` (a few microseconds per ask)."""
+
+    names: tuple[str, ...]  # positional-or-keyword ones first, then keyword-only ones
+    positional: int  # how many of ``names`` may be given by position
+    required: frozenset[str]
+    extra: bool  # takes **kwargs
+
+    @classmethod
+    def of(cls, signature: inspect.Signature | None) -> PlainParameters | None:
+        if signature is None:
+            return None
+        kinds: dict[Any, list[inspect.Parameter]] = collections.defaultdict(list)
+        for param in signature.parameters.values():
+            kinds[param.kind].append(param)
+        if kinds[inspect.Parameter.POSITIONAL_ONLY] or kinds[inspect.Parameter.VAR_POSITIONAL]:
+            return None
+        named = (
+            kinds[inspect.Parameter.POSITIONAL_OR_KEYWORD] + kinds[inspect.Parameter.KEYWORD_ONLY]
+        )
+        return cls(
+            names=tuple(p.name for p in named),
+            positional=len(kinds[inspect.Parameter.POSITIONAL_OR_KEYWORD]),
+            required=frozenset(p.name for p in named if p.default is inspect.Parameter.empty),
+            extra=bool(kinds[inspect.Parameter.VAR_KEYWORD]),
+        )
+
+    def binds(self, args: list[Any], kwargs: dict[str, Any]) -> bool:
+        """True when the call certainly binds; False means "ask Signature.bind" (which
+        also words the error)."""
+        if len(args) > self.positional:
+            return False
+        given = self.names[: len(args)]
+        names = self.names
+        for key in kwargs:
+            if key in given or not (self.extra or key in names):
+                return False
+        return all(name in kwargs or name in given for name in self.required)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -107,31 +130,15 @@ def describe_ops(cls: type) -> dict[str, OpInfo]:
                 signature = signature.replace(parameters=params[1:])  # drop self
         except (TypeError, ValueError):
             signature = None
-        ops[name] = OpInfo(name, kind, is_async, signature, _plain_parameters(signature))
+        ops[name] = OpInfo(name, kind, is_async, signature, PlainParameters.of(signature))
     return ops
-
-
-def _binds_plainly(info: OpInfo, args: list[Any], kwargs: dict[str, Any]) -> bool:
-    """True when a call certainly binds to a plain signature; False means "ask bind"
-    (which also words the error)."""
-    names, required = info.plain  # type: ignore[misc]
-    params = info.signature.parameters  # type: ignore[union-attr]
-    if len(args) > len(names):
-        return False
-    if args and params[names[len(args) - 1]].kind is not inspect.Parameter.POSITIONAL_OR_KEYWORD:
-        return False
-    given = names[: len(args)]
-    for key in kwargs:
-        if key not in params or key in given:
-            return False
-    return all(name in kwargs or name in given for name in required)
 
 
 def bind_arguments(info: OpInfo, args: list[Any], kwargs: dict[str, Any]) -> None:
     """Check a call against the op's signature before it runs: a bad call is a business error."""
     if info.signature is None:
         return
-    if info.plain is not None and _binds_plainly(info, args, kwargs):
+    if info.plain is not None and info.plain.binds(args, kwargs):
         return
     try:
         info.signature.bind(*args, **kwargs)

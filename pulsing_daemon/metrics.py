@@ -1,18 +1,21 @@
 """Prometheus metrics at ``GET /metrics`` (prometheus-client, text format).
 
-Hot-path updates are two cached counter/histogram children per answered ask; gauges
+Hot-path updates are plain counters, a few list and dict updates per answered ask; gauges
 (state, mailbox, in-flight, restarts, journal size) are read from the cells at
 scrape time, so they cost nothing between scrapes.
 """
 
 from __future__ import annotations
 
+import bisect
+import itertools
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client import CollectorRegistry, Counter
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.utils import floatToGoString
 
 from pulsing_daemon.states import ActorState
 
@@ -22,6 +25,7 @@ if TYPE_CHECKING:
     from pulsing_daemon.supervisor import Supervisor
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+MAX_ASK_SERIES = 10000  # (actor, op, outcome) series; more ops count under op="_other"
 LATENCY_BUCKETS = (
     0.0005,
     0.001,
@@ -42,42 +46,41 @@ LATENCY_BUCKETS = (
 
 
 class Metrics:
+    """The daemon's metrics: a registry with the restart counter and two collectors.
+
+    Answered asks are counted in plain dicts (``observe``: a few dict and list updates,
+    no locks -- it runs on the event loop for every ask) and turned into Prometheus
+    families only when ``/metrics`` is scraped.
+    """
+
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self.asks = Counter(
-            "pulsing_asks",
-            "Answered asks by actor, op and outcome",
-            ("actor", "op", "outcome"),
-            registry=self.registry,
-        )
-        self.latency = Histogram(
-            "pulsing_ask_duration_seconds",
-            "Time from arrival to answer, by actor",
-            ("actor",),
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
-        )
         self.restarts = Counter(
             "pulsing_restarts",
             "Restarts by actor and cause (op, start, run, process, timeout, exit, operator)",
             ("actor", "cause"),
             registry=self.registry,
         )
-        self._ask_children: dict[tuple[str, str, str], Any] = {}
-        self._latency_children: dict[str, Any] = {}
+        self.asks: dict[tuple[str, str, str], int] = {}
+        # actor -> [count per bucket (the last one is +Inf), sum of seconds]
+        self.latency: dict[str, list[Any]] = {}
+        self.registry.register(_AskCollector(self))
 
     def observe(self, actor: str, op: str, outcome: str, seconds: float) -> None:
         key = (actor, op, outcome)
-        child = self._ask_children.get(key)
-        if child is None:
-            if len(self._ask_children) > 10000:  # bound label cardinality
-                key = (actor, "_other", outcome)
-            child = self._ask_children.setdefault(key, self.asks.labels(*key))
-        child.inc()
-        latency = self._latency_children.get(actor)
+        asks = self.asks
+        if key in asks:
+            asks[key] += 1
+        elif len(asks) < MAX_ASK_SERIES:
+            asks[key] = 1
+        else:  # bound label cardinality
+            key = (actor, "_other", outcome)
+            asks[key] = asks.get(key, 0) + 1
+        latency = self.latency.get(actor)
         if latency is None:
-            latency = self._latency_children.setdefault(actor, self.latency.labels(actor))
-        latency.observe(seconds)
+            latency = self.latency[actor] = [[0] * (len(LATENCY_BUCKETS) + 1), 0.0]
+        latency[0][bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        latency[1] += seconds
 
     def restarted(self, actor: str, cause: str) -> None:
         self.restarts.labels(actor, cause).inc()
@@ -89,6 +92,34 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _AskCollector:
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Iterator[Any]:
+        asks = CounterMetricFamily(
+            "pulsing_asks",
+            "Answered asks by actor, op and outcome",
+            labels=("actor", "op", "outcome"),
+        )
+        for key, count in list(self.metrics.asks.items()):
+            asks.add_metric(key, count)
+        yield asks
+        latency = HistogramMetricFamily(
+            "pulsing_ask_duration_seconds",
+            "Time from arrival to answer, by actor",
+            labels=("actor",),
+        )
+        bounds = [floatToGoString(b) for b in LATENCY_BUCKETS] + ["+Inf"]
+        for actor, (counts, total) in list(self.metrics.latency.items()):
+            cumulative = list(itertools.accumulate(counts))
+            latency.add_metric((actor,), list(zip(bounds, cumulative, strict=True)), total)
+        yield latency
 
 
 class _StateCollector:

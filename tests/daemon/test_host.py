@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from pulsing_daemon.exceptions import PulsingBusinessError
-from pulsing_daemon.host import bind_arguments, describe_ops
+from pulsing_daemon.host import PlainParameters, bind_arguments, describe_ops
 
 
 class Shapes:
@@ -24,13 +24,15 @@ class Shapes:
 
     def starstar(self, a: Any, **extra: Any) -> None: ...
 
+    def kwonly_extra(self, *, k: Any = 0, **extra: Any) -> None: ...
+
     def posonly(self, a: Any, /, b: Any) -> None: ...
 
     @staticmethod
     def static(p: Any, q: Any = 0) -> None: ...
 
 
-NAMES = ("a", "b", "c", "k", "opt", "x", "p", "q", "zz")
+NAMES = ("a", "b", "c", "k", "opt", "x", "p", "q", "zz", "extra")
 
 
 def calls() -> list[tuple[list[Any], dict[str, Any]]]:
@@ -66,8 +68,9 @@ def test_the_fast_check_agrees_with_signature_bind(op: str) -> None:
 
 def test_plain_signatures_are_recognised() -> None:
     ops = describe_ops(Shapes)
-    assert ops["defaults"].plain == (("a", "b", "c"), frozenset({"a"}))
-    assert ops["kwonly"].plain == (("a", "k", "opt"), frozenset({"a", "k"}))
-    assert ops["static"].plain == (("p", "q"), frozenset({"p"}))
-    for op in ("star", "starstar", "posonly"):
+    assert ops["defaults"].plain == PlainParameters(("a", "b", "c"), 3, frozenset("a"), False)
+    assert ops["kwonly"].plain == PlainParameters(("a", "k", "opt"), 1, frozenset("ak"), False)
+    assert ops["static"].plain == PlainParameters(("p", "q"), 2, frozenset("p"), False)
+    assert ops["starstar"].plain == PlainParameters(("a",), 1, frozenset("a"), True)
+    for op in ("star", "posonly"):
         assert ops[op].plain is None
