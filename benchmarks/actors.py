@@ -8,6 +8,8 @@ import asyncio
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+from pulsing_daemon import nonblocking
+
 
 class Trivial:
     """The JSON round trip of the bare echo server: return the keyword arguments."""
@@ -16,6 +18,11 @@ class Trivial:
         return kwargs
 
     async def aecho(self, **kwargs: Any) -> dict[str, Any]:
+        return kwargs
+
+    @nonblocking
+    def necho(self, **kwargs: Any) -> dict[str, Any]:
+        """``echo`` declared non-blocking: it runs on the event loop, not a thread."""
         return kwargs
 
 

@@ -60,7 +60,7 @@ class StreamSink(Protocol):
     async def append(self, chunk: Any) -> None: ...
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Envelope:
     """One message in a mailbox and the future its sender waits on."""
 

@@ -1,8 +1,8 @@
 """Demo actors shipped with pulsing, so ``pulsing.toml.example`` runs on a fresh clone.
 
-Each one shows a feature: plain ops (``Echo``, ``Counter``), failures and restarts
-(``Worker``, ``Flaky``), deadlines (``Slow``), streaming ops (``Streamer``) and a
-background loop (``Ticker``).
+Each one shows a feature: plain ops (``Echo``, whose ops are ``@nonblocking``, and
+``Counter``), failures and restarts (``Worker``, ``Flaky``), deadlines (``Slow``),
+streaming ops (``Streamer``) and a background loop (``Ticker``).
 """
 
 from __future__ import annotations
@@ -13,20 +13,22 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from pulsing_daemon.exceptions import PulsingBusinessError, PulsingSystemError
-from pulsing_daemon.remote import remote
+from pulsing_daemon.remote import nonblocking, remote
 
 __all__ = ["Counter", "Echo", "Flaky", "Slow", "Streamer", "Ticker", "Worker"]
 
 
 class Echo:
-    """Returns what it is given."""
+    """Returns what it is given (@nonblocking: on the event loop, no thread hop)."""
 
+    @nonblocking
     def echo(self, *args: Any, **kwargs: Any) -> Any:
         """A single positional argument comes back as is; anything else as args/kwargs."""
         if len(args) == 1 and not kwargs:
             return args[0]
         return {"args": list(args), "kwargs": kwargs}
 
+    @nonblocking
     def ping(self) -> str:
         return "pong"
 

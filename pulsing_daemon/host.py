@@ -16,6 +16,7 @@ import contextvars
 import enum
 import functools
 import inspect
+import logging
 import threading
 import time
 import weakref
@@ -23,7 +24,9 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+from pulsing_daemon import log
 from pulsing_daemon.exceptions import PulsingBusinessError, PulsingUnsupportedError, is_failure
+from pulsing_daemon.remote import NONBLOCKING_ATTR
 
 # Methods that are lifecycle hooks, never ops.
 HOOKS = frozenset({"on_start", "on_stop", "run", "receive"})
@@ -62,6 +65,7 @@ class OpInfo:
     is_async: bool
     signature: inspect.Signature | None
     plain: PlainParameters | None = None  # for the fast argument check
+    on_loop: bool = False  # a sync op marked @nonblocking: run on the event loop
 
 
 @dataclass(frozen=True)
@@ -130,7 +134,10 @@ def describe_ops(cls: type) -> dict[str, OpInfo]:
                 signature = signature.replace(parameters=params[1:])  # drop self
         except (TypeError, ValueError):
             signature = None
-        ops[name] = OpInfo(name, kind, is_async, signature, PlainParameters.of(signature))
+        on_loop = kind is OpKind.ASK and getattr(attr, NONBLOCKING_ATTR, False) is True
+        ops[name] = OpInfo(
+            name, kind, is_async, signature, PlainParameters.of(signature), on_loop and not is_async
+        )
     return ops
 
 
@@ -466,8 +473,12 @@ class InlineHost(ActorHost):
             message: dict[str, Any] = {"op": op, "args": args if args else kwargs}
             if args and kwargs:
                 message["kwargs"] = kwargs
+            if getattr(method, NONBLOCKING_ATTR, False) is True:
+                return BoundCall(_on_loop(method, self.name), [message], {}, True)
             return BoundCall(method, [message], {}, inspect.iscoroutinefunction(method))
         bind_arguments(info, args, kwargs)
+        if info.on_loop:
+            return BoundCall(_on_loop(getattr(self.instance, op), self.name), args, kwargs, True)
         return BoundCall(getattr(self.instance, op), args, kwargs, info.is_async)
 
     def invoke(
@@ -504,6 +515,48 @@ class InlineHost(ActorHost):
                 pass
         if not self.exited.done():
             self.exited.set_result(None)
+
+
+# A @nonblocking op that holds the event loop this long gets a warning in the log,
+# at most once per BLOCKED_WARN_EVERY seconds per actor and op.
+BLOCKED_WARNING = 0.020
+BLOCKED_WARN_EVERY = 60.0
+_blocked_warned: dict[tuple[str, str], float] = {}
+
+
+def _on_loop(method: Callable[..., Any], actor: str) -> Callable[..., Coroutine[Any, Any, Any]]:
+    """A @nonblocking sync op as a coroutine function: it runs in the actor's task,
+    like an async op, and is timed so that one that blocks after all is reported."""
+
+    async def call(*args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return method(*args, **kwargs)
+        finally:
+            held = time.perf_counter() - started
+            if held >= BLOCKED_WARNING:
+                _warn_blocked(actor, method.__name__, held)
+
+    return call
+
+
+def _warn_blocked(actor: str, op: str, held: float) -> None:
+    now = time.monotonic()
+    last = _blocked_warned.get((actor, op))
+    if last is not None and now - last < BLOCKED_WARN_EVERY:
+        return
+    _blocked_warned[(actor, op)] = now
+    log.event(
+        "blocked_loop",
+        actor=actor,
+        level=logging.WARNING,
+        op=op,
+        ms=round(held * 1000, 1),
+        msg=(
+            f"{op} is marked @nonblocking but held the event loop for "
+            f"{held * 1000:.0f} ms; every actor waited (remove @nonblocking to run it on a thread)"
+        ),
+    )
 
 
 async def _iterate_in_thread(generator: Any, window: int = 1024) -> AsyncIterator[Any]:

@@ -122,8 +122,13 @@ class Daemon:
         return self.log_path.read_text() if self.log_path and self.log_path.exists() else ""
 
     # ------------------------------------------------------------------ talking
-    def cli(self, *args: str, timeout: float = 30.0, env: dict[str, str] | None = None,
-            input: str | None = None) -> CliResult:
+    def cli(
+        self,
+        *args: str,
+        timeout: float = 30.0,
+        env: dict[str, str] | None = None,
+        input: str | None = None,
+    ) -> CliResult:
         full_env = {**os.environ, "PULSING_ENDPOINT": self.endpoint, "NO_COLOR": "1", **(env or {})}
         if self.token:
             full_env.setdefault("PULSING_TOKEN", self.token)
@@ -209,8 +214,15 @@ DaemonFactory = Callable[..., Daemon]
 def daemon_factory(tmp_path: Path) -> Iterator[DaemonFactory]:
     started: list[Daemon] = []
 
-    def make(actors: str = "", daemon: str = "", *, start: bool = True, token: str | None = None,
-             unix: bool = False, name: str = "pulsing.toml") -> Daemon:
+    def make(
+        actors: str = "",
+        daemon: str = "",
+        *,
+        start: bool = True,
+        token: str | None = None,
+        unix: bool = False,
+        name: str = "pulsing.toml",
+    ) -> Daemon:
         port = None if unix else free_port()
         listen = f"unix:{tmp_path / 'pulsing.sock'}" if unix else f"127.0.0.1:{port}"
         text = (
@@ -240,4 +252,3 @@ def daemon_factory(tmp_path: Path) -> Iterator[DaemonFactory]:
             instance.stop(timeout=10)
         except Exception:
             instance.kill()
-

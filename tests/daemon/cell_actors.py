@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import threading
 import time
 
+from pulsing_daemon import nonblocking
 from pulsing_daemon.exceptions import PulsingBusinessError, PulsingSystemError
 
 # Ops record what really ran here (tokens), so tests can prove an op never executed.
@@ -23,6 +25,20 @@ class Worker:
 
     def sync_echo(self, x: object) -> object:
         return x
+
+    @nonblocking
+    def on_loop(self) -> str:
+        """The thread it ran on: the event loop's, since it is @nonblocking."""
+        return threading.current_thread().name
+
+    def on_thread(self) -> str:
+        return threading.current_thread().name
+
+    @nonblocking
+    def hog(self, delay: float) -> float:
+        """Breaks its @nonblocking promise."""
+        time.sleep(delay)
+        return delay
 
     async def whoami(self) -> int:
         return self.instance

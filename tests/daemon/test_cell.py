@@ -8,7 +8,9 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
+import logging
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -198,6 +200,31 @@ def test_blocking_sync_op_does_not_stall_the_loop(tmp_path: Path) -> None:
         assert await answer(blocked) == 0.3
 
     run_cell(actor_config(tmp_path), scenario)
+
+
+def test_nonblocking_sync_op_runs_on_the_loop_others_on_a_thread(tmp_path: Path) -> None:
+    async def scenario(cell: ActorCell) -> None:
+        loop_thread = threading.current_thread().name
+        assert await answer(send(cell, "on_loop")) == loop_thread
+        assert await answer(send(cell, "on_thread")) != loop_thread
+
+    run_cell(actor_config(tmp_path), scenario)
+
+
+def test_a_nonblocking_op_that_blocks_is_reported_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def scenario(cell: ActorCell) -> None:
+        for _ in range(2):
+            assert await answer(send(cell, "hog", 0.03)) == 0.03
+
+    with caplog.at_level(logging.WARNING, logger="pulsing"):
+        run_cell(actor_config(tmp_path), scenario)
+    warnings = [r for r in caplog.records if r.getMessage() == "blocked_loop"]
+    assert len(warnings) == 1, caplog.text
+    fields = warnings[0].fields  # type: ignore[attr-defined]
+    assert fields["actor"] == "w" and fields["op"] == "hog" and fields["ms"] >= 30
+    assert "hog is marked @nonblocking" in fields["msg"]
 
 
 # ----------------------------------------------------------------- crashes and restarts

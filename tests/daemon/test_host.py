@@ -74,3 +74,28 @@ def test_plain_signatures_are_recognised() -> None:
     assert ops["starstar"].plain == PlainParameters(("a",), 1, frozenset("a"), True)
     for op in ("star", "posonly"):
         assert ops[op].plain is None
+
+
+def test_nonblocking_marks_sync_ops_only() -> None:
+    from pulsing_daemon import nonblocking
+
+    class Marked:
+        @nonblocking
+        def quick(self) -> int:
+            return 1
+
+        def plain(self) -> int:
+            return 2
+
+    ops = describe_ops(Marked)
+    assert ops["quick"].on_loop and not ops["quick"].is_async
+    assert not ops["plain"].on_loop
+
+    async def coroutine() -> None: ...
+
+    def generator() -> Any:
+        yield 1
+
+    for wrong in (coroutine, generator):
+        with pytest.raises(TypeError, match="@nonblocking is for sync ops"):
+            nonblocking(wrong)
