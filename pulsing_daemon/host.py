@@ -304,21 +304,16 @@ def loop_post(loop: asyncio.AbstractEventLoop) -> LoopPost:
     return post
 
 
-# Results of a batch's ops that end within this many seconds of each other go back
-# to the loop together: one wake-up (and one GIL hand-over) for them, not one each.
-# An op slower than this has its result sent the moment it ends.
-RESULT_LINGER = 0.0005
-
-
 def run_sync_batch(calls: list[SyncCall]) -> asyncio.Future[int]:
     """Run sync ops back to back in one trip to the op thread pool.
 
     One hop per batch instead of per op: under load a busy actor drains its mailbox
-    without waiting for the event loop between ops. Results go back through
-    :class:`LoopPost`, held at most ``RESULT_LINGER`` to travel together. Stops after
-    the first failure (an exception that is not a pulsing error answering the
-    caller); returns how many calls it went through, so the ones after a failure can
-    go back to the mailbox unstarted.
+    without waiting for the event loop between ops. Each result goes back through
+    :class:`LoopPost` as soon as its op ends (results that are ready before the loop
+    next looks cross in one wake-up). Stops after the first failure (an exception
+    that is not a pulsing error answering the caller); the returned future gets how
+    many calls it went through, so the ones after a failure can go back to the
+    mailbox unstarted.
     """
     loop = asyncio.get_running_loop()
     post = loop_post(loop)
@@ -326,36 +321,24 @@ def run_sync_batch(calls: list[SyncCall]) -> asyncio.Future[int]:
 
     def job() -> None:
         count = len(calls)
-        ready: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
-        since = time.monotonic()
         try:
             for index, call in enumerate(calls):
                 if not call.claim():
                     continue
                 try:
-                    ready.append((call.future, call.method(*call.args, **call.kwargs), None))
+                    value = call.method(*call.args, **call.kwargs)
                 except BaseException as exc:
-                    ready.append((call.future, None, exc))
+                    post.post(_settle, call.future, None, exc)
                     if is_failure(exc):
                         count = index + 1
                         return
-                now = time.monotonic()
-                if now - since >= RESULT_LINGER:
-                    post.post(_settle_all, ready)
-                    ready, since = [], now
+                else:
+                    post.post(_settle, call.future, value, None)
         finally:
-            ready.append((done, count, None))
-            post.post(_settle_all, ready)
+            post.post(_settle, done, count, None)
 
     _EXECUTOR.submit(contextvars.copy_context().run, job)
     return done
-
-
-def _settle_all(
-    outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]],
-) -> None:
-    for future, value, error in outcomes:
-        _settle(future, value, error)
 
 
 def _settle(future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:

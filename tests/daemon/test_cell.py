@@ -202,6 +202,19 @@ def test_blocking_sync_op_does_not_stall_the_loop(tmp_path: Path) -> None:
     run_cell(actor_config(tmp_path), scenario)
 
 
+def test_a_batched_result_is_not_held_back_by_the_slow_op_behind_it(tmp_path: Path) -> None:
+    async def scenario(cell: ActorCell) -> None:
+        fast = send(cell, "sync_echo", "quick")  # queued together: one batch
+        slow = send(cell, "block", 0.6)
+        started = time.monotonic()
+        assert await answer(fast) == "quick"
+        assert time.monotonic() - started < 0.4
+        assert not slow.future.done()
+        assert await answer(slow) == 0.6
+
+    run_cell(actor_config(tmp_path), scenario)
+
+
 def test_nonblocking_sync_op_runs_on_the_loop_others_on_a_thread(tmp_path: Path) -> None:
     async def scenario(cell: ActorCell) -> None:
         loop_thread = threading.current_thread().name
