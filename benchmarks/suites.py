@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import subprocess
 import time
@@ -119,12 +120,24 @@ isolation = "process"
 """
 
 
-def ask_servers(ctx: Context) -> tuple[Daemon, BareServer]:
-    def make() -> tuple[Daemon, BareServer]:
+def pinned_cpu() -> int | None:
+    """The CPU for the ``cpu_affinity`` variant (None where affinity is unsupported)."""
+    if not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2:
+        return None
+    return max(os.sched_getaffinity(0))
+
+
+def ask_servers(ctx: Context) -> tuple[Daemon, BareServer, Daemon | None]:
+    def make() -> tuple[Daemon, BareServer, Daemon | None]:
         wd = ctx.workdir("ask")
         daemon = ctx.own(Daemon(wd, ASK_ACTORS)).start()
         bare = ctx.own(BareServer(wd)).start()
-        return daemon, bare  # type: ignore[return-value]
+        cpu = pinned_cpu()
+        pinned = None
+        if cpu is not None:  # the same daemon with [daemon] cpu_affinity = [cpu]
+            pinned = Daemon(wd, ASK_ACTORS, f"cpu_affinity = [{cpu}]", name="pinned")
+            ctx.own(pinned).start()
+        return daemon, bare, pinned  # type: ignore[return-value]
 
     return ctx.fixture("ask", make)
 
@@ -133,8 +146,20 @@ def _ask_spec(port: int, path: str, op: str, **extra: Any) -> dict[str, Any]:
     return {"port": port, "method": "POST", "path": path, "body": ASK_BODY % op, **extra}
 
 
-def _ask_targets(daemon: Daemon, bare: BareServer) -> dict[str, tuple[int, dict[str, Any]]]:
+def _ask_targets(
+    daemon: Daemon, bare: BareServer, pinned: Daemon | None = None
+) -> dict[str, tuple[int, dict[str, Any]]]:
     """name -> (server pid, loadgen spec without mode)."""
+    targets = _unpinned_targets(daemon, bare)
+    if pinned is not None:
+        targets["pinned"] = (
+            pinned.pid,
+            _ask_spec(pinned.port, "/v1/actors/trivial/ask", "echo"),
+        )
+    return targets
+
+
+def _unpinned_targets(daemon: Daemon, bare: BareServer) -> dict[str, tuple[int, dict[str, Any]]]:
     return {
         "bare": (bare.pid, _ask_spec(bare.port, "/echo", "echo")),
         "sync": (daemon.pid, _ask_spec(daemon.port, "/v1/actors/trivial/ask", "echo")),
@@ -209,12 +234,14 @@ def _tput_note(summary: dict[str, Any]) -> str:
 
 # ---------------------------------------------------------------------- ask_throughput
 def ask_throughput(ctx: Context) -> None:
-    daemon, bare = ask_servers(ctx)
-    targets = _ask_targets(daemon, bare)
+    daemon, bare, pinned = ask_servers(ctx)
+    targets = _ask_targets(daemon, bare, pinned)
     conns = 64
-    names = ["bare", "sync", "async", "nonblocking", "sync_idem", "async_idem"]
+    names = ["bare", "sync", "async", "nonblocking", "pinned", "sync_idem", "async_idem"]
     if ctx.quick:
         names.remove("sync_idem")
+    if pinned is None:
+        names.remove("pinned")
     runs = _throughput_rounds(ctx, targets, names, conns)
     summary = {name: _summ_throughput(runs[name]) for name in names}
 
@@ -264,6 +291,7 @@ def ask_throughput(ctx: Context) -> None:
         ("sync", "sync op", 0.6),
         ("async", "async op", 0.6),
         ("nonblocking", "sync op, @nonblocking", None),
+        ("pinned", f"sync op, cpu_affinity = [{pinned_cpu()}]", None),
         ("sync_idem", "sync op + Idempotency-Key", 0.4),
         ("async_idem", "async op + Idempotency-Key", 0.4),
     ):
@@ -373,9 +401,9 @@ def thread_hop_p50_ms(rounds: int = 3000) -> float:
 
 
 def ask_latency(ctx: Context) -> None:
-    daemon, bare = ask_servers(ctx)
-    targets = _ask_targets(daemon, bare)
-    names = ["bare", "sync", "async", "nonblocking"]
+    daemon, bare, pinned = ask_servers(ctx)
+    targets = _ask_targets(daemon, bare, pinned)
+    names = ["bare", "sync", "async", "nonblocking"] + (["pinned"] if pinned else [])
     stats = _latency_rounds(ctx, targets, names)
     ctx.details["ask_latency"] = stats
     b = stats["bare"]
@@ -392,14 +420,19 @@ def ask_latency(ctx: Context) -> None:
         "info",
         note="run_in_executor of a no-op: a sync op (on a thread) pays it on top of an async op",
     )
-    for name, label in (
+    variants = [
         ("sync", "sync op"),
         ("async", "async op"),
         ("nonblocking", "sync op, @nonblocking"),
-    ):
+        ("pinned", f"sync op, cpu_affinity = [{pinned_cpu()}]"),
+    ]
+    for name, label in variants:
+        if name not in stats:
+            continue
         s = stats[name]
         ratio = _ratio(s["p50_ms"], b["p50_ms"])
         ok = ratio is not None and ratio <= 2.0 and not s["errors"]
+        informative = name in ("nonblocking", "pinned")
         ctx.row(
             "ask_latency",
             f"{label} p50",
@@ -407,8 +440,8 @@ def ask_latency(ctx: Context) -> None:
             "ms",
             b["p50_ms"],
             ratio,
-            "info" if name == "nonblocking" else "<= 2.0x bare",
-            None if name == "nonblocking" else ok,
+            "info" if informative else "<= 2.0x bare",
+            None if informative else ok,
             f"{s['errors']} errors!" if s["errors"] else "",
         )
         ctx.row(
@@ -424,7 +457,7 @@ def ask_latency(ctx: Context) -> None:
 
 # ---------------------------------------------------------------------- process_vs_inline
 def process_vs_inline(ctx: Context) -> None:
-    daemon, bare = ask_servers(ctx)
+    daemon, bare, _ = ask_servers(ctx)
     targets = _ask_targets(daemon, bare)
     names = ["sync", "proc"]
     lat = _latency_rounds(ctx, targets, names)

@@ -199,9 +199,12 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m pulsing_daemon.child")
     parser.add_argument("--fd", type=int, required=True)
     parser.add_argument("--parent", type=int, required=True)
+    parser.add_argument("--cpus", default="", help="CPUs to run on (a pinned daemon's own)")
     ns = parser.parse_args()
     if os.getppid() != ns.parent:
         sys.exit(0)
+    if ns.cpus:
+        os.sched_setaffinity(0, {int(cpu) for cpu in ns.cpus.split(",")})
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the daemon decides when we stop
     code = asyncio.run(main(ns.fd, ns.parent))
     sys.stdout.flush()

@@ -19,7 +19,7 @@ import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
-from pulsing_daemon import log
+from pulsing_daemon import affinity, log
 from pulsing_daemon.config import ActorConfig
 from pulsing_daemon.exceptions import from_wire
 from pulsing_daemon.framing import FrameError, encode, read_frame
@@ -104,6 +104,8 @@ class ProcessHost(ActorHost):
     async def start(self) -> None:
         parent_sock, child_sock = socket.socketpair()
         env = {**os.environ, **self.config.env}
+        cpus = affinity.released_cpus()  # a pinned daemon does not pin its children
+        extra = ["--cpus", ",".join(map(str, sorted(cpus)))] if cpus else []
         try:
             self.proc = await asyncio.create_subprocess_exec(
                 sys.executable,
@@ -113,6 +115,7 @@ class ProcessHost(ActorHost):
                 str(child_sock.fileno()),
                 "--parent",
                 str(os.getpid()),
+                *extra,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from pulsing_daemon import __version__, log
+from pulsing_daemon import __version__, affinity, log
 from pulsing_daemon.config import Config, ConfigError, load_config, with_listen
 from pulsing_daemon.http import Runner, build_app
 from pulsing_daemon.idempotency import IdempotencyStore
@@ -53,6 +53,9 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, _on_signal, stop, signum)
+    if daemon.cpu_affinity:
+        affinity.pin(daemon.cpu_affinity)
+        log.event("cpu_affinity", cpus=",".join(map(str, daemon.cpu_affinity)))
     prepare_state_dir(daemon.state_dir)
     journal = Journal(daemon.state_dir)
     supervisor = Supervisor(config)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 import textwrap
@@ -589,3 +590,25 @@ def test_import_class_forms_and_errors() -> None:
         import_class("pulsing_daemon.demo:Nope")
     with pytest.raises(TypeError, match="is not a class"):
         import_class("pulsing_daemon.demo:remote")
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        ("cpu_affinity = []", "expected a non-empty array of CPU numbers, got array"),
+        ("cpu_affinity = 0", "expected a non-empty array of CPU numbers, got integer (0)"),
+        ("cpu_affinity = [0, true]", "item 1: expected a CPU number (an integer >= 0)"),
+        ("cpu_affinity = [-1]", "item 0: expected a CPU number (an integer >= 0)"),
+        ("cpu_affinity = [99999]", "CPU 99999 not available here (this process may use "),
+    ],
+)
+def test_bad_cpu_affinity(tmp_path: Path, line: str, reason: str) -> None:
+    found = problems(tmp_path, f"[daemon]\n{line}\n")
+    assert found["daemon.cpu_affinity"].reason.startswith(reason)
+
+
+def test_cpu_affinity_is_a_sorted_set(tmp_path: Path) -> None:
+    cpus = sorted(os.sched_getaffinity(0))
+    text = f"[daemon]\ncpu_affinity = {[*reversed(cpus), cpus[0]]}\n"
+    config = parse_config(text, tmp_path / "pulsing.toml")
+    assert config.daemon.cpu_affinity == tuple(cpus)
