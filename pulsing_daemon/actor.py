@@ -144,6 +144,7 @@ class ActorCell:
         self._changed = asyncio.Event()  # replaced on every transition
         self.metrics: Any = None  # pulsing_daemon.metrics.Metrics, when attached
         self._batch: list[Envelope] = []  # the sync batch being run, if any
+        self._batch_waiter: asyncio.Future[None] | None = None  # see _await_batched
         # Shared by the supervisor's cells: bounds how many instances start at once,
         # so a daemon starting thousands of actors still answers requests meanwhile.
         self.start_gate: asyncio.Semaphore | None = None
@@ -686,7 +687,10 @@ class ActorCell:
             )
         first.state = EnvelopeState.RUNNING
         envelopes = [envelope for envelope, _ in members]
-        job = run_sync_batch([envelope.call for envelope in envelopes])  # type: ignore[misc]
+        job = run_sync_batch(
+            [envelope.call for envelope in envelopes],  # type: ignore[misc]
+            self._batch_progress,
+        )
         self.in_flight += 1
         self._batch = envelopes
         try:
@@ -762,13 +766,17 @@ class ActorCell:
                 return None
             if job.done() and call.state is SyncCallState.WAITING:
                 return None  # the batch stopped before it: requeued by the caller
-            remaining = envelope.deadline - loop.time()
-            waiting = (call.future,) if job.done() else (call.future, job)
-            done, _ = await asyncio.wait(
-                waiting, timeout=max(0.0, remaining), return_when=asyncio.FIRST_COMPLETED
-            )
-            if done:
-                continue  # answered, or the job ended: this call expired or was never reached
+            # Woken by the batch's progress (a result, its end) or this ask's deadline:
+            # one future awaited directly, so an answer takes one loop iteration.
+            waiter = self._batch_waiter = loop.create_future()
+            timer = loop.call_at(envelope.deadline, _wake, waiter)
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+                self._batch_waiter = None
+            if call.future.done() or job.done() or loop.time() < envelope.deadline:
+                continue  # answered, the job ended (expired or never reached), or not yet
             if call.state is SyncCallState.STARTED:
                 self._mark_started(envelope, is_first)
                 return await self._past_deadline_sync(envelope, call.future)
@@ -783,6 +791,12 @@ class ActorCell:
             )
         self._answer(envelope, value, error)
         return None
+
+    def _batch_progress(self) -> None:
+        """A batched op ended (or the batch did): wake the member being waited for."""
+        waiter = self._batch_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def _mark_started(self, envelope: Envelope, is_first: bool) -> None:
         """A batched op has run: it leaves the mailbox count and its timer is off."""
@@ -952,6 +966,11 @@ class ActorCell:
         if self.host is not None:
             status.update(self.host.info())
         return status
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def _classify(done: asyncio.Future[Any]) -> tuple[Any, PulsingError | None, BaseException | None]:

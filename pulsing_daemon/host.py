@@ -304,7 +304,9 @@ def loop_post(loop: asyncio.AbstractEventLoop) -> LoopPost:
     return post
 
 
-def run_sync_batch(calls: list[SyncCall]) -> asyncio.Future[int]:
+def run_sync_batch(
+    calls: list[SyncCall], on_progress: Callable[[], None] | None = None
+) -> asyncio.Future[int]:
     """Run sync ops back to back in one trip to the op thread pool.
 
     One hop per batch instead of per op: under load a busy actor drains its mailbox
@@ -319,6 +321,11 @@ def run_sync_batch(calls: list[SyncCall]) -> asyncio.Future[int]:
     post = loop_post(loop)
     done: asyncio.Future[int] = loop.create_future()
 
+    def settle(future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
+        _settle(future, value, error)
+        if on_progress is not None:
+            on_progress()
+
     def job() -> None:
         count = len(calls)
         try:
@@ -328,14 +335,14 @@ def run_sync_batch(calls: list[SyncCall]) -> asyncio.Future[int]:
                 try:
                     value = call.method(*call.args, **call.kwargs)
                 except BaseException as exc:
-                    post.post(_settle, call.future, None, exc)
+                    post.post(settle, call.future, None, exc)
                     if is_failure(exc):
                         count = index + 1
                         return
                 else:
-                    post.post(_settle, call.future, value, None)
+                    post.post(settle, call.future, value, None)
         finally:
-            post.post(_settle, done, count, None)
+            post.post(settle, done, count, None)
 
     _EXECUTOR.submit(contextvars.copy_context().run, job)
     return done
