@@ -31,7 +31,7 @@ from pulsing_daemon.exceptions import (
     PulsingUnsupportedError,
     is_failure,
 )
-from pulsing_daemon.host import ActorHost, SyncCall, SyncCallState, run_sync_batch
+from pulsing_daemon.host import HEAVY_FOR, ActorHost, SyncCall, SyncCallState, run_sync_batch
 from pulsing_daemon.policy import ExitKind, RestartTracker
 from pulsing_daemon.states import ACCEPTING, ActorState, check_transition
 
@@ -145,6 +145,7 @@ class ActorCell:
         self.metrics: Any = None  # pulsing_daemon.metrics.Metrics, when attached
         self._batch: list[Envelope] = []  # the sync batch being run, if any
         self._batch_waiter: asyncio.Future[None] | None = None  # see _await_batched
+        self._heavy_until = 0.0  # loop time until which sync ops do not follow the loop
         # Shared by the supervisor's cells: bounds how many instances start at once,
         # so a daemon starting thousands of actors still answers requests meanwhile.
         self.start_gate: asyncio.Semaphore | None = None
@@ -687,9 +688,11 @@ class ActorCell:
             )
         first.state = EnvelopeState.RUNNING
         envelopes = [envelope for envelope, _ in members]
+        heavy = loop.time() < self._heavy_until  # see host.HEAVY_OP
         job = run_sync_batch(
             [envelope.call for envelope in envelopes],  # type: ignore[misc]
             self._batch_progress,
+            None if heavy else self._ran_heavy_op,
         )
         self.in_flight += 1
         self._batch = envelopes
@@ -791,6 +794,10 @@ class ActorCell:
             )
         self._answer(envelope, value, error)
         return None
+
+    def _ran_heavy_op(self) -> None:
+        """A sync op burnt CPU: this actor's batches run on any CPU for a while."""
+        self._heavy_until = asyncio.get_running_loop().time() + HEAVY_FOR
 
     def _batch_progress(self) -> None:
         """A batched op ended (or the batch did): wake the member being waited for."""

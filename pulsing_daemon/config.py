@@ -484,9 +484,10 @@ DAEMON_SPECS: tuple[KeySpec, ...] = (
     KeySpec("max_stream_readers", "integer", 1024, _integer(1),
             "most stream readers connected at once"),
     KeySpec("cpu_affinity", "array of integers", None, _cpu_list,
-            "CPUs the daemon runs on (Linux); one CPU keeps the event loop and the op "
-            "threads of sync ops together (fewer cross-CPU hand-offs of the GIL); "
-            "process-isolated actors are not confined (unset: any CPU)", nullable=True),
+            "CPUs the daemon runs on (Linux), event loop included (sync ops follow the "
+            "loop's CPU anyway); one CPU also keeps the loop from moving: lower latency "
+            "for sync asks. Process-isolated actors are not confined (unset: any CPU)",
+            nullable=True),
 )  # fmt: skip
 
 ACTOR_SPECS: tuple[KeySpec, ...] = (

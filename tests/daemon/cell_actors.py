@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import threading
 import time
 
@@ -33,6 +34,17 @@ class Worker:
 
     def on_thread(self) -> str:
         return threading.current_thread().name
+
+    def affinity(self) -> list[int]:
+        """The CPUs the op thread may run on."""
+        return sorted(os.sched_getaffinity(0))
+
+    def burn(self, seconds: float) -> float:
+        """Spend ``seconds`` of CPU (a heavy op)."""
+        end = time.thread_time() + seconds
+        while time.thread_time() < end:
+            pass
+        return seconds
 
     @nonblocking
     def hog(self, delay: float) -> float:

@@ -9,6 +9,7 @@ import asyncio
 import importlib
 import json
 import logging
+import os
 import sys
 import threading
 import time
@@ -211,6 +212,21 @@ def test_a_batched_result_is_not_held_back_by_the_slow_op_behind_it(tmp_path: Pa
         assert time.monotonic() - started < 0.4
         assert not slow.future.done()
         assert await answer(slow) == 0.6
+
+    run_cell(actor_config(tmp_path), scenario)
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or len(os.sched_getaffinity(0)) < 2,
+    reason="needs Linux and at least two CPUs",
+)
+def test_sync_ops_follow_the_loops_cpu_until_one_is_heavy(tmp_path: Path) -> None:
+    async def scenario(cell: ActorCell) -> None:
+        home = sorted(os.sched_getaffinity(0))
+        following = await answer(send(cell, "affinity"))
+        assert len(following) == 1 and following[0] in home
+        await answer(send(cell, "burn", 0.01))  # heavy: over host.HEAVY_OP of CPU
+        assert await answer(send(cell, "affinity")) == home
 
     run_cell(actor_config(tmp_path), scenario)
 
