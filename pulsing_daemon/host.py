@@ -42,33 +42,56 @@ _EXECUTOR = concurrent.futures.ThreadPoolExecutor(max_workers=256, thread_name_p
 # batch of sync ops take turns holding the GIL; on different CPUs each turn is a
 # cross-CPU wake-up, and a thread preempted while holding the GIL stalls the loop.
 # On the loop's CPU the turns are cheap switches: sync asks went from 0.53x to
-# 0.67x of bare aiohttp (as fast as async ones) on a 2-vCPU machine. The loop itself
-# is not pinned: it may move, and op threads follow within FOLLOW_REFRESH. An op
-# that burns more than HEAVY_OP of CPU (numpy, compression: work that may run beside
-# the loop without the GIL) stops its actor's ops from following for HEAVY_FOR.
-FOLLOW_REFRESH = 0.1
+# 0.6-0.67x of bare aiohttp (as fast as async ones) on a 2-vCPU machine. The loop
+# itself is not pinned: it may move, and each batch goes where the loop is then
+# (sched_getcpu, ~0.2 us). An op that burns more than HEAVY_OP of CPU (numpy,
+# compression: work that may run beside the loop without the GIL) stops its actor's
+# ops from following for HEAVY_FOR.
+HOME_REFRESH = 1.0  # seconds between looks at the CPUs the daemon may use
 HEAVY_OP = 0.002
 HEAVY_FOR = 60.0
-_CAN_FOLLOW = sys.platform.startswith("linux") and hasattr(os, "sched_setaffinity")
-_follow: dict[str, Any] = {"cpu": None, "home": None, "at": -math.inf}
+_follow: dict[str, Any] = {"getcpu": None, "home": None, "at": -math.inf}
 _thread_cpus = threading.local()  # .cpus: the CPU set this op thread was last given
+
+
+def _sched_getcpu() -> Callable[[], int] | None:
+    if not sys.platform.startswith("linux") or not hasattr(os, "sched_setaffinity"):
+        return None
+    try:
+        import ctypes
+
+        getcpu = ctypes.CDLL(None, use_errno=True).sched_getcpu
+    except (OSError, AttributeError):
+        return None
+    getcpu.restype = ctypes.c_int
+    getcpu.argtypes = []
+    return getcpu  # type: ignore[no-any-return]
 
 
 def loop_cpu(now: float) -> tuple[int | None, frozenset[int] | None]:
     """Loop thread: (the CPU it runs on, the CPUs the daemon may use); Nones where
-    that cannot be known. Looked up at most every FOLLOW_REFRESH seconds."""
-    if not _CAN_FOLLOW:
-        return None, None
-    if now - _follow["at"] >= FOLLOW_REFRESH:
+    that cannot be known."""
+    if now - _follow["at"] >= HOME_REFRESH:
+        if _follow["at"] == -math.inf:
+            _follow["getcpu"] = _sched_getcpu()
         _follow["at"] = now
-        try:
-            with open("/proc/thread-self/stat", "rb") as fh:
-                # Field 39 is "processor"; the name before it may contain spaces.
-                _follow["cpu"] = int(fh.read().rsplit(b")", 1)[1].split()[36])
-            _follow["home"] = frozenset(os.sched_getaffinity(0))
-        except (OSError, ValueError, IndexError):
-            _follow["cpu"] = _follow["home"] = None
-    return _follow["cpu"], _follow["home"]
+        _follow["home"] = frozenset(os.sched_getaffinity(0)) if _follow["getcpu"] else None
+    getcpu = _follow["getcpu"]
+    if getcpu is None:
+        return None, None
+    cpu = getcpu()
+    return (cpu if cpu >= 0 else None), _follow["home"]
+
+
+class _Singles(dict):  # type: ignore[type-arg]
+    """frozenset({cpu}) per cpu, built once."""
+
+    def __missing__(self, cpu: int) -> frozenset[int]:
+        self[cpu] = frozenset((cpu,))
+        return self[cpu]
+
+
+_SINGLE = _Singles()
 
 
 def _run_on(cpus: frozenset[int] | None) -> None:
@@ -383,7 +406,7 @@ def run_sync_batch(
     post = loop_post(loop)
     done: asyncio.Future[int] = loop.create_future()
     cpu, home = loop_cpu(loop.time())
-    follow = frozenset((cpu,)) if cpu is not None and on_heavy is not None else None
+    follow = _SINGLE[cpu] if cpu is not None and on_heavy is not None else None
 
     def settle(future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
         _settle(future, value, error)
