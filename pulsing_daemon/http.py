@@ -40,9 +40,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 JSON_TYPE = "application/json"
 
 
-def dumps(value: Any) -> str:
-    # ensure_ascii: text with lone surrogates (valid JSON escapes) still encodes.
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+# ensure_ascii: text with lone surrogates (valid JSON escapes) still encodes. One
+# encoder and one decoder: json.dumps/loads with options build a new one per call.
+dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode
 
 
 def json_response(
@@ -129,7 +129,7 @@ async def read_json(request: web.Request) -> dict[str, Any]:
     if not raw.strip():
         return {}
     try:
-        body = json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
+        body = _decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
     except (ValueError, UnicodeDecodeError) as exc:
         raise bad_request(f"body is not valid JSON ({exc})") from None
     except RecursionError:
@@ -148,6 +148,9 @@ def _finite_float(text: str) -> float:
     if not math.isfinite(value):
         raise ValueError(f"{text} is out of range for a JSON number")
     return value
+
+
+_decode = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float).decode
 
 
 def parse_call(body: dict[str, Any]) -> tuple[str, list[Any], dict[str, Any]]:

@@ -58,10 +58,14 @@ def is_final(error: PulsingError | None, executed: bool) -> bool:
     return False  # runtime
 
 
+# One encoder (json.dumps with options builds a new one per call).
+_encode = json.JSONEncoder(separators=(",", ":"), default=str).encode
+
+
 def encode(value: Any, error: PulsingError | None) -> str:
     if error is not None:
-        return json.dumps(error.to_wire(), separators=(",", ":"), default=str)
-    return json.dumps({"result": value}, separators=(",", ":"), default=str)
+        return _encode(error.to_wire())
+    return _encode({"result": value})
 
 
 def decode(text: str) -> Outcome:

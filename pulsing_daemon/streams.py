@@ -42,7 +42,10 @@ _encode_chunk = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 
 def fingerprint(op: str, args: list[Any], kwargs: dict[str, Any]) -> str:
     """What must match for a repeat with the same key to be 'the same request'."""
-    return json.dumps([op, args, kwargs], sort_keys=True, separators=(",", ":"), default=str)
+    return _encode_fingerprint([op, args, kwargs])
+
+
+_encode_fingerprint = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str).encode
 
 
 @dataclass(eq=False)
@@ -320,5 +323,4 @@ def _wire(error: BaseException) -> dict[str, Any]:
     return PulsingSystemError(f"{type(error).__name__}: {error}", recoverable=False).to_wire()
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
