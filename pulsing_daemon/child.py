@@ -204,7 +204,10 @@ if __name__ == "__main__":
     if os.getppid() != ns.parent:
         sys.exit(0)
     if ns.cpus:
-        os.sched_setaffinity(0, {int(cpu) for cpu in ns.cpus.split(",")})
+        try:
+            os.sched_setaffinity(0, {int(cpu) for cpu in ns.cpus.split(",")})
+        except (OSError, ValueError):
+            pass  # a CPU went away meanwhile: run where the daemon does
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the daemon decides when we stop
     code = asyncio.run(main(ns.fd, ns.parent))
     sys.stdout.flush()
