@@ -153,6 +153,19 @@ def test_pulsing_toml_5_covers_the_semantics() -> None:
     assert "min_backoff * 2^n" in plain(section(text, "BACKOFF"))
 
 
+def test_every_log_event_is_in_pulsing_daemon_1() -> None:
+    sources = "".join(
+        path.read_text(encoding="utf-8") for path in (ROOT / "pulsing_daemon").glob("*.py")
+    )
+    events = set(re.findall(r'log\.event\(\s*"([a-z_]+)"', sources))
+    assert len(events) > 15
+    text = page("pulsing-daemon.1").replace("\\-", "-")
+    missing = sorted(
+        event for event in events if f".B {event}" not in text and f".BR {event} " not in text
+    )
+    assert not missing, f"log events missing from pulsing-daemon(1): {missing}"
+
+
 def test_every_exit_code_is_in_pulsing_1() -> None:
     exit_status = section(page("pulsing.1"), "EXIT STATUS")
     listed = {int(code) for code in re.findall(r"^\.TP\n\.B (\d+)$", exit_status, re.M)}
