@@ -1,7 +1,7 @@
 """``[daemon] cpu_affinity``: keep the daemon's threads on chosen CPUs (Linux).
 
-Sync ops already run on the event loop's CPU (``host.loop_cpu``: the loop and the op
-threads hand the GIL over without cross-CPU wake-ups). Pinning the loop as well keeps
+Under load, sync ops already run on the event loop's CPU (``host.loop_cpu``: the loop
+and the op threads hand the GIL over without cross-CPU wake-ups). Pinning the loop as well keeps
 it from moving, which cut the p50 of sync asks by a further ~20% on a 2-vCPU machine;
 the cost is that a pinned loop cannot leave a CPU that something else keeps busy.
 

@@ -43,8 +43,8 @@ _EXECUTOR = concurrent.futures.ThreadPoolExecutor(max_workers=256, thread_name_p
 # cross-CPU wake-up, and a thread preempted while holding the GIL stalls the loop.
 # On the loop's CPU the turns are cheap switches: sync asks went from 0.53x to
 # 0.6-0.67x of bare aiohttp (as fast as async ones) on a 2-vCPU machine. The loop
-# itself is not pinned: it may move, and each batch goes where the loop is then
-# (sched_getcpu, ~0.2 us). An op that burns more than HEAVY_OP of CPU (numpy,
+# itself is not pinned: it may move, and each batch of two or more asks goes where
+# the loop is then (sched_getcpu, ~0.2 us). An op that burns more than HEAVY_OP of CPU (numpy,
 # compression: work that may run beside the loop without the GIL) stops its actor's
 # ops from following for HEAVY_FOR.
 HOME_REFRESH = 1.0  # seconds between looks at the CPUs the daemon may use
@@ -406,7 +406,11 @@ def run_sync_batch(
     post = loop_post(loop)
     done: asyncio.Future[int] = loop.create_future()
     cpu, home = loop_cpu(loop.time())
-    follow = _SINGLE[cpu] if cpu is not None and on_heavy is not None else None
+    # A lone ask finds the loop about to go idle: on the loop's CPU its thread would
+    # wait for the loop to get off it, while another CPU is free. Two or more mean
+    # the actor is busy; so is the loop, and sharing its CPU pays.
+    following = cpu is not None and on_heavy is not None and len(calls) > 1
+    follow = _SINGLE[cpu] if following else None
 
     def settle(future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
         _settle(future, value, error)

@@ -223,10 +223,18 @@ def test_a_batched_result_is_not_held_back_by_the_slow_op_behind_it(tmp_path: Pa
 def test_sync_ops_follow_the_loops_cpu_until_one_is_heavy(tmp_path: Path) -> None:
     async def scenario(cell: ActorCell) -> None:
         home = sorted(os.sched_getaffinity(0))
-        following = await answer(send(cell, "affinity"))
-        assert len(following) == 1 and following[0] in home
-        await answer(send(cell, "burn", 0.01))  # heavy: over host.HEAVY_OP of CPU
-        assert await answer(send(cell, "affinity")) == home
+        assert await answer(send(cell, "affinity")) == home  # a lone ask: any CPU
+        both = [send(cell, "affinity"), send(cell, "affinity")]  # one batch: busy
+        for envelope in both:
+            following = await answer(envelope)
+            assert len(following) == 1 and following[0] in home
+        heavy = send(cell, "burn", 0.01)  # over host.HEAVY_OP of CPU
+        after = send(cell, "affinity")  # the rest of the batch runs anywhere
+        await answer(heavy)
+        assert await answer(after) == home
+        both = [send(cell, "affinity"), send(cell, "affinity")]
+        for envelope in both:  # the actor does not follow for a while
+            assert await answer(envelope) == home
 
     run_cell(actor_config(tmp_path), scenario)
 
