@@ -83,17 +83,6 @@ def loop_cpu(now: float) -> tuple[int | None, frozenset[int] | None]:
     return (cpu if cpu >= 0 else None), _follow["home"]
 
 
-class _Singles(dict):  # type: ignore[type-arg]
-    """frozenset({cpu}) per cpu, built once."""
-
-    def __missing__(self, cpu: int) -> frozenset[int]:
-        self[cpu] = frozenset((cpu,))
-        return self[cpu]
-
-
-_SINGLE = _Singles()
-
-
 def _run_on(cpus: frozenset[int] | None) -> None:
     """Op thread: run on ``cpus`` from now on (no syscall when it already does)."""
     if cpus is not None and getattr(_thread_cpus, "cpus", None) != cpus:
@@ -410,7 +399,7 @@ def run_sync_batch(
     # wait for the loop to get off it, while another CPU is free. Two or more mean
     # the actor is busy; so is the loop, and sharing its CPU pays.
     following = cpu is not None and on_heavy is not None and len(calls) > 1
-    follow = _SINGLE[cpu] if following else None
+    follow = frozenset((cpu,)) if following else None
 
     def settle(future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
         _settle(future, value, error)
