@@ -59,8 +59,10 @@ def free_port() -> int:
 
 
 # ---------------------------------------------------------------------- /proc
-def rss_kb(pid: int) -> int | None:
-    """VmRSS of a process, in KiB (None when it is gone)."""
+def rss_kb(pid: int | None) -> int | None:
+    """VmRSS of a process, in KiB (None when it is gone, or there is no pid)."""
+    if not pid:
+        return None
     try:
         with open(f"/proc/{pid}/status") as fh:
             for line in fh:

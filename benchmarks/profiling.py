@@ -29,21 +29,7 @@ def attach(pid: int, duration: float, out: Path, rate: int = 200) -> subprocess.
     if exe is None:
         return None
     return subprocess.Popen(
-        [
-            exe,
-            "record",
-            "--pid",
-            str(pid),
-            "--duration",
-            str(max(1, round(duration))),
-            "--rate",
-            str(rate),
-            "--format",
-            "raw",
-            "--output",
-            str(out),
-            "--nonblocking",
-        ],
+        [*_record(exe, out, rate), "--pid", str(pid), "--duration", str(max(1, round(duration)))],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -55,6 +41,11 @@ def wrap(cmd: list[str], out: Path, rate: int = 200) -> list[str] | None:
     exe = py_spy()
     if exe is None:
         return None
+    return [*_record(exe, out, rate), "--", *cmd]
+
+
+def _record(exe: str, out: Path, rate: int) -> list[str]:
+    """``py-spy record`` writing collapsed stacks to ``out``, without pausing the target."""
     return [
         exe,
         "record",
@@ -65,8 +56,6 @@ def wrap(cmd: list[str], out: Path, rate: int = 200) -> list[str] | None:
         "--output",
         str(out),
         "--nonblocking",
-        "--",
-        *cmd,
     ]
 
 

@@ -56,7 +56,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -71,6 +70,7 @@ REPO = BENCH_DIR.parent
 if str(REPO) not in sys.path:  # run as a script from a checkout: find pulsing_cli
     sys.path.append(str(REPO))
 
+from benchmarks.harness import free_port, rss_kb  # noqa: E402
 from pulsing_cli.client import Client, is_retryable  # noqa: E402
 from pulsing_cli.streams import StreamState, chunk_data, follow_lines, start_stream  # noqa: E402
 from pulsing_daemon.exceptions import (  # noqa: E402
@@ -194,25 +194,6 @@ restart_window = 5.0
 
 
 # ---------------------------------------------------------------------------- helpers
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def rss_kb(pid: int | None) -> int | None:
-    if not pid:
-        return None
-    try:
-        with open(f"/proc/{pid}/status") as fh:
-            for line in fh:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
 def pid_alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as fh:

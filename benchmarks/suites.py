@@ -150,31 +150,22 @@ def _ask_targets(
     daemon: Daemon, bare: BareServer, pinned: Daemon | None = None
 ) -> dict[str, tuple[int, dict[str, Any]]]:
     """name -> (server pid, loadgen spec without mode)."""
-    targets = _unpinned_targets(daemon, bare)
-    if pinned is not None:
-        targets["pinned"] = (
-            pinned.pid,
-            _ask_spec(pinned.port, "/v1/actors/trivial/ask", "echo"),
-        )
-    return targets
 
+    def ask(server: Daemon, op: str, actor: str = "trivial", **extra: Any) -> tuple[int, Any]:
+        return server.pid, _ask_spec(server.port, f"/v1/actors/{actor}/ask", op, **extra)
 
-def _unpinned_targets(daemon: Daemon, bare: BareServer) -> dict[str, tuple[int, dict[str, Any]]]:
-    return {
+    targets = {
         "bare": (bare.pid, _ask_spec(bare.port, "/echo", "echo")),
-        "sync": (daemon.pid, _ask_spec(daemon.port, "/v1/actors/trivial/ask", "echo")),
-        "async": (daemon.pid, _ask_spec(daemon.port, "/v1/actors/trivial/ask", "aecho")),
-        "nonblocking": (daemon.pid, _ask_spec(daemon.port, "/v1/actors/trivial/ask", "necho")),
-        "sync_idem": (
-            daemon.pid,
-            _ask_spec(daemon.port, "/v1/actors/trivial/ask", "echo", idempotency=True),
-        ),
-        "async_idem": (
-            daemon.pid,
-            _ask_spec(daemon.port, "/v1/actors/trivial/ask", "aecho", idempotency=True),
-        ),
-        "proc": (daemon.pid, _ask_spec(daemon.port, "/v1/actors/trivial_proc/ask", "echo")),
+        "sync": ask(daemon, "echo"),
+        "async": ask(daemon, "aecho"),
+        "nonblocking": ask(daemon, "necho"),
+        "sync_idem": ask(daemon, "echo", idempotency=True),
+        "async_idem": ask(daemon, "aecho", idempotency=True),
+        "proc": ask(daemon, "echo", "trivial_proc"),
     }
+    if pinned is not None:
+        targets["pinned"] = ask(pinned, "echo")
+    return targets
 
 
 def _throughput_rounds(

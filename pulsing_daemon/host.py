@@ -666,15 +666,26 @@ async def _iterate_in_thread(generator: Any, window: int = 1024) -> AsyncIterato
 
     loop.run_in_executor(_EXECUTOR, contextvars.copy_context().run, pump)
     try:
-        while True:
-            kind, value = await chunks.get()
-            if kind == "chunk":
-                room.release()
-                yield value
-            elif kind == "error":
-                raise value
-            else:
-                return
+        async for chunk in queued_chunks(chunks, room.release):
+            yield chunk
     finally:
         stopped.set()
         room.release()  # a pump waiting for room wakes up and stops
+
+
+async def queued_chunks(
+    queue: asyncio.Queue[tuple[str, Any]], taken: Callable[[], Any] | None = None
+) -> AsyncIterator[Any]:
+    """A stream's chunks from a queue of ``("chunk", data)`` items that ends with
+    ``("end", None)`` or ``("error", exception)`` (raised here). ``taken`` runs as each
+    chunk leaves the queue."""
+    while True:
+        kind, value = await queue.get()
+        if kind == "chunk":
+            if taken is not None:
+                taken()
+            yield value
+        elif kind == "error":
+            raise value
+        else:
+            return

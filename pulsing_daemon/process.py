@@ -23,7 +23,7 @@ from pulsing_daemon import affinity, log
 from pulsing_daemon.config import ActorConfig
 from pulsing_daemon.exceptions import from_wire
 from pulsing_daemon.framing import FrameError, encode, read_frame
-from pulsing_daemon.host import ActorHost, OpKind, bind_arguments, resolve_op
+from pulsing_daemon.host import ActorHost, OpKind, bind_arguments, queued_chunks, resolve_op
 
 START_TIMEOUT = 60.0
 STOP_GRACE = 5.0
@@ -299,14 +299,8 @@ class ProcessHost(ActorHost):
         self, call_id: int, queue: asyncio.Queue[tuple[str, Any]]
     ) -> AsyncIterator[Any]:
         try:
-            while True:
-                kind, value = await queue.get()
-                if kind == "chunk":
-                    yield value
-                elif kind == "error":
-                    raise value
-                else:
-                    return
+            async for chunk in queued_chunks(queue):
+                yield chunk
         finally:
             self._streams.pop(call_id, None)
 

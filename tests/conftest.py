@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from e2e_helpers import pulsing_command
 
 TESTS_DIR = Path(__file__).resolve().parent
 ACTORS_DIR = TESTS_DIR / "e2e"  # e2e_actors.py lives here
@@ -33,13 +34,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def pulsing_command() -> list[str]:
-    exe = Path(sys.executable).with_name("pulsing")
-    if exe.exists():
-        return [str(exe)]
-    return [sys.executable, "-m", "pulsing_cli.app"]
 
 
 @dataclass

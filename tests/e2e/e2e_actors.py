@@ -8,14 +8,10 @@ import os
 import time
 from pathlib import Path
 
+from e2e_helpers import bump
+
 from pulsing_daemon import remote
 from pulsing_daemon.exceptions import PulsingBusinessError, PulsingSystemError
-
-
-def _bump(path: str | None, text: str = "x") -> None:
-    if path:
-        with open(path, "a") as fh:
-            fh.write(text + "\n")
 
 
 class Recorder:
@@ -23,20 +19,20 @@ class Recorder:
 
     def __init__(self, effects: str = "", starts: str = "") -> None:
         self.effects = effects
-        _bump(starts, f"start {os.getpid()}")
+        bump(starts, f"start {os.getpid()}")
 
     def mark(self, tag: str = "x") -> str:
-        _bump(self.effects, tag)
+        bump(self.effects, tag)
         return tag
 
     async def amark_after(self, tag: str = "x", delay: float = 0.5) -> str:
         await asyncio.sleep(delay)
-        _bump(self.effects, tag)
+        bump(self.effects, tag)
         return tag
 
     def block(self, seconds: float = 1.0, tag: str = "block") -> str:
         time.sleep(seconds)
-        _bump(self.effects, tag)
+        bump(self.effects, tag)
         return tag
 
     async def sleep(self, seconds: float = 1.0) -> float:
@@ -88,7 +84,7 @@ class Looper:
     def __init__(self, run_for: float = 0.2, crash: bool = False, starts: str = "") -> None:
         self.run_for = run_for
         self.crash = crash
-        _bump(starts, "start")
+        bump(starts, "start")
 
     async def run(self) -> None:
         await asyncio.sleep(self.run_for)
@@ -111,10 +107,10 @@ class Hooks:
         self.log = log
 
     async def on_start(self) -> None:
-        _bump(self.log, "on_start")
+        bump(self.log, "on_start")
 
     def on_stop(self) -> None:
-        _bump(self.log, "on_stop")
+        bump(self.log, "on_stop")
 
     def ping(self) -> str:
         return "pong"
@@ -152,34 +148,6 @@ class Echo:
 
     async def aecho(self, value: object = None) -> object:
         return value
-
-
-class Crasher:
-    """Ways for a process to die hard (use with isolation = "process")."""
-
-    def exit(self, code: int = 3) -> None:
-        os._exit(code)
-
-    def segfault(self) -> None:
-        import ctypes
-
-        ctypes.string_at(0)
-
-    def hog(self, mb: int = 1024) -> int:
-        blob = bytearray(mb * 1024 * 1024)
-        return len(blob)
-
-    def spin(self, seconds: float = 10.0) -> None:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            pass
-
-    def pid(self) -> int:
-        return os.getpid()
-
-    def say(self, text: str = "hello") -> str:
-        print(text, flush=True)
-        return text
 
 
 class Raiser:

@@ -11,14 +11,9 @@ import os
 import time
 from collections.abc import AsyncIterator
 
+from e2e_helpers import bump
+
 from pulsing_daemon.exceptions import PulsingBusinessError
-
-
-def _bump(path: str | None, text: str = "x") -> None:
-    if path:
-        with open(path, "a") as fh:
-            fh.write(text + "\n")
-            fh.flush()
 
 
 class Worker:
@@ -31,10 +26,10 @@ class Worker:
 
     # ------------------------------------------------------------ lifecycle hooks
     def on_start(self) -> None:
-        _bump(self.hooks, f"on_start {os.getpid()}")
+        bump(self.hooks, f"on_start {os.getpid()}")
 
     def on_stop(self) -> None:
-        _bump(self.hooks, f"on_stop {os.getpid()}")
+        bump(self.hooks, f"on_stop {os.getpid()}")
 
     # ------------------------------------------------------------ ordinary ops
     def hello(self, name: str = "world") -> dict:
@@ -45,7 +40,7 @@ class Worker:
         return os.getpid()
 
     def mark(self, tag: str = "x") -> str:
-        _bump(self.effects, tag)
+        bump(self.effects, tag)
         return tag
 
     def business(self) -> None:
@@ -64,7 +59,7 @@ class Worker:
 
     async def nap(self, seconds: float = 5.0, tag: str = "nap") -> float:
         await asyncio.sleep(seconds)
-        _bump(self.effects, tag)  # only reached when not cancelled
+        bump(self.effects, tag)  # only reached when not cancelled
         return seconds
 
     async def count(self, n: int = 5) -> AsyncIterator[int]:
@@ -109,7 +104,7 @@ class Worker:
 
     def hang(self, seconds: float = 30.0) -> float:
         time.sleep(seconds)
-        _bump(self.effects, "hang finished")
+        bump(self.effects, "hang finished")
         return seconds
 
 

@@ -13,21 +13,9 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+from e2e_helpers import bump, lines
+
 from pulsing_daemon.exceptions import PulsingBusinessError, PulsingSystemError
-
-
-def _bump(path: str | None, text: str = "x") -> None:
-    if path:
-        with open(path, "a") as fh:
-            fh.write(text + "\n")
-            fh.flush()
-
-
-def read_lines(path: str | Path) -> list[str]:
-    try:
-        return Path(path).read_text().splitlines()
-    except FileNotFoundError:
-        return []
 
 
 class Producer:
@@ -37,7 +25,7 @@ class Producer:
         self.starts = starts
 
     async def count(self, n: int = 5, delay: float = 0.0, tag: str = "") -> AsyncIterator[int]:
-        _bump(self.starts, f"count {n} {tag}")
+        bump(self.starts, f"count {n} {tag}")
         for i in range(n):
             if delay:
                 await asyncio.sleep(delay)
@@ -45,18 +33,18 @@ class Producer:
 
     async def words(self, n: int = 3) -> AsyncIterator[Any]:
         """Strings and objects, to check the plain rendering."""
-        _bump(self.starts, f"words {n}")
+        bump(self.starts, f"words {n}")
         for i in range(n):
             yield f"word-{i}"
         yield {"done": n}
 
     def sync_count(self, n: int = 5) -> Iterator[int]:
-        _bump(self.starts, f"sync_count {n}")
+        bump(self.starts, f"sync_count {n}")
         yield from range(n)
 
     async def fail_after(self, n: int = 2, delay: float = 0.0) -> AsyncIterator[int]:
         """``n`` chunks, then an unexpected exception (a failure of the instance)."""
-        _bump(self.starts, f"fail_after {n}")
+        bump(self.starts, f"fail_after {n}")
         for i in range(n):
             if delay:
                 await asyncio.sleep(delay)
@@ -64,7 +52,7 @@ class Producer:
         raise RuntimeError("producer exploded")
 
     async def business_after(self, n: int = 2) -> AsyncIterator[int]:
-        _bump(self.starts, f"business_after {n}")
+        bump(self.starts, f"business_after {n}")
         for i in range(n):
             yield i
         raise PulsingBusinessError("out_of_range", "no more items for you", {"n": n})
@@ -84,19 +72,19 @@ class Effects:
         self.marker = marker
 
     def mark(self, tag: str = "x") -> dict[str, Any]:
-        _bump(self.effects, tag)
-        return {"tag": tag, "n": len(read_lines(self.effects))}
+        bump(self.effects, tag)
+        return {"tag": tag, "n": len(lines(self.effects))}
 
     async def amark(self, tag: str = "x", delay: float = 0.3) -> dict[str, Any]:
         await asyncio.sleep(delay)
-        _bump(self.effects, tag)
-        return {"tag": tag, "n": len(read_lines(self.effects))}
+        bump(self.effects, tag)
+        return {"tag": tag, "n": len(lines(self.effects))}
 
     def block(self, seconds: float = 1.0, tag: str = "block") -> dict[str, Any]:
         """A blocking sync op: cannot be interrupted at its deadline."""
-        _bump(self.effects, f"begin {tag}")
+        bump(self.effects, f"begin {tag}")
         time.sleep(seconds)
-        _bump(self.effects, tag)
+        bump(self.effects, tag)
         return {"tag": tag, "slept": seconds}
 
     def crash_once(self, tag: str = "x") -> dict[str, Any]:
@@ -104,19 +92,19 @@ class Effects:
         if self.marker and not os.path.exists(self.marker):
             Path(self.marker).write_text("crashed\n")
             raise RuntimeError("first execution crashes the actor")
-        _bump(self.effects, tag)
+        bump(self.effects, tag)
         return {"tag": tag}
 
     def business(self, tag: str = "x") -> None:
-        _bump(self.effects, tag)
+        bump(self.effects, tag)
         raise PulsingBusinessError("rejected", f"rule violated for {tag}", {"tag": tag})
 
     def recoverable(self, tag: str = "x") -> None:
-        _bump(self.effects, tag)
+        bump(self.effects, tag)
         raise PulsingSystemError("temporarily unavailable", recoverable=True)
 
     def fatal(self, tag: str = "x") -> None:
-        _bump(self.effects, tag)
+        bump(self.effects, tag)
         raise PulsingSystemError("state corrupted", recoverable=False)
 
     def ping(self) -> str:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from e2e_helpers import pulsing_command
 
 ENVELOPE_BASE = {"category", "type", "message", "recoverable"}
 ACTOR_KEYS = {"actor", "state", "restarts", "max_restarts"}
@@ -365,10 +366,8 @@ def test_ctrl_c_exit_130(d: Any) -> None:
     import os
     import signal
     import subprocess
-    import sys
 
-    exe = Path(sys.executable).with_name("pulsing")
-    command = [str(exe)] if exe.exists() else [sys.executable, "-m", "pulsing_cli.app"]
+    command = pulsing_command()
     proc = subprocess.Popen(
         [*command, "ask", "rec", "sleep", "seconds=0.8"],
         stdout=subprocess.PIPE,
@@ -441,10 +440,8 @@ def _free_port() -> int:
 def _run_cli(*args: str, env: dict[str, str] | None = None) -> Any:
     import os
     import subprocess
-    import sys
 
-    exe = Path(sys.executable).with_name("pulsing")
-    command = [str(exe)] if exe.exists() else [sys.executable, "-m", "pulsing_cli.app"]
+    command = pulsing_command()
     full_env = {k: v for k, v in os.environ.items() if k not in ("PULSING_TOKEN",)}
     full_env.update({"NO_COLOR": "1", **(env or {})})
     return subprocess.run(

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from e2e_helpers import pulsing_command
 
 REPO = Path(__file__).resolve().parents[2]
 ACTORS_DIR = Path(__file__).resolve().parent
@@ -30,8 +31,7 @@ EXPECTED = {
 def pulsing(
     *args: str, cwd: Path | None = None, timeout: float = 20
 ) -> subprocess.CompletedProcess:
-    exe = Path(sys.executable).with_name("pulsing")
-    command = [str(exe)] if exe.exists() else [sys.executable, "-m", "pulsing_cli.app"]
+    command = pulsing_command()
     try:
         result = subprocess.run(
             [*command, *args],

@@ -6,20 +6,15 @@ import json
 import signal
 import socket
 import subprocess
-import sys
 import time
-from pathlib import Path
+
+from e2e_helpers import pulsing_command
 
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def pulsing_command() -> list[str]:
-    exe = Path(sys.executable).with_name("pulsing")
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "pulsing_cli.app"]
 
 
 def test_daemon_json_logs_and_sigterm(tmp_path) -> None:

@@ -3,11 +3,11 @@ bad input is a 4xx and never a 500, the body size is limited."""
 
 from __future__ import annotations
 
-import http.client
 import json
 from typing import Any
 
 import pytest
+from e2e_helpers import raw_request
 
 ACTORS = """
 [actors.rec]
@@ -21,19 +21,6 @@ class = "e2e_actors:Unserializable"
 @pytest.fixture
 def d(daemon_factory: Any) -> Any:
     return daemon_factory(ACTORS, "max_body = 2048\n")
-
-
-def raw_request(
-    d: Any, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
-) -> tuple[int, dict[str, str], bytes]:
-    """A request with exactly these bytes and headers (nothing added)."""
-    conn = http.client.HTTPConnection("127.0.0.1", d.port, timeout=10)
-    try:
-        conn.request(method, path, body=body, headers=headers or {})
-        response = conn.getresponse()
-        return response.status, dict(response.getheaders()), response.read()
-    finally:
-        conn.close()
 
 
 def assert_envelope(status: int, body: Any, category: str = "runtime") -> dict[str, Any]:

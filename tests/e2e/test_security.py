@@ -3,16 +3,16 @@ echoed; a non-loopback listen needs a token; Unix sockets are created 0600."""
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import socket
 import stat
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from e2e_helpers import pulsing_command, raw_request
 
 TOKEN = "s3cret-token"
 
@@ -20,24 +20,6 @@ ACTORS = """
 [actors.rec]
 class = "e2e_actors:Recorder"
 """
-
-
-def raw_request(
-    d: Any, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
-) -> tuple[int, dict[str, str], bytes]:
-    """A request with exactly these headers: no token is added."""
-    conn = http.client.HTTPConnection("127.0.0.1", d.port, timeout=10)
-    try:
-        conn.request(method, path, body=body, headers=headers or {})
-        response = conn.getresponse()
-        return response.status, dict(response.getheaders()), response.read()
-    finally:
-        conn.close()
-
-
-def pulsing_command() -> list[str]:
-    exe = Path(sys.executable).with_name("pulsing")
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "pulsing_cli.app"]
 
 
 def test_token_required_everywhere_but_health(daemon_factory: Any) -> None:

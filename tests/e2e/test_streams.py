@@ -13,13 +13,13 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from e2e_helpers import pulsing_command
 
 ACTORS = """
 [actors.p]
@@ -48,11 +48,6 @@ def starts(tmp_path: Path) -> list[str]:
         return (tmp_path / "starts").read_text().splitlines()
     except FileNotFoundError:
         return []
-
-
-def pulsing_command() -> list[str]:
-    exe = Path(sys.executable).with_name("pulsing")
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "pulsing_cli.app"]
 
 
 def records(stdout: str) -> list[dict[str, Any]]:
