@@ -9,7 +9,11 @@ import typer
 
 from pulsing_cli.context import DebugOpt, EndpointOpt, JsonOpt, Settings, TokenOpt
 
-COMMANDS = ("ask", "stream", "status", "restart", "stop", "start", "daemon", "config")
+COMMANDS = (
+    "ask", "stream", "status", "restart", "stop", "start",
+    "events", "wait",  # ops (issue 14)
+    "daemon", "config",
+)  # fmt: skip
 
 # Global options that take a value: skipped, with it, when looking for the command.
 _VALUE_OPTIONS = frozenset({"--endpoint", "-e", "--token"})
@@ -89,8 +93,26 @@ def _register(app: typer.Typer, name: str) -> None:
         from pulsing_cli.commands import config
 
         app.add_typer(config.config_app)
+    elif name in ("events", "wait", "streams"):
+        _register_ops(app, name)
     else:
         raise ValueError(f"unknown command {name!r}")
+
+
+def _register_ops(app: typer.Typer, name: str) -> None:
+    """The day-to-day commands of CONTRACT §9 (issue 14)."""
+    if name == "events":
+        from pulsing_cli.commands import events
+
+        app.command("events", epilog=events.EPILOG)(events.events)
+    elif name == "wait":
+        from pulsing_cli.commands import wait
+
+        app.command("wait", epilog=wait.EPILOG)(wait.wait)
+    else:
+        from pulsing_cli.commands import streams
+
+        app.command("streams", epilog=streams.EPILOG)(streams.streams)
 
 
 def invoked_command(argv: list[str]) -> str | None:

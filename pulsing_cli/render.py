@@ -290,3 +290,18 @@ def _isatty(stream: TextIO) -> bool:
         return stream.isatty()
     except (AttributeError, ValueError):
         return False
+
+
+# ---------------------------------------------------------------------- events
+_EVENT_HEAD = ("id", "at", "actor", "kind")
+
+
+def event_line(event: dict[str, Any]) -> str:
+    """One event as a line: ``at  #id  actor  kind  key=value ...`` (values as JSON)."""
+    rest = " ".join(
+        f"{key}={value if isinstance(value, str) and value and ' ' not in value else _dumps(value)}"
+        for key, value in event.items()
+        if key not in _EVENT_HEAD and value is not None
+    )
+    actor = event.get("actor") or "-"
+    return f"{event.get('at')}  #{event.get('id')}  {actor}  {event.get('kind')}  {rest}".rstrip()

@@ -143,6 +143,8 @@ class ActorCell:
         self._idle.set()
         self._changed = asyncio.Event()  # replaced on every transition
         self.metrics: Any = None  # pulsing_daemon.metrics.Metrics, when attached
+        # EventLog.emit(kind, actor, **fields), set by the supervisor (events.py).
+        self.emit: Callable[..., None] = _no_event
         self._batch: list[Envelope] = []  # the sync batch being run, if any
         self._batch_waiter: asyncio.Future[None] | None = None  # see _await_batched
         self._heavy_until = 0.0  # loop time until which sync ops do not follow the loop
@@ -164,6 +166,7 @@ class ActorCell:
             **{"from": old.value, "to": new.value},
             **fields,
         )
+        self.emit("state", self.name, **{"from": old.value, "to": new.value}, **fields)
 
     def stamp(self, error: PulsingError) -> PulsingError:
         """Put this actor's name, state and restart count on an error."""
@@ -481,6 +484,11 @@ class ActorCell:
                 cause = ended.where if kind is ExitKind.FAILURE else "exit"
                 self.metrics.restarted(self.name, cause)
             self.backoff_until = self.clock() + decision.delay
+            self.emit(
+                "restart", self.name, restarts=self.tracker.count,
+                max_restarts=self.config.max_restarts, delay=round(decision.delay, 3),
+                cause=ended.where if kind is ExitKind.FAILURE else "exit",
+            )  # fmt: skip
             self._set_state(
                 ActorState.BACKOFF,
                 delay=f"{decision.delay:.3f}",
@@ -497,6 +505,8 @@ class ActorCell:
         gave_up = kind is ExitKind.FAILURE or decision.exhausted
         final = ActorState.FAILED if gave_up else ActorState.STOPPED
         self._set_state(final, reason=decision.reason)
+        if gave_up:
+            self.emit("failed", self.name, reason=decision.reason, restarts=self.tracker.count)
         self._answer_failed(ended, restart=False)
         self._drain(decision.reason)
         return False
@@ -536,6 +546,7 @@ class ActorCell:
             type=self.last_failure["type"],
             msg=self.last_failure["message"],
         )
+        self.emit("failure", self.name, **self.last_failure)
 
     def _answer_failed(self, ended: _Ended, restart: bool) -> None:
         """Answer the ask that hit the failure, once the next state is known."""
@@ -1067,6 +1078,10 @@ def _type_name(exc: BaseException) -> str:
 def _where(failure: BaseException) -> str:
     """Where a failure during an op happened: the op itself, or its process died."""
     return getattr(failure, "cause", None) or "op"
+
+
+def _no_event(kind: str, actor: str | None = None, **fields: Any) -> None:
+    """The emit of a cell no supervisor has given an event log."""
 
 
 def _utc_now() -> str:

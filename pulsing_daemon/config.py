@@ -139,6 +139,9 @@ class DaemonConfig:
     idempotency_retention: float = 86400.0
     max_stream_readers: int = 1024
     cpu_affinity: tuple[int, ...] | None = None
+    events_keep: int = 10000
+    socket_group: str | None = None
+    socket_mode: int = 0o600
 
     @property
     def is_unix(self) -> bool:
@@ -329,6 +332,15 @@ def _cpu_list(value: Any) -> tuple[int, ...]:
     return tuple(sorted(set(cpus)))
 
 
+def _socket_mode(value: Any) -> int:
+    mode = _integer(0)(value)
+    if mode & ~0o770 or (mode & 0o600) != 0o600:
+        raise _Invalid(
+            f"must give the owner read and write and others nothing (0o600 or 0o660), got {mode:#o}"
+        )
+    return mode
+
+
 def _nonempty_token(value: Any) -> str:
     token = _string(value)
     if not _TOKEN_RE.fullmatch(token):
@@ -488,6 +500,14 @@ DAEMON_SPECS: tuple[KeySpec, ...] = (
             "loop's CPU anyway); one CPU also keeps the loop from moving: lower latency "
             "for sync asks. Process-isolated actors are not confined (unset: any CPU)",
             nullable=True),
+    KeySpec("events_keep", "integer", 10000, _integer(100),
+            "newest events kept in state_dir for `pulsing events` and resuming followers"),
+    KeySpec("socket_group", "string", None, _string,
+            "Unix socket: group that owns the socket, so its members can use the CLI "
+            "(with socket_mode = 0o660)", nullable=True),
+    KeySpec("socket_mode", "integer", 0o600, _socket_mode,
+            "Unix socket: permission bits, 0o600 (owner only) or 0o660 (owner and "
+            "socket_group); no bits for others"),
 )  # fmt: skip
 
 ACTOR_SPECS: tuple[KeySpec, ...] = (

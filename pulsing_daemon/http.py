@@ -24,6 +24,7 @@ from pulsing_daemon import __version__, log
 from pulsing_daemon.exceptions import PulsingError, PulsingRuntimeError, PulsingSystemError
 from pulsing_daemon.idempotency import IdempotencyStore
 from pulsing_daemon.metrics import CONTENT_TYPE, Metrics
+from pulsing_daemon.readiness import Readiness
 from pulsing_daemon.streams import StreamManager
 from pulsing_daemon.supervisor import Supervisor
 
@@ -34,6 +35,7 @@ MAX_READERS = web.AppKey("max_readers", int)
 METRICS = web.AppKey("metrics", Metrics)
 MAX_BODY = web.AppKey("max_body", int)
 STARTED_AT = web.AppKey("started_at", float)
+READINESS = web.AppKey("readiness", Readiness)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -214,7 +216,17 @@ def result_response(value: Any, headers: dict[str, str] | None = None, **meta: A
 
 # ---------------------------------------------------------------------- handlers
 async def health(request: web.Request) -> web.Response:
-    return json_response({"status": "ok", "version": __version__})
+    """Liveness: 200 while serving; "degraded" names the failed actors (readiness.py: ready)."""
+    cells = request.app[SUPERVISOR].cells.values()
+    failed = [cell.name for cell in cells if cell.state.value == "failed"]
+    return json_response(
+        {
+            "status": "degraded" if failed else "ok",
+            "version": __version__,
+            "ready": request.app[READINESS].ready,
+            "failed": failed,
+        }
+    )
 
 
 def status_payload(request: web.Request, name: str | None = None) -> dict[str, Any]:
@@ -229,7 +241,10 @@ def status_payload(request: web.Request, name: str | None = None) -> dict[str, A
             "config": str(supervisor.config.path),
             "listen": supervisor.config.daemon.listen,
         },
-        "actors": supervisor.status(name),
+        "actors": [
+            {**actor, "autostart": supervisor.cells[actor["name"]].config.autostart}
+            for actor in supervisor.status(name)
+        ],
     }
 
 
@@ -357,6 +372,7 @@ async def control(request: web.Request) -> web.Response:
     name, action = request.match_info["name"], request.match_info["action"]
     cell = request.app[SUPERVISOR].cell(name)
     before = cell.state.value
+    request.app[SUPERVISOR].events.emit("operator", name, action=action, before=before)
     if action == "restart":
         await cell.restart()
     elif action == "stop":
@@ -415,6 +431,7 @@ def build_app(
     app[METRICS].attach(supervisor, streams)
     app[MAX_BODY] = max_body
     app[STARTED_AT] = time.monotonic()
+    app[READINESS] = Readiness()
     app.router.add_get("/v1/health", health, expect_handler=expect_handler)
     app.router.add_get("/v1/status", status, expect_handler=expect_handler)
     app.router.add_get("/v1/openapi.json", openapi, expect_handler=expect_handler)
@@ -427,6 +444,10 @@ def build_app(
     app.router.add_post("/v1/actors/{name}/streams", start_stream, expect_handler=expect_handler)
     app.router.add_get("/v1/streams/{id}", read_stream, expect_handler=expect_handler)
     app.router.add_get("/v1/streams/{id}/info", stream_info, expect_handler=expect_handler)
+    # ---- ops routes (issue 14): events, streams listing
+    from pulsing_daemon import ops_routes
+
+    ops_routes.add_routes(app, expect_handler)
     return app
 
 

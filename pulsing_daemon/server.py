@@ -17,9 +17,11 @@ from aiohttp import web
 
 from pulsing_daemon import __version__, affinity, log
 from pulsing_daemon.config import Config, ConfigError, load_config, with_listen
-from pulsing_daemon.http import Runner, build_app
+from pulsing_daemon.http import READINESS, Runner, build_app
 from pulsing_daemon.idempotency import IdempotencyStore
 from pulsing_daemon.journal import Journal
+from pulsing_daemon.readiness import announce_ready, notify_systemd
+from pulsing_daemon.storage.events import EventLog
 from pulsing_daemon.streams import StreamManager
 from pulsing_daemon.supervisor import Supervisor
 
@@ -58,7 +60,8 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
         log.event("cpu_affinity", cpus=",".join(map(str, daemon.cpu_affinity)))
     prepare_state_dir(daemon.state_dir)
     journal = Journal(daemon.state_dir)
-    supervisor = Supervisor(config)
+    events = EventLog(daemon.state_dir / "events.db", keep=daemon.events_keep)
+    supervisor = Supervisor(config, events)
     streams = StreamManager(journal, supervisor, daemon)
     idempotency = IdempotencyStore(journal, daemon.idempotency_retention)
     orphaned = streams.recover()
@@ -81,6 +84,7 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
         max_field_size=MAX_HEADER,
         max_line_size=MAX_HEADER,
     )
+    readiness = app[READINESS]
     await runner.setup()
     try:
         if daemon.is_unix:
@@ -94,7 +98,7 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
                 await site.start()
             finally:
                 os.umask(old_umask)
-            os.chmod(sock_path, 0o600)
+            _share_socket(sock_path, daemon.socket_group, daemon.socket_mode)
             endpoint = f"unix:{sock_path}"
         else:
             site = web.TCPSite(runner, daemon.host, daemon.port, reuse_address=True)
@@ -103,6 +107,7 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
     except OSError as exc:
         await runner.cleanup()
         journal.close()
+        events.close()
         raise StartupError(f"cannot listen on {daemon.listen}: {exc.strerror or exc}") from None
 
     supervisor.start()
@@ -116,13 +121,18 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
     if ready is not None:
         ready.set()
     housekeeping = asyncio.create_task(_housekeeping(streams, idempotency))
+    announcing = asyncio.create_task(announce_ready(supervisor, readiness))
     await stop.wait()
 
     log.event("shutdown", grace=daemon.grace_period)
+    announcing.cancel()
+    notify_systemd("STOPPING=1")
+    events.emit("daemon", None, event="stopping")
     housekeeping.cancel()
     streams.shutting_down = True
     await supervisor.shutdown(daemon.grace_period)
     streams.shutdown()
+    events.close()  # ends the followers' streams, so cleanup need not wait for them
     await runner.cleanup()
     journal.close()
     if daemon.is_unix and daemon.unix_path is not None:
@@ -131,6 +141,20 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
         except OSError:
             pass
     log.event("exited")
+
+
+def _share_socket(path: Path, group: str | None, mode: int) -> None:
+    """Give the Unix socket its group and mode (``socket_group``/``socket_mode``)."""
+    if group is not None:
+        import grp
+
+        try:
+            gid = int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
+            os.chown(path, -1, gid)
+        except (KeyError, OSError) as exc:
+            reason = "no such group" if isinstance(exc, KeyError) else exc.strerror
+            raise StartupError(f"cannot give the socket {path} group {group!r}: {reason}") from None
+    os.chmod(path, mode)
 
 
 async def _housekeeping(

@@ -10,6 +10,7 @@ from pulsing_daemon.actor import ActorCell, Envelope, StreamSink, new_envelope
 from pulsing_daemon.config import ActorConfig, Config
 from pulsing_daemon.exceptions import PulsingRuntimeError
 from pulsing_daemon.host import ActorHost, InlineHost
+from pulsing_daemon.storage.events import EventLog
 
 STARTS_AT_ONCE = 64  # instances constructed concurrently (constructors run on threads)
 
@@ -24,12 +25,15 @@ def make_host(config: ActorConfig) -> ActorHost:
 
 
 class Supervisor:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, events: EventLog | None = None) -> None:
         self.config = config
+        self.events = events if events is not None else EventLog(None)
         self.cells: dict[str, ActorCell] = {
             name: ActorCell(actor, make_host, config.daemon.default_timeout)
             for name, actor in config.actors.items()
         }
+        for cell in self.cells.values():
+            cell.emit = self.events.emit
 
     def start(self) -> None:
         gate = asyncio.Semaphore(STARTS_AT_ONCE)

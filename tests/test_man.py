@@ -155,7 +155,7 @@ def test_pulsing_toml_5_covers_the_semantics() -> None:
 
 def test_every_log_event_is_in_pulsing_daemon_1() -> None:
     sources = "".join(
-        path.read_text(encoding="utf-8") for path in (ROOT / "pulsing_daemon").glob("*.py")
+        path.read_text(encoding="utf-8") for path in (ROOT / "pulsing_daemon").rglob("*.py")
     )
     events = set(re.findall(r'log\.event\(\s*"([a-z_]+)"', sources))
     assert len(events) > 15

@@ -1,0 +1,89 @@
+"""HTTP routes for day-to-day operation: ``GET /v1/events`` (SSE / NDJSON).
+
+``/v1/events`` answers the kept history and then, unless ``?follow=0``, every new
+event as it happens. Where it starts: ``Last-Event-ID`` or ``?since=ID`` (events after
+that id), else the newest ``?limit=`` events (default 100). ``?actor=NAME`` keeps one
+actor's events. SSE frames carry ``id:`` = the event id, so ``EventSource`` and
+``curl -N`` resume where they left off.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from pulsing_daemon.http import SUPERVISOR, bad_request
+from pulsing_daemon.storage.events import FollowerOverrun
+
+HEARTBEAT = 15.0  # seconds between keep-alives on an idle event stream
+DEFAULT_LIMIT = 100
+
+
+def _int_param(request: web.Request, name: str, raw: str | None) -> int | None:
+    if raw is None or not raw.strip():
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise bad_request(f"{name} must be an integer, got {raw[:40]!r}") from None
+    if value < 0:
+        raise bad_request(f"{name} must be >= 0, got {value}")
+    return value
+
+
+def _follow_param(request: web.Request) -> bool:
+    return request.query.get("follow", "1").lower() not in ("0", "false", "no")
+
+
+async def events(request: web.Request) -> web.StreamResponse:
+    log = request.app[SUPERVISOR].events
+    since = _int_param(request, "since", request.query.get("since"))
+    if since is None:
+        since = _int_param(request, "Last-Event-ID", request.headers.get("Last-Event-ID"))
+    limit = _int_param(request, "limit", request.query.get("limit"))
+    actor = request.query.get("actor") or None
+    ndjson = "application/x-ndjson" in request.headers.get("Accept", "")
+    if since is None and limit is None:
+        limit = DEFAULT_LIMIT
+    if not _follow_param(request):
+        kept = log.history(since or 0, actor, limit if since is None else None)
+        body = "".join(_frame(event, ndjson) for event in kept)
+        content_type = "application/x-ndjson" if ndjson else "text/event-stream"
+        return web.Response(text=body, headers={"Content-Type": content_type})
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "application/x-ndjson" if ndjson else "text/event-stream",
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",
+        }
+    )
+    await response.prepare(request)
+    stream = log.follow(since, actor, limit if since is None else None, heartbeat=HEARTBEAT)
+    try:
+        await response.write(b"" if ndjson else b": events\n\n")  # headers out now
+        async for event in stream:
+            if event is not None:
+                await response.write(_frame(event, ndjson).encode())
+            elif not ndjson:
+                await response.write(b": keep-alive\n\n")
+            else:
+                await response.write(b"\n")  # NDJSON readers skip blank lines
+        await response.write_eof()
+    except FollowerOverrun:
+        pass  # ends the stream: the reader resumes from its last id
+    except (ConnectionResetError, ConnectionError):
+        pass
+    finally:
+        await stream.aclose()
+    return response
+
+
+def _frame(event: dict[str, Any], ndjson: bool) -> str:
+    text = json.dumps(event, default=str, separators=(",", ":"))
+    return text + "\n" if ndjson else f"id: {event['id']}\ndata: {text}\n\n"
+
+
+def add_routes(app: web.Application, expect_handler: Any) -> None:
+    app.router.add_get("/v1/events", events, expect_handler=expect_handler)

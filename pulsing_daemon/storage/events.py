@@ -1,0 +1,255 @@
+"""The daemon's event log: what happened to which actor, numbered, kept in ``state_dir``.
+
+An event is a JSON object ``{"id", "at", "actor", "kind", ...fields}``. Kinds:
+
+========== ==================================================================
+``state``    an actor changed state (``from``, ``to``, and what the change carries)
+``failure``  an instance failed (``category``, ``type``, ``message``, ``where``)
+``restart``  a restart is scheduled (``restarts``, ``max_restarts``, ``cause``, ``delay``)
+``failed``   the policy gave up: the actor stays failed (``reason``)
+``operator`` an operator action (``action``: restart | stop | start)
+``reload``   the config was reloaded (what the reload reports)
+``daemon``   the daemon itself (``event``: ready | stopping), ``actor`` is null
+========== ==================================================================
+
+Ids grow by one per event and keep growing across daemon restarts: they come from
+blocks reserved durably in SQLite before use, so even after a SIGKILL no id is handed
+out twice (a crash leaves a gap instead). ``emit`` never blocks its caller: it numbers
+the event, hands it to the followers' queues and queues the row; the rows are written
+in one transaction per batch, on a timer, off the ask path. History is bounded to the
+newest ``keep`` events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import os
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+from pulsing_daemon import log
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,
+    actor TEXT,
+    body TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+ID_BLOCK = 1000  # ids reserved durably at a time
+FLUSH_DELAY = 0.2  # seconds a new event may wait before its batch is written
+FOLLOWER_BACKLOG = 10_000  # events queued for one follower before it is cut off
+
+
+class FollowerOverrun(Exception):
+    """A follower fell too far behind; it reconnects and resumes from its last id."""
+
+
+class _Follower:
+    __slots__ = ("actor", "overrun", "queue", "wakeup")
+
+    def __init__(self, actor: str | None) -> None:
+        self.actor = actor
+        self.queue: collections.deque[dict[str, Any]] = collections.deque()
+        self.overrun = False
+        self.wakeup = asyncio.Event()
+
+
+class EventLog:
+    """Numbered events: a bounded SQLite history plus an in-memory fan-out to followers.
+
+    ``path`` None keeps everything in memory (tests of the cell alone).
+    """
+
+    def __init__(self, path: Path | None, *, keep: int = 10_000) -> None:
+        self.keep = keep
+        fresh = path is not None and not path.exists()
+        self.db = sqlite3.connect(
+            str(path) if path is not None else ":memory:",
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        if fresh and path is not None:
+            os.chmod(path, 0o600)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA busy_timeout=5000")
+        self.db.executescript(SCHEMA)
+        row = self.db.execute("SELECT value FROM meta WHERE name = 'reserved'").fetchone()
+        last = self.db.execute("SELECT max(id) FROM events").fetchone()[0] or 0
+        self._reserved = row[0] if row else last
+        self._next_id = max(self._reserved, last) + 1
+        self._pending: list[tuple[int, str | None, str]] = []
+        self._followers: set[_Follower] = set()
+        self._flush_handle: asyncio.TimerHandle | None = None
+        self._listeners: list[Callable[[dict[str, Any]], None]] = []
+        self._closed = False
+
+    @property
+    def last_id(self) -> int:
+        """The id of the newest event (0 when there has been none)."""
+        return self._next_id - 1
+
+    # ------------------------------------------------------------------ writing
+    def emit(self, kind: str, actor: str | None = None, **fields: Any) -> None:
+        """Record one event. Never blocks, never raises into the caller."""
+        if self._closed:
+            return
+        try:
+            self._emit(kind, actor, fields)
+        except Exception as exc:  # an event must never break what it reports on
+            log.event(
+                "event_dropped", kind=kind, actor=actor, type=type(exc).__name__, msg=str(exc)
+            )
+
+    def _emit(self, kind: str, actor: str | None, fields: dict[str, Any]) -> None:
+        event_id = self._next_id
+        if event_id > self._reserved:
+            self._reserved = event_id + ID_BLOCK - 1
+            self.db.execute(
+                "INSERT OR REPLACE INTO meta (name, value) VALUES ('reserved', ?)",
+                (self._reserved,),
+            )
+        self._next_id += 1
+        now = time.time()
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now))
+        event = {
+            "id": event_id,
+            "at": f"{stamp}.{int(now * 1000) % 1000:03d}Z",
+            "actor": actor,
+            "kind": kind,
+        }
+        event.update((key, value) for key, value in fields.items() if key not in event)
+        self._pending.append((event_id, actor, json.dumps(event, default=str)))
+        for follower in self._followers:
+            if follower.actor is not None and follower.actor != actor:
+                continue
+            if len(follower.queue) >= FOLLOWER_BACKLOG:
+                follower.overrun = True
+            else:
+                follower.queue.append(event)
+            follower.wakeup.set()
+        for listener in self._listeners:
+            listener(event)
+        self._schedule_flush()
+
+    def add_listener(self, listener: Callable[[dict[str, Any]], None]) -> None:
+        """Call ``listener(event)`` for every new event (it must not block)."""
+        self._listeners.append(listener)
+
+    def _schedule_flush(self) -> None:
+        if self._flush_handle is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop (a synchronous caller): write now
+            self.flush()
+            return
+        self._flush_handle = loop.call_later(FLUSH_DELAY, self.flush)
+
+    def flush(self) -> None:
+        """Write the queued events in one transaction and trim the history."""
+        self._flush_handle = None
+        batch, self._pending = self._pending, []
+        if not batch:
+            return
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.executemany("INSERT INTO events (id, actor, body) VALUES (?, ?, ?)", batch)
+            self.db.execute("DELETE FROM events WHERE id <= ?", (batch[-1][0] - self.keep,))
+            self.db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            log.event("events_not_saved", category="runtime", count=len(batch), msg=str(exc))
+
+    def close(self) -> None:
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+        self.flush()
+        self._closed = True
+        for follower in self._followers:
+            follower.wakeup.set()
+        try:
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error:
+            pass
+        self.db.close()
+
+    # ------------------------------------------------------------------ reading
+    def history(
+        self, since: int = 0, actor: str | None = None, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Kept events with ``id > since`` (optionally one actor's), oldest first.
+
+        ``limit`` keeps the newest ``limit`` of them.
+        """
+        query = "SELECT id, body FROM events WHERE id > ?"
+        params: list[Any] = [since]
+        if actor is not None:
+            query += " AND actor = ?"
+            params.append(actor)
+        if limit is not None:
+            query = f"SELECT id, body FROM ({query} ORDER BY id DESC LIMIT ?) ORDER BY id"
+            params.append(limit)
+        else:
+            query += " ORDER BY id"
+        rows = [json.loads(body) for _, body in self.db.execute(query, params)]
+        pending = [
+            json.loads(body)
+            for event_id, who, body in self._pending
+            if event_id > since and (actor is None or who == actor)
+        ]
+        events = rows + pending
+        return events[-limit:] if limit is not None else events
+
+    async def follow(
+        self,
+        since: int | None = None,
+        actor: str | None = None,
+        limit: int | None = None,
+        heartbeat: float | None = None,
+    ) -> AsyncIterator[dict[str, Any] | None]:
+        """Kept events after ``since`` (None: the newest ``limit``, or none), then new ones.
+
+        Yields None after ``heartbeat`` idle seconds (a keep-alive for the reader).
+        Raises FollowerOverrun if the reader falls ``FOLLOWER_BACKLOG`` events behind;
+        ends when the log is closed (daemon shutdown).
+        """
+        follower = _Follower(actor)
+        self._followers.add(follower)  # before reading history: nothing falls between
+        try:
+            last = since if since is not None else self.last_id
+            if since is not None or limit is not None:
+                for event in self.history(since or 0, actor, limit):
+                    if event["id"] > last or since is None:
+                        last = event["id"]
+                        yield event
+            while not self._closed:
+                while follower.queue:
+                    event = follower.queue.popleft()
+                    if event["id"] > last:
+                        last = event["id"]
+                        yield event
+                if follower.overrun:
+                    raise FollowerOverrun(f"follower fell behind at event {last}")
+                follower.wakeup.clear()
+                if follower.queue or self._closed:
+                    continue
+                try:
+                    await asyncio.wait_for(follower.wakeup.wait(), heartbeat)
+                except asyncio.TimeoutError:
+                    yield None
+        finally:
+            self._followers.discard(follower)
+
+    @property
+    def followers(self) -> int:
+        return len(self._followers)
