@@ -12,6 +12,7 @@ from pulsing_cli.context import DebugOpt, EndpointOpt, JsonOpt, Settings, TokenO
 COMMANDS = (
     "ask", "stream", "status", "restart", "stop", "start",
     "events", "wait",  # ops (issue 14)
+    "logs",  # issue 13
     "daemon", "config",
 )  # fmt: skip
 
@@ -95,6 +96,10 @@ def _register(app: typer.Typer, name: str) -> None:
         app.add_typer(config.config_app)
     elif name in ("events", "wait", "streams"):
         _register_ops(app, name)
+    elif name == "logs":
+        from pulsing_cli.commands import logs
+
+        app.command("logs", epilog=logs.EPILOG)(logs.logs)
     else:
         raise ValueError(f"unknown command {name!r}")
 

@@ -301,7 +301,17 @@ def event_line(event: dict[str, Any]) -> str:
     rest = " ".join(
         f"{key}={value if isinstance(value, str) and value and ' ' not in value else _dumps(value)}"
         for key, value in event.items()
-        if key not in _EVENT_HEAD and value is not None
+        if key not in _EVENT_HEAD and key != "traceback" and value is not None
     )
     actor = event.get("actor") or "-"
     return f"{event.get('at')}  #{event.get('id')}  {actor}  {event.get('kind')}  {rest}".rstrip()
+
+
+# ---------------------------------------------------------------------- logs
+def log_line(record: dict[str, Any]) -> str:
+    """One log record: ``at  actor[instance]  stream  text`` (continuation lines as written)."""
+    at = str(record.get("at", ""))
+    if len(at) == 27:  # microseconds: milliseconds are enough to read
+        at = at[:23] + "Z"
+    who = f"{record.get('actor')}[{record.get('instance')}]"
+    return f"{at}  {who}  {record.get('stream')!s:<6}  {record.get('text')}"

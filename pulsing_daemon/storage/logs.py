@@ -348,13 +348,15 @@ class LogStore:
         try:
             for record in actor_log.tail(lines, since):
                 yield record
-            while not self._closed:
+            while True:
                 while follower.queue:
                     yield follower.queue.popleft()
                 if follower.overrun:
                     raise FollowerOverrun(f"log follower of {name} fell behind")
+                if self._closed:
+                    return  # after the last records: close() flushed them first
                 follower.wakeup.clear()
-                if follower.queue or self._closed:
+                if follower.queue:
                     continue
                 try:
                     await asyncio.wait_for(follower.wakeup.wait(), heartbeat)
