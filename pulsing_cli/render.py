@@ -160,7 +160,9 @@ class Output:
             self.stderr.flush()
 
     # ------------------------------------------------------------------ status
-    def status(self, payload: dict[str, Any]) -> None:
+    def status(self, payload: dict[str, Any], *, traceback: bool = False) -> None:
+        """The status table; for one actor its details, with ``traceback`` the last
+        failure's traceback too (`pulsing status ACTOR`)."""
         if self.json_mode:
             self.json(payload)
             return
@@ -208,6 +210,9 @@ class Output:
                     f"last failure: {failure.get('type')}: {failure.get('message')} "
                     f"(in {failure.get('where')}, at {failure.get('at')})"
                 )
+                if traceback and failure.get("traceback"):
+                    for text in str(failure["traceback"]).splitlines():
+                        self.line(f"  {text}")
             if actors[0].get("pid"):
                 self.line(f"pid: {actors[0]['pid']}")
 

@@ -45,7 +45,7 @@ def status(
                 payload = await client.status(actor)
                 if watch and not out.json_mode and out.rich_out:
                     out.console().clear()
-                out.status(payload)
+                out.status(payload, traceback=actor is not None)
                 if not watch:
                     return 0
                 await asyncio.sleep(interval)
