@@ -16,7 +16,7 @@ EPILOG = """Examples:
 
   pulsing logs worker --since 10m
 
-  pulsing logs worker -n 20 --json | jq -r 'select(.stream=="event") | .text'
+  pulsing logs worker -n 20 --json | jq -r .text
 
 Streams: stdout and stderr (what the instance printed), log (records of Python's
 logging), event (the daemon's account: state changes, failures with their
