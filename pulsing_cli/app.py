@@ -11,7 +11,7 @@ from pulsing_cli.context import DebugOpt, EndpointOpt, JsonOpt, Settings, TokenO
 
 COMMANDS = (
     "ask", "stream", "status", "restart", "stop", "start",
-    "events", "wait",  # ops (issue 14)
+    "events", "wait", "streams",  # ops (issue 14)
     "daemon", "config",
 )  # fmt: skip
 

@@ -305,3 +305,35 @@ def event_line(event: dict[str, Any]) -> str:
     )
     actor = event.get("actor") or "-"
     return f"{event.get('at')}  #{event.get('id')}  {actor}  {event.get('kind')}  {rest}".rstrip()
+
+
+# ---------------------------------------------------------------------- streams
+STREAM_COLUMNS = ("ID", "ACTOR", "OP", "KEY", "STATE", "LAST", "STARTED", "ENDED")
+
+
+def streams_table(rows: list[dict[str, Any]]) -> list[str]:
+    """The streams listing as aligned plain lines (a header, then one line per stream)."""
+    table = [list(STREAM_COLUMNS)]
+    for row in rows:
+        last = row.get("last_seq")
+        table.append(
+            [
+                str(row.get("id")),
+                str(row.get("actor")),
+                str(row.get("op")),
+                str(row.get("key") or "-"),
+                str(row.get("state")),
+                "-" if last is None else str(last),
+                _short_time(row.get("started")),
+                _short_time(row.get("ended")),
+            ]
+        )
+    widths = [max(len(line[i]) for line in table) for i in range(len(STREAM_COLUMNS))]
+    return ["  ".join(c.ljust(widths[i]) for i, c in enumerate(line)).rstrip() for line in table]
+
+
+def _short_time(stamp: Any) -> str:
+    """An ISO UTC stamp without the date's punctuation noise: ``2026-12-01 21:03:04``."""
+    if not stamp:
+        return "-"
+    return str(stamp).replace("T", " ").split(".")[0]

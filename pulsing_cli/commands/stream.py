@@ -13,6 +13,7 @@ from pulsing_cli.context import (
     EndpointOpt,
     JsonOpt,
     TokenOpt,
+    UsageError,
     call_arguments,
     fail_usage,
     run,
@@ -99,6 +100,7 @@ def stream(
 
         from pulsing_cli.client import new_idempotency_key
         from pulsing_cli.streams import chunk_data, follow_lines, start_stream
+        from pulsing_daemon.exceptions import PulsingRuntimeError
 
         async with options.client() as client:
             if state.stream is None:
@@ -143,6 +145,13 @@ def stream(
                     if not flush_pending:
                         flush_pending = True
                         loop.call_soon(flush)  # once the reader waits for the network
+            except PulsingRuntimeError as error:
+                if error.extra.get("reason") != "past_end":
+                    raise
+                # Nothing will ever come past the end of a finished stream: the offset
+                # given is the mistake (exit 2), not the daemon.
+                hint = error.extra.get("hint")
+                raise UsageError(f"{error.message}" + (f" ({hint})" if hint else "")) from None
             finally:
                 out.stdout.flush()
         return 0
