@@ -143,6 +143,12 @@ class Output:
                 self.stderr.write("  " + extra + "\n")
             self.stderr.flush()
 
+    def actor_error(self, actor: str, error: PulsingError) -> None:
+        """One actor's error among several results: one line on stderr, and its hint."""
+        kind = f"{error.category} error" + (" (recoverable)" if error.recoverable else "")
+        self.stderr.write(f"{actor}: {kind}: {error.message}\n  hint: {hint_for(error)}\n")
+        self.stderr.flush()
+
     def usage_error(self, message: str) -> None:
         if self.json_mode:
             self.json(
