@@ -12,7 +12,7 @@ from pulsing_cli.context import DebugOpt, EndpointOpt, JsonOpt, Settings, TokenO
 COMMANDS = (
     "ask", "stream", "status", "restart", "stop", "start",
     "events", "wait", "streams",  # ops (issue 14)
-    "daemon", "config",
+    "daemon", "man", "config",
 )  # fmt: skip
 
 # Global options that take a value: skipped, with it, when looking for the command.
@@ -93,6 +93,10 @@ def _register(app: typer.Typer, name: str) -> None:
         from pulsing_cli.commands import config
 
         app.add_typer(config.config_app)
+    elif name == "man":
+        from pulsing_cli.commands import man
+
+        app.command("man", epilog=man.EPILOG)(man.man)
     elif name in ("events", "wait", "streams"):
         _register_ops(app, name)
     else:

@@ -55,6 +55,9 @@ def wait(
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         why = "daemon not reachable"
+        from pulsing_cli.context import check_endpoint
+
+        check_endpoint(options.endpoint)
         async with Client(options.endpoint, options.token, connect_timeout=1.0) as client:
             while True:
                 try:
