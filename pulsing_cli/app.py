@@ -23,7 +23,8 @@ def _version(value: bool) -> None:
     if value:
         from pulsing_daemon import __version__
 
-        print(f"pulsing {__version__}")
+        # The distribution's name too: "pulsing" on the package index is another project.
+        print(f"pulsing {__version__} (pulsing-supervisor)")
         raise typer.Exit()
 
 
