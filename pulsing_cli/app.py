@@ -57,7 +57,10 @@ def build_app(only: str | None = None) -> typer.Typer:
             "resumable streams. See `man pulsing`."
         ),
         no_args_is_help=True,
-        add_completion=False,
+        # --install-completion / --show-completion (bash, zsh, fish) on the whole app
+        # only: Typer builds them with shellingham and friends, which `pulsing ask`
+        # (built alone, see invoked_command) does not need to import.
+        add_completion=only is None,
         pretty_exceptions_enable=False,
         rich_markup_mode=None,
         context_settings={"help_option_names": ["-h", "--help"]},

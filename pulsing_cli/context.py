@@ -18,6 +18,23 @@ if TYPE_CHECKING:
     from pulsing_cli.client import Client
     from pulsing_cli.render import Output
 
+
+class _Completers:
+    """Completion callbacks for Typer that import ``pulsing_cli.completion`` only when a
+    shell asks for completions (a plain ``pulsing ask`` never loads it)."""
+
+    def __getattr__(self, name: str) -> Callable[..., list[str]]:
+        def complete(ctx: Any, incomplete: str) -> list[str]:
+            from pulsing_cli import completion as module
+
+            return getattr(module, name)(ctx, incomplete)
+
+        complete.__name__ = name
+        return complete
+
+
+completion = _Completers()
+
 EndpointOpt = Annotated[
     Optional[str],  # noqa: UP045 - typer needs Optional on Python 3.10
     typer.Option(
@@ -55,6 +72,7 @@ ArgsArg = Annotated[
         metavar="ARG",
         help="key=value (keyword) or value (positional); values are JSON when they parse.",
         show_default=False,
+        autocompletion=completion.op_arguments,
     ),
 ]
 DataOpt = Annotated[

@@ -101,6 +101,25 @@ async def streams(request: web.Request) -> web.Response:
     return json_response({"schema": 1, "streams": rows})
 
 
+async def actor_ops(request: web.Request) -> web.Response:
+    """``GET /v1/actors/{name}/ops``: the actor's public ops (for shell completion and
+    humans): name, kind (ask | stream), parameters, and whether it takes raw messages."""
+    from pulsing_daemon.host import describe_ops
+
+    cell = request.app[SUPERVISOR].cell(request.match_info["name"])
+    cls = cell.config.cls
+    ops = []
+    for name, info in sorted(describe_ops(cls).items()) if cls is not None else ():
+        params = (
+            [p.name for p in info.signature.parameters.values()]
+            if info.signature is not None
+            else []
+        )
+        ops.append({"name": name, "kind": info.kind.value, "params": params})
+    raw = cls is not None and callable(getattr(cls, "receive", None))
+    return json_response({"actor": cell.name, "ops": ops, "receive": raw})
+
+
 def _frame(event: dict[str, Any], ndjson: bool) -> str:
     text = json.dumps(event, default=str, separators=(",", ":"))
     return text + "\n" if ndjson else f"id: {event['id']}\ndata: {text}\n\n"
@@ -109,3 +128,4 @@ def _frame(event: dict[str, Any], ndjson: bool) -> str:
 def add_routes(app: web.Application, expect_handler: Any) -> None:
     app.router.add_get("/v1/events", events, expect_handler=expect_handler)
     app.router.add_get("/v1/streams", streams, expect_handler=expect_handler)
+    app.router.add_get("/v1/actors/{name}/ops", actor_ops, expect_handler=expect_handler)

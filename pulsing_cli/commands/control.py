@@ -12,6 +12,7 @@ from pulsing_cli.context import (
     EndpointOpt,
     JsonOpt,
     TokenOpt,
+    completion,
     fail_usage,
     run,
     settings,
@@ -68,6 +69,7 @@ ActorsArg = Annotated[
         metavar="ACTOR...",
         help="Actor names or quoted shell patterns ('worker-*').",
         show_default=False,
+        autocompletion=completion.actor_names,
     ),
 ]
 AllOpt = Annotated[

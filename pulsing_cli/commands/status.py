@@ -6,7 +6,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from pulsing_cli.context import DebugOpt, EndpointOpt, JsonOpt, TokenOpt, run, settings
+from pulsing_cli.context import DebugOpt, EndpointOpt, JsonOpt, TokenOpt, completion, run, settings
 
 EPILOG = """Examples:
 
@@ -33,6 +33,7 @@ def status(
             metavar="[ACTOR...]",
             help="Only these actors: names or quoted shell patterns ('worker-*').",
             show_default=False,
+            autocompletion=completion.actor_names,
         ),
     ] = None,
     every: Annotated[

@@ -15,6 +15,7 @@ from pulsing_cli.context import (
     TokenOpt,
     UsageError,
     call_arguments,
+    completion,
     fail_usage,
     run,
     settings,
@@ -36,11 +37,21 @@ def stream(
     ctx: typer.Context,
     actor: Annotated[
         Optional[str],  # noqa: UP045
-        typer.Argument(metavar="ACTOR", help="Actor name (omit with --id).", show_default=False),
+        typer.Argument(
+            metavar="ACTOR",
+            help="Actor name (omit with --id).",
+            show_default=False,
+            autocompletion=completion.actor_names,
+        ),
     ] = None,
     op: Annotated[
         Optional[str],  # noqa: UP045
-        typer.Argument(metavar="OP", help="Streaming op (a generator method).", show_default=False),
+        typer.Argument(
+            metavar="OP",
+            help="Streaming op (a generator method).",
+            show_default=False,
+            autocompletion=completion.stream_ops,
+        ),
     ] = None,
     words: ArgsArg = None,
     stream_id: Annotated[

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from pulsing_cli.context import DebugOpt, EndpointOpt, JsonOpt, TokenOpt, run, settings
+from pulsing_cli.context import DebugOpt, EndpointOpt, JsonOpt, TokenOpt, completion, run, settings
 
 EPILOG = """Examples:
 
@@ -26,7 +26,13 @@ def streams(
     ctx: typer.Context,
     actor: Annotated[
         Optional[str],  # noqa: UP045
-        typer.Option("--actor", "-a", help="Only this actor's streams.", show_default=False),
+        typer.Option(
+            "--actor",
+            "-a",
+            help="Only this actor's streams.",
+            show_default=False,
+            autocompletion=completion.actor_names,
+        ),
     ] = None,
     state: Annotated[
         Optional[str],  # noqa: UP045
