@@ -21,7 +21,7 @@ op, ``run()``, hooks and the tasks they spawn all write to their own actor's log
 and concurrent actors never mix lines. Outside any actor, ``sys.stdout``/``stderr``
 write through to the real streams.
 
-Writing never blocks the writer: a record is appended to its actor's pending list
+Writing never blocks the writer: a record is appended to its actor's pending queue
 (any thread); a timer on the event loop writes the pending records every
 ``FLUSH_EVERY`` seconds, one ``write`` per actor, and hands them to followers.
 Each actor's log is two files, ``NAME.log`` and ``NAME.log.1``: when the first
@@ -88,8 +88,9 @@ class ActorLog:
         self.name = name
         self.max_bytes = max_bytes
         self.path = directory / f"{name}.log" if directory is not None else None
-        # (time, instance, stream, text); appended from any thread (list.append is atomic).
-        self.pending: list[tuple[float, int, str, str]] = []
+        # (time, instance, stream, text): appended by any thread, taken by the loop
+        # (deque append and popleft are atomic, so none is lost between the two).
+        self.pending: collections.deque[tuple[float, int, str, str]] = collections.deque()
         self.dropped = 0  # records not kept because too many were pending
         self.partial: dict[tuple[str, int], str] = {}  # (stream, thread id) -> unfinished line
         self.followers: set[_Follower] = set()
@@ -136,7 +137,8 @@ class ActorLog:
         """Loop only: write the pending records, rotate if due; returns them as records."""
         if not self.pending and not self.dropped:
             return []
-        batch, self.pending = self.pending, []
+        pending = self.pending
+        batch = [pending.popleft() for _ in range(len(pending))]
         records = [
             {"at": stamp(at), "actor": self.name, "instance": instance, "stream": stream,
              "text": text}
