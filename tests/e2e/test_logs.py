@@ -151,7 +151,8 @@ def test_rotation_bounds_the_size(daemon_factory: Any, tmp_path: Path) -> None:
 
 def test_follow_prints_new_lines_and_rides_through_a_daemon_restart(daemon_factory: Any) -> None:
     d = daemon_factory(talker("t", "T"))
-    follower = d.cli_background("logs", "t", "-f", "-n", "0")
+    # -n 100, not -n 0: the follower may connect after the first ask on a busy machine.
+    follower = d.cli_background("logs", "t", "-f", "-n", "100")
     seen: list[str] = []
 
     def read() -> None:
@@ -177,7 +178,7 @@ def test_follow_prints_new_lines_and_rides_through_a_daemon_restart(daemon_facto
             follower.kill()
     assert sum("T first 0" in line for line in seen) == 1, seen
     assert sum("T second 0" in line for line in seen) == 1, seen
-    assert not any(line.strip().endswith("T constructed") and "t[1]" in line for line in seen)
+    assert len(seen) == len(set(seen)), seen  # nothing printed twice across the reconnect
 
 
 def test_http_logs_route(daemon_factory: Any) -> None:
