@@ -49,3 +49,11 @@ class Store:
     async def unencodable(self) -> AsyncIterator[object]:
         yield 1
         yield object()
+
+    async def count_then_refuse(self, n: int, message: str) -> AsyncIterator[int]:
+        for i in range(n):
+            yield i
+        raise PulsingBusinessError("refused", message, {"why": message})
+
+    async def nan(self) -> float:
+        return float("nan")
