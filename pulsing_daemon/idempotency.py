@@ -23,7 +23,6 @@ Rules (also in pulsing.toml(5)):
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 from pulsing_daemon.actor import ActorCell, Envelope
@@ -37,7 +36,7 @@ from pulsing_daemon.exceptions import (
     from_wire,
 )
 from pulsing_daemon.journal import GroupCommit, Journal
-from pulsing_daemon.streams import fingerprint
+from pulsing_daemon.wire import fingerprint, read_outcome, stored_outcome
 
 MAX_KEY_LENGTH = 256
 
@@ -56,23 +55,6 @@ def is_final(error: PulsingError | None, executed: bool) -> bool:
     if isinstance(error, PulsingSystemError):
         return not error.recoverable
     return False  # runtime
-
-
-# One encoder (json.dumps with options builds a new one per call).
-_encode = json.JSONEncoder(separators=(",", ":"), default=str).encode
-
-
-def encode(value: Any, error: PulsingError | None) -> str:
-    if error is not None:
-        return _encode(error.to_wire())
-    return _encode({"result": value})
-
-
-def decode(text: str) -> Outcome:
-    body = json.loads(text)
-    if "error" in body:
-        return None, from_wire(body)
-    return body.get("result"), None
 
 
 class IdempotencyStore:
@@ -121,7 +103,7 @@ class IdempotencyStore:
                 )
             )
         if record is not None and record.done and record.outcome is not None:
-            return _replay(decode(record.outcome))
+            return _replay(read_outcome(record.outcome))
         running = self._running.get(slot)
         if running is not None:  # a concurrent repeat: wait for the first (within our deadline)
             remaining = envelope.deadline - asyncio.get_running_loop().time()
@@ -213,12 +195,7 @@ class IdempotencyStore:
         """
         value, error = outcome
         if is_final(error, executed):
-            # A success's result was encoded once already, by the cell.
-            text = (
-                '{"result":' + result_json + "}"
-                if error is None and result_json is not None
-                else encode(value, error)
-            )
+            text = stored_outcome(value, error, result_json)
             written = self._commits.run(lambda: self.journal.finish_ask(actor, key, text))
         elif executed and isinstance(error, PulsingRuntimeError):
             # The op started, then the daemon gave up on it (shutdown past the grace

@@ -24,9 +24,10 @@ from pulsing_daemon.exceptions import (
     PulsingTimeoutError,
     PulsingUnsupportedError,
 )
-from pulsing_daemon.idempotency import IdempotencyStore, decode, encode, is_final
+from pulsing_daemon.idempotency import IdempotencyStore, is_final
 from pulsing_daemon.journal import Journal
 from pulsing_daemon.supervisor import Supervisor
+from pulsing_daemon.wire import fingerprint, read_outcome, stored_outcome
 
 HERE = Path(__file__).resolve().parent
 BOUND = 3.0
@@ -161,8 +162,6 @@ def test_a_timeout_of_an_interrupted_op_is_stored(tmp_path: Path) -> None:
 
 def test_a_record_left_started_by_a_dead_daemon_means_outcome_unknown(tmp_path: Path) -> None:
     def died_while_running(journal: Journal) -> None:
-        from pulsing_daemon.streams import fingerprint
-
         journal.claim_ask("s", "k", fingerprint("put", [], {"token": "dead-1"}))
 
     async def scenario(keyed: Keyed) -> None:
@@ -203,7 +202,10 @@ def test_which_outcomes_are_final(error: PulsingError | None, executed: bool, st
 
 
 def test_an_outcome_survives_its_text_form() -> None:
-    assert decode(encode({"a": [1, 2]}, None)) == ({"a": [1, 2]}, None)
-    value, error = decode(encode(None, PulsingBusinessError("no", "not now", {"x": 1})))
+    assert read_outcome(stored_outcome({"a": [1, 2]}, None)) == ({"a": [1, 2]}, None)
+    assert read_outcome(stored_outcome(None, None, '{"a":[1,2]}')) == ({"a": [1, 2]}, None)
+    value, error = read_outcome(
+        stored_outcome(None, PulsingBusinessError("no", "not now", {"x": 1}))
+    )
     assert value is None and isinstance(error, PulsingBusinessError)
     assert (error.code, error.message, error.details) == ("no", "not now", {"x": 1})

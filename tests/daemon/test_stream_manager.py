@@ -21,8 +21,9 @@ from pulsing_daemon.exceptions import (
     PulsingUnsupportedError,
 )
 from pulsing_daemon.journal import Journal, StreamRecord
-from pulsing_daemon.streams import END, Frame, StreamManager
+from pulsing_daemon.streams import Frame, StreamManager
 from pulsing_daemon.supervisor import Supervisor
+from pulsing_daemon.wire import END
 
 HERE = Path(__file__).resolve().parent
 BOUND = 3.0
