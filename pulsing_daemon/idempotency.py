@@ -26,6 +26,7 @@ import asyncio
 from typing import Any
 
 from pulsing_daemon.actor import ActorCell, Envelope
+from pulsing_daemon.deadline import Deadline
 from pulsing_daemon.exceptions import (
     PulsingBusinessError,
     PulsingError,
@@ -106,9 +107,9 @@ class IdempotencyStore:
             return _replay(read_outcome(record.outcome))
         running = self._running.get(slot)
         if running is not None:  # a concurrent repeat: wait for the first (within our deadline)
-            remaining = envelope.deadline - asyncio.get_running_loop().time()
+            remaining = Deadline(envelope.deadline).remaining()
             try:
-                outcome = await asyncio.wait_for(asyncio.shield(running), max(0.0, remaining))
+                outcome = await asyncio.wait_for(asyncio.shield(running), remaining)
                 if outcome is _RECHECK:  # the slot's claim found a record: start over
                     return await self.ask(cell, envelope, key)
             except asyncio.TimeoutError:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -191,8 +190,9 @@ class StreamManager:
         stream_id = "s" + secrets.token_hex(8)
         stream = LiveStream(stream_id, actor, op, self.journal, self.config.stream_retention_chunks)
         _, envelope = self.supervisor.envelope(actor, op, args, kwargs, timeout=None, sink=stream)
+        created = self.journal.wall_clock()
         self.journal.create_stream(
-            StreamRecord(stream_id, actor, op, print_, key, True, None, 0, 0, 0, time.time(), None)
+            StreamRecord(stream_id, actor, op, print_, key, True, None, 0, 0, 0, created, None)
         )
         try:
             cell.submit(envelope)

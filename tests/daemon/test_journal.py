@@ -195,3 +195,22 @@ def test_a_failing_statement_fails_its_whole_group(journal: Journal) -> None:
         assert journal.ask_record("a", "k") is None  # rolled back with the rest
 
     asyncio.run(main())
+
+
+def test_records_are_stamped_and_pruned_on_the_injected_wall_clock(tmp_path: Path) -> None:
+    now = [1000.0]
+    journal = Journal(tmp_path, wall_clock=lambda: now[0])
+    try:
+        journal.claim_ask("a", "k", "fp")
+        journal.create_stream(_record("s1"))
+        journal.finish_stream("s1", '{"end":true}')
+        record = journal.stream("s1")
+        assert record is not None and record.finished == 1000.0
+        now[0] = 1049.0
+        assert journal.prune_asks(retention=50.0) == 0
+        assert journal.prune_streams(max_age=50.0, max_total_bytes=1 << 20) == 0
+        now[0] = 1051.0
+        assert journal.prune_asks(retention=50.0) == 1
+        assert journal.prune_streams(max_age=50.0, max_total_bytes=1 << 20) == 1
+    finally:
+        journal.close()
