@@ -76,7 +76,7 @@ class IdempotencyStore:
                 "bad_idempotency_key", f"Idempotency-Key must be 1..{MAX_KEY_LENGTH} characters"
             )
         slot = (cell.name, key)
-        print_ = fingerprint(envelope.op, envelope.args, envelope.kwargs)
+        request_fingerprint = fingerprint(envelope.op, envelope.args, envelope.kwargs)
         if slot not in self._running:
             # Maybe a new key (the common case). Register the slot first, so repeats
             # arriving while the claim commits wait for it; the claim itself rides in
@@ -85,7 +85,7 @@ class IdempotencyStore:
             self._running[slot] = shared
             try:
                 claimed = await self._commits.run(
-                    lambda: self.journal.claim_ask(cell.name, key, print_)
+                    lambda: self.journal.claim_ask(cell.name, key, request_fingerprint)
                 )
             except BaseException:
                 self._release(slot, _RECHECK)
@@ -94,7 +94,7 @@ class IdempotencyStore:
                 return await self._first(cell, envelope, key, slot)
             self._release(slot, _RECHECK)  # a record exists: look it up (waiters too)
         record = self.journal.ask_record(cell.name, key)
-        if record is not None and record.fingerprint != print_:
+        if record is not None and record.fingerprint != request_fingerprint:
             raise cell.stamp(
                 PulsingBusinessError(
                     "idempotency_conflict",
@@ -158,7 +158,7 @@ class IdempotencyStore:
 
         def late(value: Any, error: PulsingError | None) -> None:
             # A sync op finished after its caller timed out: store what really happened.
-            self._settle(slot, key, cell.name, (value, error), True)
+            self._record_outcome(slot, key, cell.name, (value, error), True)
 
         envelope.on_late = late
         try:
@@ -173,14 +173,14 @@ class IdempotencyStore:
         )
         if not left_running:  # else ``late`` settles the record when the op ends
             # Stored (committed) before the caller hears the outcome.
-            await self._settle(
+            await self._record_outcome(
                 slot, key, cell.name, outcome, envelope.executed, envelope.result_json
             )
         if outcome[1] is not None:
             raise outcome[1]
         return outcome[0], False
 
-    def _settle(
+    def _record_outcome(
         self,
         slot: tuple[str, str],
         key: str,

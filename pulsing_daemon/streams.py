@@ -175,11 +175,11 @@ class StreamManager:
             info = resolve_op(cell.config.cls, op, OpKind.STREAM)
             if info is not None:
                 bind_arguments(info, args, kwargs)
-        print_ = fingerprint(op, args, kwargs)
+        request_fingerprint = fingerprint(op, args, kwargs)
         if key is not None:
             existing = self.journal.stream_by_key(actor, key)
             if existing is not None:
-                if existing.fingerprint != print_:
+                if existing.fingerprint != request_fingerprint:
                     raise PulsingBusinessError(
                         "idempotency_conflict",
                         f"stream key {key!r} was used for a different request "
@@ -192,7 +192,9 @@ class StreamManager:
         _, envelope = self.supervisor.envelope(actor, op, args, kwargs, timeout=None, sink=stream)
         created = self.journal.wall_clock()
         self.journal.create_stream(
-            StreamRecord(stream_id, actor, op, print_, key, True, None, 0, 0, 0, created, None)
+            StreamRecord(
+                stream_id, actor, op, request_fingerprint, key, True, None, 0, 0, 0, created, None
+            )
         )
         try:
             cell.submit(envelope)

@@ -15,6 +15,7 @@ from pulsing_daemon.actor import ActorCell, new_envelope
 from pulsing_daemon.config import parse_config
 from pulsing_daemon.deadline import Deadline, loop_clock
 from pulsing_daemon.exceptions import PulsingTimeoutError
+from pulsing_daemon.states import ActorState
 from pulsing_daemon.supervisor import make_host
 
 HERE = Path(__file__).resolve().parent
@@ -96,7 +97,12 @@ def test_a_cell_times_out_an_hour_long_op_on_the_virtual_clock(tmp_path: Path) -
         loop = asyncio.get_running_loop()
         cell = ActorCell(config, make_host, default_timeout=5.0)
         cell.start()
-        await cell.settle(60.0)
+        # The constructor runs on a thread; virtual time must not jump meanwhile, so
+        # wait with sleep(0) (no timer) rather than a timed wait.
+        give_up = time.monotonic() + REAL_BOUND
+        while cell.state is not ActorState.RUNNING and time.monotonic() < give_up:
+            await asyncio.sleep(0)
+        assert cell.state is ActorState.RUNNING
         running = new_envelope("slow", [3600.0], {}, 30.0)
         queued = new_envelope("slow", [3600.0], {}, 10.0)
         cell.submit(running)

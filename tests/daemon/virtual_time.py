@@ -2,8 +2,10 @@
 
 ``loop.time()`` starts at 0 and moves only when the loop would otherwise wait for a
 timer: it jumps to that timer. Real I/O and threads still wake the loop as usual
-(with no timer pending, the loop blocks in a real ``select``). Everything on the
-loop's clock -- ``call_at``, ``wait_for``, ``sleep``, :class:`Deadline` -- follows.
+(with no timer pending, the loop blocks in a real ``select``), but a timer pending
+while a thread works makes time jump past it: wait for thread work without a timer.
+Everything on the loop's clock -- ``call_at``, ``wait_for``, ``sleep``,
+:class:`Deadline` -- follows.
 
     run_virtual(main())
 """
