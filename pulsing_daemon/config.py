@@ -58,7 +58,7 @@ __all__ = [
 ]
 
 ACTOR_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-TOP_LEVEL_TABLES = ("daemon", "defaults", "actors")
+TOP_LEVEL_TABLES = ("daemon", "defaults", "actors", "notify")
 # Shown in key paths for problems with a class's @remote(...) options.
 DECORATOR = "class(@remote)"
 
@@ -175,6 +175,7 @@ class Config:
     path: Path
     daemon: DaemonConfig
     actors: dict[str, ActorConfig]
+    notify: tuple[Any, ...] = ()  # pulsing_daemon.notify.NotifyConfig, one per [[notify]]
 
 
 # --------------------------------------------------------------------------- value checks
@@ -966,9 +967,15 @@ def parse_config(
         if actor is not None:
             actors[name] = actor
 
+    notify: tuple[Any, ...] = ()
+    if "notify" in data:
+        from pulsing_daemon.notify import parse_notify
+
+        notify = parse_notify(data["notify"], problems)
+
     if problems.items:
         raise ConfigError(problems.sorted())
-    return Config(path=config_path, daemon=daemon, actors=actors)
+    return Config(path=config_path, daemon=daemon, actors=actors, notify=notify)
 
 
 def load_config(path: str | Path, *, import_classes: bool = True) -> Config:

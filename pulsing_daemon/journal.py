@@ -33,6 +33,7 @@ CREATE TABLE IF NOT EXISTS streams (
     finished   REAL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS streams_by_key ON streams(actor, key) WHERE key IS NOT NULL;
+CREATE INDEX IF NOT EXISTS streams_by_created ON streams(created);
 CREATE TABLE IF NOT EXISTS chunks (
     stream TEXT NOT NULL,
     seq    INTEGER NOT NULL,
@@ -169,6 +170,18 @@ class Journal:
             "SELECT seq, data FROM chunks WHERE stream = ? AND seq >= ? ORDER BY seq LIMIT ?",
             (stream_id, start, limit),
         ).fetchall()
+
+    def list_streams(self, actor: str | None = None, limit: int = 100) -> list[StreamRecord]:
+        """The newest ``limit`` streams (optionally one actor's), newest first."""
+        query = "SELECT * FROM streams"
+        params: list[Any] = []
+        if actor is not None:
+            query += " WHERE actor = ?"
+            params.append(actor)
+        query += " ORDER BY created DESC LIMIT ?"
+        params.append(limit)
+        rows = self.db.execute(query, params).fetchall()
+        return [record for row in rows if (record := _stream(row)) is not None]
 
     def open_streams(self) -> list[StreamRecord]:
         rows = self.db.execute("SELECT * FROM streams WHERE open = 1").fetchall()

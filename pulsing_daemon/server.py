@@ -20,6 +20,7 @@ from pulsing_daemon.config import Config, ConfigError, load_config, with_listen
 from pulsing_daemon.http import READINESS, Runner, build_app
 from pulsing_daemon.idempotency import IdempotencyStore
 from pulsing_daemon.journal import Journal
+from pulsing_daemon.notify import Notifier
 from pulsing_daemon.readiness import announce_ready, notify_systemd
 from pulsing_daemon.storage.events import EventLog
 from pulsing_daemon.streams import StreamManager
@@ -62,6 +63,8 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
     journal = Journal(daemon.state_dir)
     events = EventLog(daemon.state_dir / "events.db", keep=daemon.events_keep)
     supervisor = Supervisor(config, events)
+    notifier = Notifier(config.notify)
+    events.add_listener(notifier.offer)
     streams = StreamManager(journal, supervisor, daemon)
     idempotency = IdempotencyStore(journal, daemon.idempotency_retention)
     orphaned = streams.recover()
@@ -133,6 +136,7 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
     await supervisor.shutdown(daemon.grace_period)
     streams.shutdown()
     events.close()  # ends the followers' streams, so cleanup need not wait for them
+    await notifier.close()
     await runner.cleanup()
     journal.close()
     if daemon.is_unix and daemon.unix_path is not None:

@@ -245,6 +245,13 @@ class StreamManager:
             "open": record.open,
         }
 
+    def listing(self, actor: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """The newest ``limit`` streams in the journal, newest first (``GET /v1/streams``)."""
+        return [
+            describe_record(record, self.live.get(record.id))
+            for record in self.journal.list_streams(actor, limit)
+        ]
+
     async def frames(
         self, stream_id: str, start: int, follow: bool = True, heartbeat: float = 15.0
     ) -> AsyncIterator[Frame]:
@@ -260,6 +267,10 @@ class StreamManager:
         first = live.first_seq if live is not None else record.first_seq  # type: ignore[union-attr]
         if start < first:
             raise self._gone(stream_id, start, first)
+        ended = live.terminal if live is not None else record.terminal  # type: ignore[union-attr]
+        end_seq = live.committed if live is not None else record.next_seq  # type: ignore[union-attr]
+        if ended is not None and start > end_seq:
+            raise _past_end(stream_id, end_seq - 1, start)
         pos = start
         while True:
             committed = live.committed if live is not None else record.next_seq  # type: ignore[union-attr]
@@ -300,6 +311,49 @@ class StreamManager:
             stream=stream_id,
             hint=f"resume with --resume {earliest}",
         )
+
+
+def describe_record(record: StreamRecord, live: LiveStream | None = None) -> dict[str, Any]:
+    """One row of the streams listing: where a stream stands and how it ended."""
+    next_seq = live.committed if live is not None else record.next_seq
+    row: dict[str, Any] = {
+        "id": record.id,
+        "key": record.key,
+        "actor": record.actor,
+        "op": record.op,
+        "state": "running",
+        "first_seq": live.first_seq if live is not None else record.first_seq,
+        "last_seq": next_seq - 1 if next_seq > 0 else None,
+        "started": iso_time(record.created),
+        "ended": iso_time(record.finished) if record.finished is not None else None,
+    }
+    if not record.open and record.terminal is not None:
+        terminal = json.loads(record.terminal)
+        error = terminal.get("error") if isinstance(terminal, dict) else None
+        row["state"] = "failed" if error else "completed"
+        if error:
+            row["error"] = {key: error.get(key) for key in ("category", "type", "message")}
+    elif not record.open:
+        row["state"] = "completed"
+    return row
+
+
+def iso_time(seconds: float) -> str:
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    return f"{stamp}.{int(seconds % 1 * 1000):03d}Z"
+
+
+def _past_end(stream_id: str, last: int, start: int) -> PulsingRuntimeError:
+    """Resuming a finished stream beyond its end: nothing will ever come (a usage error)."""
+    last_text = f"its last seq is {last}" if last >= 0 else "it has no chunks"
+    return PulsingRuntimeError(
+        f"stream {stream_id} has ended and {last_text}; offset {start} is past its end",
+        status=416,
+        stream=stream_id,
+        last_seq=last if last >= 0 else None,
+        reason="past_end",
+        hint=f"resume with --resume {last + 1} or less",
+    )
 
 
 def _unknown_stream(stream_id: str) -> PulsingRuntimeError:
