@@ -10,7 +10,9 @@ producer or other readers back, and memory stays bounded.
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
