@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from rooms import config_with
 from virtual_time import run_virtual
 
 from pulsing_daemon.actor import ActorCell, new_envelope
-from pulsing_daemon.config import parse_config
 from pulsing_daemon.deadline import Deadline, loop_clock
 from pulsing_daemon.exceptions import PulsingTimeoutError
 from pulsing_daemon.states import ActorState
 from pulsing_daemon.supervisor import make_host
 
-HERE = Path(__file__).resolve().parent
 REAL_BOUND = 2.0  # real seconds any virtual-time test may take
 
 
@@ -79,19 +76,9 @@ def test_on_a_virtual_loop_deadlines_and_timers_agree_without_sleeping() -> None
     assert time.monotonic() - started < REAL_BOUND
 
 
-@pytest.fixture(autouse=True)
-def _restore_sys_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sys, "path", list(sys.path))
-
-
 def test_a_cell_times_out_an_hour_long_op_on_the_virtual_clock(tmp_path: Path) -> None:
     """The mailbox expiry and the running op's deadline are both on the loop's clock."""
-    text = (
-        f"[daemon]\nstate_dir = {json.dumps(str(tmp_path / 'state'))}\n"
-        f"pythonpath = [{json.dumps(str(HERE))}]\n"
-        '\n[actors.w]\nclass = "cell_actors:Worker"\n'
-    )
-    config = parse_config(text, tmp_path / "pulsing.toml").actors["w"]
+    config = config_with(tmp_path, {"w": "cell_actors:Worker"}).actors["w"]
 
     async def main() -> None:
         loop = asyncio.get_running_loop()

@@ -7,15 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-import json
-import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from rooms import config_with, rooms
 
-from pulsing_daemon.config import parse_config
 from pulsing_daemon.exceptions import (
     PulsingBusinessError,
     PulsingError,
@@ -29,13 +27,7 @@ from pulsing_daemon.journal import Journal
 from pulsing_daemon.supervisor import Supervisor
 from pulsing_daemon.wire import fingerprint, read_outcome, stored_outcome
 
-HERE = Path(__file__).resolve().parent
 BOUND = 3.0
-
-
-@pytest.fixture(autouse=True)
-def _restore_sys_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sys, "path", list(sys.path))
 
 
 class Keyed:
@@ -64,27 +56,12 @@ def run_keyed(
     scenario: Callable[[Keyed], Awaitable[Any]],
     before: Callable[[Journal], None] | None = None,
 ) -> Any:
-    text = (
-        f"[daemon]\nstate_dir = {json.dumps(str(tmp_path / 'state'))}\n"
-        f"pythonpath = [{json.dumps(str(HERE))}]\n"
-        '\n[actors.s]\nclass = "store_actors:Store"\n'
-    )
-    config = parse_config(text, tmp_path / "pulsing.toml")
-    config.daemon.state_dir.mkdir(parents=True, exist_ok=True)
+    config = config_with(tmp_path, {"s": "store_actors:Store"}, idempotency_retention=3600.0)
 
     async def main() -> Any:
-        journal = Journal(config.daemon.state_dir)
-        if before is not None:
-            before(journal)
-        supervisor = Supervisor(config)
-        supervisor.start()
-        try:
-            await asyncio.wait_for(supervisor.cell("s").settle(2.0), BOUND)
-            store = IdempotencyStore(journal, retention=3600.0)
-            return await asyncio.wait_for(scenario(Keyed(supervisor, store)), BOUND * 2)
-        finally:
-            await asyncio.wait_for(supervisor.shutdown(1.0), BOUND)
-            journal.close()
+        async with rooms(config, before) as built:
+            keyed = Keyed(built.supervisor, built.keys)
+            return await asyncio.wait_for(scenario(keyed), BOUND * 2)
 
     return asyncio.run(main())
 

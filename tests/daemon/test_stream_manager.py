@@ -7,58 +7,35 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from rooms import config_with, rooms
 
-from pulsing_daemon.config import parse_config
 from pulsing_daemon.exceptions import (
     PulsingBusinessError,
     PulsingRuntimeError,
     PulsingUnsupportedError,
 )
-from pulsing_daemon.journal import Journal, StreamRecord
+from pulsing_daemon.journal import StreamRecord
 from pulsing_daemon.streams import Frame, StreamManager
-from pulsing_daemon.supervisor import Supervisor
 from pulsing_daemon.wire import END
 
-HERE = Path(__file__).resolve().parent
 BOUND = 3.0
-
-
-@pytest.fixture(autouse=True)
-def _restore_sys_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sys, "path", list(sys.path))
 
 
 def run_streams(
     tmp_path: Path, scenario: Callable[[StreamManager], Awaitable[Any]], **daemon: Any
 ) -> Any:
-    """A supervisor with one actor ``s`` (store_actors.Store), its StreamManager, then
-    ``scenario(manager)`` on a fresh loop."""
-    extra = "".join(f"{key} = {value!r}\n" for key, value in daemon.items())
-    text = (
-        f"[daemon]\nstate_dir = {json.dumps(str(tmp_path / 'state'))}\n"
-        f"pythonpath = [{json.dumps(str(HERE))}]\n{extra}"
-        '\n[actors.s]\nclass = "store_actors:Store"\n'
-    )
-    config = parse_config(text, tmp_path / "pulsing.toml")
-    config.daemon.state_dir.mkdir(parents=True, exist_ok=True)
+    """One actor ``s`` (store_actors.Store) and its StreamManager; ``scenario(manager)``
+    on a fresh loop."""
+    config = config_with(tmp_path, {"s": "store_actors:Store"}, **daemon)
 
     async def main() -> Any:
-        supervisor = Supervisor(config)
-        journal = Journal(config.daemon.state_dir)
-        manager = StreamManager(journal, supervisor, config.daemon)
-        supervisor.start()
-        try:
-            await asyncio.wait_for(supervisor.cell("s").settle(2.0), BOUND)
-            return await asyncio.wait_for(scenario(manager), BOUND * 2)
-        finally:
-            await asyncio.wait_for(supervisor.shutdown(1.0), BOUND)
-            journal.close()
+        async with rooms(config) as built:
+            return await asyncio.wait_for(scenario(built.streams), BOUND * 2)
 
     return asyncio.run(main())
 

@@ -10,21 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from rooms import config_with, rooms
 
-from pulsing_daemon.config import parse_config
 from pulsing_daemon.http import build_app
-from pulsing_daemon.idempotency import IdempotencyStore
-from pulsing_daemon.journal import Journal
-from pulsing_daemon.streams import StreamManager
-from pulsing_daemon.supervisor import Supervisor
 
-HERE = Path(__file__).resolve().parent
 BOUND = 5.0
 
 # Non-ASCII, an astral character, a lone surrogate, escapes, a big int, a float.
@@ -47,34 +40,21 @@ TERMINAL = (
 )
 
 
-@pytest.fixture(autouse=True)
-def _restore_sys_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sys, "path", list(sys.path))
-
-
 def test_every_body_keeps_its_bytes(tmp_path: Path) -> None:
-    text = (
-        f"[daemon]\nstate_dir = {json.dumps(str(tmp_path / 'state'))}\n"
-        f"pythonpath = [{json.dumps(str(HERE))}]\n"
-        '\n[actors.s]\nclass = "store_actors:Store"\n'
-    )
-    config = parse_config(text, tmp_path / "pulsing.toml")
-    config.daemon.state_dir.mkdir(parents=True)
+    config = config_with(tmp_path, {"s": "store_actors:Store"})
 
     async def main() -> None:
-        supervisor = Supervisor(config)
-        journal = Journal(config.daemon.state_dir)
-        streams = StreamManager(journal, supervisor, config.daemon)
-        keys = IdempotencyStore(journal, 3600.0)
-        supervisor.start()
-        await asyncio.wait_for(supervisor.cell("s").settle(2.0), BOUND)
-        app = build_app(supervisor, streams, keys, token=None, max_body=1 << 20, max_readers=4)
-        try:
+        async with rooms(config) as built:
+            app = build_app(
+                built.supervisor,
+                built.streams,
+                built.keys,
+                token=None,
+                max_body=1 << 20,
+                max_readers=4,
+            )
             async with TestClient(TestServer(app)) as client:
                 await asyncio.wait_for(check(client), BOUND)
-        finally:
-            await asyncio.wait_for(supervisor.shutdown(1.0), BOUND)
-            journal.close()
 
     async def ask(
         client: TestClient, body: dict[str, Any], key: str | None = None
