@@ -642,7 +642,7 @@ def _ask(daemon: FuzzDaemon, body: bytes, **headers: str) -> tuple[int, Any]:
 
 @pytest.mark.parametrize("literal", [b"NaN", b"Infinity", b"-Infinity", b"1e400"])
 def test_non_finite_numbers_in_body_are_a_bad_request(daemon: FuzzDaemon, literal: bytes) -> None:
-    """Was a bug (500 system error from echoing them back); fixed: 400, not JSON."""
+    """NaN and Infinity are not JSON numbers: the body is a bad request, never echoed back."""
     status, payload = _ask(daemon, b'{"op": "echo", "args": [' + literal + b"]}")
     check("POST", status, payload, literal)
     assert status == 400 and json.loads(payload)["error"]["category"] == "runtime"
