@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import json
 import logging
 import threading
 import time
@@ -20,7 +19,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from pulsing_daemon import log
+from pulsing_daemon import log, wire
 from pulsing_daemon.config import ActorConfig
 from pulsing_daemon.exceptions import (
     PulsingBusinessError,
@@ -36,7 +35,7 @@ from pulsing_daemon.policy import ExitKind, RestartTracker
 from pulsing_daemon.states import ACCEPTING, ActorState, check_transition
 from pulsing_daemon.storage import logs
 
-_encode_result = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+_encode_result = wire.encode
 
 OUTCOMES = ("ok", "business", "system", "timeout", "unsupported", "runtime")
 

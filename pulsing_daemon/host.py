@@ -41,9 +41,8 @@ _EXECUTOR = concurrent.futures.ThreadPoolExecutor(max_workers=256, thread_name_p
 # Op threads follow the event loop's CPU (Linux). The loop and the thread running a
 # batch of sync ops take turns holding the GIL; on different CPUs each turn is a
 # cross-CPU wake-up, and a thread preempted while holding the GIL stalls the loop.
-# On the loop's CPU the turns are cheap switches: sync asks went from 0.53x to
-# 0.6-0.71x of bare aiohttp (about as fast as async ones) on a 2-vCPU machine. The
-# loop itself is not pinned: it may move, and each batch of two or more asks goes
+# On the loop's CPU the turns are cheap switches (the figures: benchmarks/README.md).
+# The loop itself is not pinned: it may move, and each batch of two or more asks goes
 # where the loop is then (sched_getcpu, ~0.2 us). An op that burns more than
 # HEAVY_OP of CPU (numpy, compression: work that may run beside the loop without
 # the GIL) stops its actor's ops from following for HEAVY_FOR.

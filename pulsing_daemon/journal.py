@@ -80,7 +80,10 @@ class AskRecord:
 
 
 class Journal:
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, wall_clock: Callable[[], float] = time.time) -> None:
+        """``wall_clock`` stamps records and judges retention: wall-clock seconds, so
+        that they mean the same after a restart (not the loop's clock, see deadline.py)."""
+        self.wall_clock = wall_clock
         self.path = state_dir / "journal.db"
         fresh = not self.path.exists()
         self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -159,7 +162,7 @@ class Journal:
     def finish_stream(self, stream_id: str, terminal: str) -> None:
         self.db.execute(
             "UPDATE streams SET open = 0, terminal = ?, finished = ? WHERE id = ?",
-            (terminal, time.time(), stream_id),
+            (terminal, self.wall_clock(), stream_id),
         )
 
     def read_chunks(self, stream_id: str, start: int, limit: int) -> list[tuple[int, str]]:
@@ -186,7 +189,7 @@ class Journal:
 
     def prune_streams(self, max_age: float, max_total_bytes: int, now: float | None = None) -> int:
         """Drop finished streams older than ``max_age``, then the oldest until under the cap."""
-        now = time.time() if now is None else now
+        now = self.wall_clock() if now is None else now
         doomed = [
             row[0]
             for row in self.db.execute(
@@ -229,21 +232,21 @@ class Journal:
         cursor = self.db.execute(
             "INSERT INTO asks (actor, key, fingerprint, done, created) "
             "VALUES (?, ?, ?, 0, ?) ON CONFLICT (actor, key) DO NOTHING",
-            (actor, key, fingerprint, time.time()),
+            (actor, key, fingerprint, self.wall_clock()),
         )
         return cursor.rowcount == 1
 
     def finish_ask(self, actor: str, key: str, outcome: str) -> None:
         self.db.execute(
             "UPDATE asks SET done = 1, outcome = ?, finished = ? WHERE actor = ? AND key = ?",
-            (outcome, time.time(), actor, key),
+            (outcome, self.wall_clock(), actor, key),
         )
 
     def forget_ask(self, actor: str, key: str) -> None:
         self.db.execute("DELETE FROM asks WHERE actor = ? AND key = ?", (actor, key))
 
     def prune_asks(self, retention: float, now: float | None = None) -> int:
-        now = time.time() if now is None else now
+        now = self.wall_clock() if now is None else now
         cursor = self.db.execute("DELETE FROM asks WHERE created < ?", (now - retention,))
         return cursor.rowcount
 
