@@ -1242,3 +1242,8 @@ ALL: dict[str, Callable[[Context], None]] = {
     "event_followers": event_followers,
     "scale": scale,
 }
+
+# How the cost grows as the durable state grows (benchmarks/state.py).
+from benchmarks import state as _state  # noqa: E402
+
+ALL.update(_state.SUITES)
