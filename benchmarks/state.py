@@ -470,8 +470,71 @@ def retention(ctx: Context) -> None:
     )
 
 
+# ---------------------------------------------------------------------- actor_memory
+MEMORY_ACTORS = 10_000
+
+
+def daemon_rss_per_actor(
+    wd: Path, n: int, name: str, env: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """RSS of a daemon hosting ``n`` idle inline actors minus one hosting none, per actor."""
+    from benchmarks.harness import PYTHON, child_env, rss_kb
+    from benchmarks.suites import _count_running, _scale_config
+
+    def settled(daemon: Daemon) -> int | None:
+        time.sleep(1.0)
+        return rss_kb(daemon.pid)
+
+    empty = Daemon(wd, "", name=f"{name}-empty", log_level="warning")
+    big = Daemon(wd, _scale_config(n), name=f"{name}-{n}")
+    cmd = [PYTHON, "-m", "pulsing_daemon", "--config"]
+    try:
+        empty.started_at = time.perf_counter()
+        empty.spawn([*cmd, str(empty.config_path), "--log-level", "warning"], env=env)
+        empty.wait_health(60.0)
+        rss0 = settled(empty)
+    finally:
+        empty.stop()
+    try:
+        big.started_at = t0 = time.perf_counter()
+        big.spawn([*cmd, str(big.config_path)], env=env or child_env())
+        big.wait_health(120.0)
+        deadline = time.monotonic() + 180.0
+        while _count_running(big.log_path) < n and time.monotonic() < deadline:
+            time.sleep(0.05)
+        running_s = time.perf_counter() - t0
+        rss1 = settled(big)
+    finally:
+        big.stop(grace=30.0)
+    per_actor = (rss1 - rss0) * 1024 / n / 1000 if rss1 and rss0 else None  # KB (1000 B)
+    return {"rss_kb_0": rss0, "rss_kb_n": rss1, "kb_per_actor": per_actor, "running_s": running_s}
+
+
+def actor_memory(ctx: Context) -> None:
+    wd = ctx.workdir("memory")
+    rounds = [daemon_rss_per_actor(wd, MEMORY_ACTORS, f"m{r}") for r in range(ctx.pick(1, 2))]
+    values = [r["kb_per_actor"] for r in rounds if r["kb_per_actor"] is not None]
+    ctx.details["actor_memory"] = {"actors": MEMORY_ACTORS, "rounds": rounds}
+    value = median(values)
+    last = rounds[-1]
+    ctx.row(
+        "actor_memory",
+        f"RSS per idle inline actor ({MEMORY_ACTORS:,} actors)",
+        value,
+        "KB",
+        target="<= 8 KB",
+        ok=value is not None and value <= 8.0,
+        note=(
+            f"{last['rss_kb_n'] // 1024} MB vs {last['rss_kb_0'] // 1024} MB with no actor; "
+            f"rounds {' '.join(f'{v:.2f}' for v in values)}; all running after "
+            f"{last['running_s']:.1f} s"
+        ),
+    )
+
+
 SUITES = {
     "keys_at_scale": keys_at_scale,
     "resume_depth": resume_depth,
     "retention": retention,
+    "actor_memory": actor_memory,
 }

@@ -99,6 +99,47 @@ HostFactory = Callable[[ActorConfig], ActorHost]
 class ActorCell:
     """A named actor: config, mailbox, state, counters; survives its instances."""
 
+    # One cell per actor, 10,000s of them: the attributes set in __init__ live in slots
+    # (an instance dict of this many keys is not key-shared: ~1.6 KB each). "__dict__"
+    # keeps any other attribute working, at the old price.
+    __slots__ = (
+        "__dict__",
+        "__weakref__",
+        "_batch",
+        "_batch_waiter",
+        "_changed",
+        "_drain_on_stop",
+        "_heavy_until",
+        "_holding",
+        "_idle",
+        "_stop_reason",
+        "_stop_requested",
+        "_task",
+        "_wakeup",
+        "accepting",
+        "backoff_until",
+        "clock",
+        "config",
+        "counts",
+        "default_timeout",
+        "emit",
+        "host",
+        "host_factory",
+        "in_flight",
+        "last_error",
+        "last_failure",
+        "mailbox",
+        "metrics",
+        "name",
+        "operator_restarts",
+        "queued",
+        "running_since",
+        "start_gate",
+        "state",
+        "total_restarts",
+        "tracker",
+    )
+
     def __init__(
         self,
         config: ActorConfig,
