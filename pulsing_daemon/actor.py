@@ -34,6 +34,7 @@ from pulsing_daemon.exceptions import (
 from pulsing_daemon.host import HEAVY_FOR, ActorHost, SyncCall, SyncCallState, run_sync_batch
 from pulsing_daemon.policy import ExitKind, RestartTracker
 from pulsing_daemon.states import ACCEPTING, ActorState, check_transition
+from pulsing_daemon.storage import logs
 
 _encode_result = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 
@@ -188,6 +189,8 @@ class ActorCell:
         self.metrics: Any = None  # pulsing_daemon.metrics.Metrics, when attached
         # EventLog.emit(kind, actor, **fields), set by the supervisor (events.py).
         self.emit: Callable[..., None] = _no_event
+        # Where this actor's output goes (storage/logs.py), set by the supervisor.
+        self.log_sink: logs.ActorLog | None = None
         self._batch: list[Envelope] = []  # the sync batch being run, if any
         self._batch_waiter: asyncio.Future[None] | None = None  # see _await_batched
         self._heavy_until = 0.0  # loop time until which sync ops do not follow the loop
@@ -470,6 +473,7 @@ class ActorCell:
 
     # ----------------------------------------------------------------- lifecycle
     async def _lifecycle(self) -> None:
+        logs.enter(self.log_sink)  # what the instance writes, from here on, is its own
         try:
             while True:
                 ended = await self._run_instance()
@@ -580,9 +584,10 @@ class ActorCell:
             "message": str(cause) if cause is not None else "run() exited",
             "where": ended.where,
             "at": _utc_now(),
+            "traceback": logs.describe_failure(cause),
         }
         if ended.envelope is None:  # no ask carries it: the failure is the last error
-            self.last_error = dict(self.last_failure)
+            self.last_error = {k: v for k, v in self.last_failure.items() if k != "traceback"}
         log.event(
             "failure",
             actor=self.name,

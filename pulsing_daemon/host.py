@@ -27,7 +27,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from pulsing_daemon import log
+from pulsing_daemon import argcheck, log
 from pulsing_daemon.exceptions import PulsingBusinessError, PulsingUnsupportedError, is_failure
 from pulsing_daemon.remote import NONBLOCKING_ATTR
 
@@ -134,6 +134,8 @@ class OpInfo:
     signature: inspect.Signature | None
     plain: PlainParameters | None = None  # for the fast argument check
     on_loop: bool = False  # a sync op marked @nonblocking: run on the event loop
+    # Checks argument values against the annotations (argcheck.py); None: nothing to check.
+    check: Callable[[list[Any], dict[str, Any]], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -204,25 +206,28 @@ def describe_ops(cls: type) -> dict[str, OpInfo]:
             signature = None
         on_loop = kind is OpKind.ASK and getattr(attr, NONBLOCKING_ATTR, False) is True
         ops[name] = OpInfo(
-            name, kind, is_async, signature, PlainParameters.of(signature), on_loop and not is_async
-        )
+            name, kind, is_async, signature, PlainParameters.of(signature),
+            on_loop and not is_async, argcheck.compile_check(attr, signature, name),
+        )  # fmt: skip
     return ops
 
 
 def bind_arguments(info: OpInfo, args: list[Any], kwargs: dict[str, Any]) -> None:
-    """Check a call against the op's signature before it runs: a bad call is a business error."""
+    """Check a call against the op's signature and annotations before it runs: a bad call
+    is a business error (``bad_arguments``, ``invalid_argument``)."""
     if info.signature is None:
         return
-    if info.plain is not None and info.plain.binds(args, kwargs):
-        return
-    try:
-        info.signature.bind(*args, **kwargs)
-    except TypeError as exc:
-        raise PulsingBusinessError(
-            "bad_arguments",
-            f"bad arguments for {info.name}{info.signature}: {exc}",
-            {"op": info.name, "signature": f"{info.name}{info.signature}"},
-        ) from None
+    if info.plain is None or not info.plain.binds(args, kwargs):
+        try:
+            info.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise PulsingBusinessError(
+                "bad_arguments",
+                f"bad arguments for {info.name}{info.signature}: {exc}",
+                {"op": info.name, "signature": f"{info.name}{info.signature}"},
+            ) from None
+    if info.check is not None:
+        info.check(args, kwargs)
 
 
 def resolve_op(cls: type, op: str, want: OpKind) -> OpInfo | None:

@@ -448,6 +448,10 @@ def build_app(
     from pulsing_daemon import ops_routes
 
     ops_routes.add_routes(app, expect_handler)
+    # ---- per-actor logs (issue 13)
+    from pulsing_daemon import log_routes
+
+    log_routes.add_routes(app, expect_handler)
     return app
 
 

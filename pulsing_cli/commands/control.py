@@ -63,6 +63,8 @@ Exit status: 0 started, 2 usage, 6 runtime (unknown actor, a pattern matching
 nothing, daemon unreachable); with several actors, the worst of them.""",
 }
 
+CONCURRENCY = 16  # actions in flight at once with several actors (each may wait for a start)
+
 ActorsArg = Annotated[
     Optional[list[str]],  # noqa: UP045
     typer.Argument(
@@ -131,11 +133,14 @@ async def _many(client, out, words: list[str], every: bool, action: str) -> int:
     known = [actor["name"] for actor in (await client.status()).get("actors", [])]
     selection = select(words, known, every)
 
+    at_once = asyncio.Semaphore(CONCURRENCY)
+
     async def act(name: str) -> Outcome:
-        try:
-            return Outcome(name, payload=await client.control(name, action))
-        except PulsingError as error:
-            return Outcome(name, error=error)
+        async with at_once:
+            try:
+                return Outcome(name, payload=await client.control(name, action))
+            except PulsingError as error:
+                return Outcome(name, error=error)
 
     outcomes = list(await asyncio.gather(*(act(name) for name in selection.names)))
     outcomes += [Outcome(word, error=no_match(word, known)) for word in selection.unmatched]

@@ -70,6 +70,7 @@ def status(
         from pulsing_daemon.exceptions import PulsingRuntimeError
 
         away_since: float | None = None
+        back = ""  # when the daemon last came back, for a repainted screen
         shown = False
         async with options.client() as client:
             while True:
@@ -89,14 +90,18 @@ def status(
                     continue
                 if away_since is not None:
                     pid = payload.get("daemon", {}).get("pid")
-                    out.notice(
+                    back = (
                         f"{_clock()} daemon is back (pid {pid}, away "
                         f"{time.time() - away_since:.1f}s)"
                     )
+                    out.notice(back)
                     away_since = None
-                if watch and not out.json_mode and out.rich_out:
+                repaint = watch and not out.json_mode and out.rich_out
+                if repaint:
                     out.console().clear()
-                out.status(payload)
+                out.status(payload, traceback=len(words) == 1)
+                if repaint and back:
+                    out.notice(back)  # the screen was cleared: keep the last gap in view
                 for name, error in problems:
                     out.actor_error(name, error)
                 shown = True
