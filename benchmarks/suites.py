@@ -1298,3 +1298,8 @@ ALL: dict[str, Callable[[Context], None]] = {
     "actor_logs": actor_logs,
     "scale": scale,
 }
+
+# How the cost grows as the durable state grows (benchmarks/state.py).
+from benchmarks import state as _state  # noqa: E402
+
+ALL.update(_state.SUITES)

@@ -99,6 +99,47 @@ HostFactory = Callable[[ActorConfig], ActorHost]
 class ActorCell:
     """A named actor: config, mailbox, state, counters; survives its instances."""
 
+    # One cell per actor, 10,000s of them: the attributes set in __init__ live in slots
+    # (an instance dict of this many keys is not key-shared: ~1.6 KB each). "__dict__"
+    # keeps any other attribute working, at the old price.
+    __slots__ = (
+        "__dict__",
+        "__weakref__",
+        "_batch",
+        "_batch_waiter",
+        "_changed",
+        "_drain_on_stop",
+        "_heavy_until",
+        "_holding",
+        "_idle",
+        "_stop_reason",
+        "_stop_requested",
+        "_task",
+        "_wakeup",
+        "accepting",
+        "backoff_until",
+        "clock",
+        "config",
+        "counts",
+        "default_timeout",
+        "emit",
+        "host",
+        "host_factory",
+        "in_flight",
+        "last_error",
+        "last_failure",
+        "mailbox",
+        "metrics",
+        "name",
+        "operator_restarts",
+        "queued",
+        "running_since",
+        "start_gate",
+        "state",
+        "total_restarts",
+        "tracker",
+    )
+
     def __init__(
         self,
         config: ActorConfig,
@@ -139,9 +180,11 @@ class ActorCell:
         self._drain_on_stop = True
         self._holding = False  # an operator restart in progress: keep the mailbox
         self._task: asyncio.Task[None] | None = None
-        self._idle = asyncio.Event()
-        self._idle.set()
-        self._changed = asyncio.Event()  # replaced on every transition
+        # Made only when someone waits (an asyncio.Event with its waiter deque is
+        # ~0.8 KB; most cells never have a waiter): _wait_idle's, set when the
+        # mailbox empties; settle's, set and dropped on every transition.
+        self._idle: asyncio.Event | None = None
+        self._changed: asyncio.Event | None = None
         self.metrics: Any = None  # pulsing_daemon.metrics.Metrics, when attached
         # EventLog.emit(kind, actor, **fields), set by the supervisor (events.py).
         self.emit: Callable[..., None] = _no_event
@@ -158,8 +201,9 @@ class ActorCell:
     def _set_state(self, new: ActorState, **fields: Any) -> None:
         check_transition(self.state, new)
         old, self.state = self.state, new
-        self._changed.set()
-        self._changed = asyncio.Event()
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None
         level = logging.WARNING if new in (ActorState.BACKOFF, ActorState.FAILED) else logging.INFO
         log.event(
             "state",
@@ -197,6 +241,8 @@ class ActorCell:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return
+            if self._changed is None:
+                self._changed = asyncio.Event()
             try:
                 await asyncio.wait_for(asyncio.shield(self._changed.wait()), remaining)
             except asyncio.TimeoutError:
@@ -256,7 +302,8 @@ class ActorCell:
 
     async def _wait_idle(self) -> None:
         while self.queued or self.in_flight:
-            self._idle.clear()
+            if self._idle is None or self._idle.is_set():
+                self._idle = asyncio.Event()
             await self._idle.wait()
 
     # ----------------------------------------------------------------- mailbox
@@ -297,7 +344,6 @@ class ActorCell:
             envelope.timer = loop.call_at(envelope.deadline, self._expire, envelope)
         self.mailbox.append(envelope)
         self.queued += 1
-        self._idle.clear()
         self._wakeup.set()
 
     def _not_serving_error(self) -> PulsingRuntimeError:
@@ -358,7 +404,7 @@ class ActorCell:
         self._check_idle()
 
     def _check_idle(self) -> None:
-        if not self.queued and not self.in_flight:
+        if self._idle is not None and not self.queued and not self.in_flight:
             self._idle.set()
 
     def _answer(

@@ -50,7 +50,13 @@ CREATE TABLE IF NOT EXISTS asks (
     finished    REAL,
     PRIMARY KEY (actor, key)
 ) WITHOUT ROWID;
+-- The retention pass (every minute, on the event loop) finds expired records by
+-- this index instead of scanning every key.
+CREATE INDEX IF NOT EXISTS asks_by_created ON asks(created);
 """
+
+
+WAL_SIZE_LIMIT = 8 << 20  # bytes the WAL is truncated to after a checkpoint
 
 
 @dataclass
@@ -92,6 +98,9 @@ class Journal:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA busy_timeout=5000")
+        # The WAL keeps the size of its largest transaction (a retention pass after a
+        # long downtime deletes a whole day at once) unless truncated after checkpoints.
+        self.db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
         self.db.executescript(SCHEMA)
 
     def close(self) -> None:
