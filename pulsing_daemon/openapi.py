@@ -15,7 +15,7 @@ def _errors(*codes: int) -> dict[str, Any]:
         409: "Actor stopped or failed (runtime)",
         410: "Offset older than retention (runtime)",
         413: "Body too large (runtime)",
-        422: "Business error",
+        422: "Business error; for /v1/reload: the config file has problems (ConfigError)",
         500: "System error (not recoverable)",
         503: "Recoverable: restarting, mailbox full, shutting down",
         504: "Timeout",
@@ -230,6 +230,30 @@ def document(version: str) -> dict[str, Any]:
                     }
                 }
                 for action in ("restart", "stop", "start")
+            },
+            "/v1/reload": {
+                "post": {
+                    "summary": "Re-read the config file and apply what changed (pulsing-reload(1))",
+                    "requestBody": {
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {"dry_run": {"type": "boolean"}},
+                                    "additionalProperties": False,
+                                }
+                            }
+                        }
+                    },
+                    "responses": {
+                        "200": {
+                            "description": "The plan: added, removed, updated, restarted, "
+                            "unchanged, needs_daemon_restart (applied unless dry_run)",
+                            "content": _JSON_OK,
+                        },
+                        **_errors(400, 401, 422, 503),
+                    },
+                }
             },
             "/metrics": {
                 "get": {

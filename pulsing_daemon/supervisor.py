@@ -28,15 +28,23 @@ class Supervisor:
     def __init__(self, config: Config, events: EventLog | None = None) -> None:
         self.config = config
         self.events = events if events is not None else EventLog(None)
-        self.cells: dict[str, ActorCell] = {
-            name: ActorCell(actor, make_host, config.daemon.default_timeout)
-            for name, actor in config.actors.items()
-        }
-        for cell in self.cells.values():
-            cell.emit = self.events.emit
+        self.metrics: Any = None  # pulsing_daemon.metrics.Metrics, once attached
+        self.start_gate: asyncio.Semaphore | None = None
+        self.cells: dict[str, ActorCell] = {}
+        for actor in config.actors.values():
+            self.add(actor)
+
+    def add(self, actor: ActorConfig) -> ActorCell:
+        """A cell for ``actor`` (not started), wired to the event log and metrics."""
+        cell = ActorCell(actor, make_host, self.config.daemon.default_timeout)
+        cell.emit = self.events.emit
+        cell.metrics = self.metrics
+        cell.start_gate = self.start_gate
+        self.cells[actor.name] = cell
+        return cell
 
     def start(self) -> None:
-        gate = asyncio.Semaphore(STARTS_AT_ONCE)
+        self.start_gate = gate = asyncio.Semaphore(STARTS_AT_ONCE)
         for cell in self.cells.values():
             cell.start_gate = gate
             if cell.config.autostart:
