@@ -23,7 +23,7 @@ from typing import Any
 from benchmarks import harness
 from benchmarks.suites import ALL, Context, Row
 
-QUICK_SKIP = {"scale"}
+QUICK_SKIP = {"scale", "reload"}
 # Soft budgets: a benchmark that would start after this many seconds is skipped.
 BUDGET = {True: 105.0, False: 540.0}
 

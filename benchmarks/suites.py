@@ -27,6 +27,7 @@ from benchmarks.harness import (
     Workdir,
     child_env,
     cpu_seconds,
+    http_json,
     median,
     percentile,
     rss_kb,
@@ -1285,6 +1286,124 @@ def actor_logs(ctx: Context) -> None:
             ratio is not None and ratio >= target and not summary[name]["errors"],
             _tput_note(summary[name]),
         )
+# ---------------------------------------------------------------------- reload
+RELOAD_ACTORS = 10_000
+
+
+def _reload_config(n: int, changing: dict[str, Any]) -> str:
+    """``n`` idle actors, the ``trivial`` actor asks go to, and ``changing``: the one actor
+    each reload changes -- a supervision key (``mailbox_size``) or its class."""
+    return (
+        _scale_config(n)
+        + '[actors.trivial]\nclass = "actors:Trivial"\n'
+        + f'[actors.changing]\nclass = "actors:{changing["class"]}"\n'
+        + f"mailbox_size = {changing['mailbox_size']}\n"
+    )
+
+
+def _reload_once(daemon: Daemon, changing: dict[str, Any], kind: str) -> float:
+    """Rewrite the config so exactly one actor changes (``kind``: live | restart), reload;
+    returns the seconds the reload took, answer included."""
+    if kind == "live":
+        changing["mailbox_size"] = 2001 - changing["mailbox_size"]  # 1000 <-> 1001
+    else:
+        changing["class"] = "Trivial" if changing["class"] == "Idle" else "Idle"
+    text = daemon.config_path.read_text()
+    head = text[: text.index("[actors.")]
+    daemon.config_path.write_text(head + _reload_config(RELOAD_ACTORS, changing))
+    t0 = time.perf_counter()
+    status, plan = http_json(daemon.url("/v1/reload"), {"dry_run": False}, timeout=60.0)
+    took = time.perf_counter() - t0
+    if status != 200:
+        raise RuntimeError(f"reload answered {status}: {str(plan)[:300]}")
+    expected = "updated" if kind == "live" else "restarted"
+    if plan[expected] != ["changing"] or len(plan["unchanged"]) != RELOAD_ACTORS + 1:
+        raise RuntimeError(f"unexpected plan: { {k: plan[k] for k in ('updated', 'restarted')} }")
+    return took
+
+
+def reload(ctx: Context) -> None:
+    """Reload of a 10,000-actor config that changes one actor: how long it takes, and the
+    ask p99 while reloads run back to back against the p99 without (interleaved rounds)."""
+    import threading
+
+    wd = ctx.workdir("reload")
+    changing: dict[str, Any] = {"class": "Idle", "mailbox_size": 1000}
+    config = _reload_config(RELOAD_ACTORS, changing)
+    daemon = ctx.own(Daemon(wd, config, name="reload"))
+    daemon.start(timeout=180.0)
+    timings: dict[str, list[float]] = {"live": [], "restart": []}
+    for _ in range(ctx.pick(3, 6)):
+        for kind in ("live", "restart"):
+            timings[kind].append(_reload_once(daemon, changing, kind))
+
+    spec = {
+        **_ask_spec(daemon.port, "/v1/actors/trivial/ask", "echo"),
+        "mode": "latency",
+        "requests": ctx.pick(1500, 3000),
+        "warmup_requests": 200,
+        "raw": True,
+    }
+    samples: dict[str, list[float]] = {"before": [], "during": []}
+    errors = dict.fromkeys(samples, 0)
+    during_reloads = 0
+    for r in range(ctx.pick(3, 5)):
+        for variant in _rotate(["before", "during"], r):
+            stop = threading.Event()
+            done: list[float] = []
+
+            def reload_loop(stop: threading.Event = stop, done: list[float] = done) -> None:
+                while not stop.is_set():
+                    done.append(_reload_once(daemon, changing, "live"))
+
+            loop = threading.Thread(target=reload_loop) if variant == "during" else None
+            if loop is not None:
+                loop.start()
+            result = run_loadgen(spec)
+            stop.set()
+            if loop is not None:
+                loop.join(60)
+                during_reloads += len(done)
+            samples[variant].extend(result["raw_us"])
+            errors[variant] += result["errors"]
+    p99 = {k: percentile(v, 0.99) / 1000 for k, v in samples.items()}
+    p50 = {k: percentile(v, 0.5) / 1000 for k, v in samples.items()}
+    ctx.details["reload"] = {
+        "actors": RELOAD_ACTORS + 2,
+        "reload_s": {kind: spread(values) for kind, values in timings.items()},
+        "ask_p50_ms": p50,
+        "ask_p99_ms": p99,
+        "ask_max_ms": {k: max(v) / 1000 for k, v in samples.items()},
+        "reloads_during_latency": during_reloads,
+        "errors": errors,
+    }
+    labels = {"live": "one actor's supervision key", "restart": "one actor's class (restart)"}
+    for kind, values in timings.items():
+        value = median(values)
+        ctx.row(
+            "reload",
+            f"{RELOAD_ACTORS:,} actors, {labels[kind]}",
+            value,
+            "s",
+            target="<= 1 s",
+            ok=value is not None and value <= 1.0,
+            note=f"max {max(values):.2f} s over {len(values)} reloads",
+        )
+    ratio = _ratio(p99["during"], p99["before"])
+    ctx.row(
+        "reload",
+        "ask p99 during reloads",
+        p99["during"],
+        "ms",
+        p99["before"],
+        ratio,
+        "<= 2.0x without",
+        ratio is not None and ratio <= 2.0 and not any(errors.values()),
+        note=(
+            f"{during_reloads} reloads during the runs; p50 {p50['during']:.2f} vs "
+            f"{p50['before']:.2f} ms" + (f"; errors {errors}" if any(errors.values()) else "")
+        ),
+    )
 
 
 ALL: dict[str, Callable[[Context], None]] = {
@@ -1297,6 +1416,7 @@ ALL: dict[str, Callable[[Context], None]] = {
     "event_followers": event_followers,
     "actor_logs": actor_logs,
     "scale": scale,
+    "reload": reload,
 }
 
 # How the cost grows as the durable state grows (benchmarks/state.py).

@@ -12,7 +12,7 @@ from pulsing_cli.context import DebugOpt, EndpointOpt, JsonOpt, Settings, TokenO
 COMMANDS = (
     "ask", "stream", "status", "restart", "stop", "start",
     "events", "wait", "streams",  # ops (issue 14)
-    "logs",  # issue 13
+    "logs", "reload",  # issue 13
     "daemon", "man", "config",
 )  # fmt: skip
 
@@ -94,6 +94,10 @@ def _register(app: typer.Typer, name: str) -> None:
         from pulsing_cli.commands import daemon
 
         app.command("daemon", epilog=daemon.EPILOG)(daemon.daemon)
+    elif name == "reload":
+        from pulsing_cli.commands import reload
+
+        app.command("reload", epilog=reload.EPILOG)(reload.reload)
     elif name == "config":
         from pulsing_cli.commands import config
 

@@ -224,6 +224,13 @@ class Client:
             await self.request("POST", f"/v1/actors/{_seg(actor)}/{action}", timeout=120.0)
         )
 
+    async def reload(self, *, dry_run: bool = False) -> dict[str, Any]:
+        """``POST /v1/reload``: the plan; a file with problems raises an error whose
+        ``type`` is ``"ConfigError"`` with ``extra["problems"]``."""
+        return _decode_json(
+            await self.request("POST", "/v1/reload", {"dry_run": dry_run}, timeout=120.0)
+        )
+
     async def health(self) -> dict[str, Any]:
         return await self.get_json("/v1/health", timeout=5.0)
 

@@ -174,6 +174,7 @@ class ActorCell:
         self.backoff_until: float | None = None
         self.host: ActorHost | None = None
         self.accepting = True  # False while the daemon shuts down
+        self.retired: str | None = None  # why, once a reload removed the actor
         self._wakeup = asyncio.Event()
         self._stop_requested = False
         self._stop_reason = "stopped by operator"
@@ -282,6 +283,27 @@ class ActorCell:
         log.event("restart", actor=self.name, cause="operator")
         self.start()
 
+    def reconfigure(self, config: ActorConfig, default_timeout: float) -> None:
+        """Reload: take new settings live. The instance, the mailbox and the restart
+        count stay; a changed host key takes effect at the next instance."""
+        self.config = config
+        self.default_timeout = config.timeout or default_timeout
+        self.tracker.reconfigure(
+            config.restart_policy,
+            config.max_restarts,
+            config.min_backoff,
+            config.max_backoff,
+            restart_window=config.restart_window,
+            reset_after=config.reset_after,
+        )
+
+    async def retire(self, reason: str) -> None:
+        """Reload removed the actor: the current message finishes, queued asks and any
+        ask still arriving get ``reason`` (a runtime error), then the instance stops."""
+        self.retired = reason
+        self.accepting = False
+        await self.stop(reason=reason)
+
     async def shutdown(self, grace: float) -> None:
         """Daemon shutdown: take no new asks, let accepted ones finish within ``grace``."""
         self.accepting = False
@@ -310,6 +332,8 @@ class ActorCell:
     def submit(self, envelope: Envelope) -> None:
         """Queue a message, or raise the error that answers it at once."""
         if not self.accepting:
+            if self.retired is not None:
+                raise self.stamp(PulsingRuntimeError(self.retired, status=404))
             raise self.stamp(
                 PulsingRuntimeError("daemon is shutting down", recoverable=True, status=503)
             )
@@ -393,7 +417,9 @@ class ActorCell:
         while (envelope := self._pop()) is not None:
             if self.state in (ActorState.STOPPED, ActorState.FAILED) and not self.accepting:
                 error: PulsingError = PulsingRuntimeError(
-                    f"{reason}; {envelope.op} was not executed", recoverable=True, status=503
+                    f"{reason}; {envelope.op} was not executed",
+                    recoverable=self.retired is None,
+                    status=503 if self.retired is None else 404,
                 )
             elif self.state in (ActorState.STOPPED, ActorState.FAILED):
                 error = self._not_serving_error()

@@ -101,23 +101,41 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         )
 
 
-def auth_middleware(token: str | None) -> Any:
-    expected = f"Bearer {token}".encode() if token else None
+class Auth:
+    """The bearer token every route but /v1/health needs; a reload swaps it (``set``)."""
+
+    def __init__(self, token: str | None) -> None:
+        self.set(token)
+
+    def set(self, token: str | None) -> None:
+        self.token = token
+        self.expected = f"Bearer {token}".encode() if token else None
+
+
+AUTH = web.AppKey("auth", Auth)
+
+
+def guarded_middleware(auth: Auth) -> Any:
+    """``error_middleware`` behind the token check, in one middleware: no token costs
+    one attribute test per request, and a token set by a reload applies at once."""
 
     @web.middleware
-    async def check_token(request: web.Request, handler: Handler) -> web.StreamResponse:
+    async def guarded(request: web.Request, handler: Handler) -> web.StreamResponse:
+        expected = auth.expected
         if expected is not None and request.path != "/v1/health":
             given = request.headers.get("Authorization", "").encode()
             if not hmac.compare_digest(given, expected):
                 reason = "missing" if not given else "wrong"
-                raise PulsingRuntimeError(
-                    f"unauthorized: {reason} token (send Authorization: Bearer TOKEN)",
-                    status=401,
-                    hint="pass --token or set PULSING_TOKEN",
+                return error_response(
+                    PulsingRuntimeError(
+                        f"unauthorized: {reason} token (send Authorization: Bearer TOKEN)",
+                        status=401,
+                        hint="pass --token or set PULSING_TOKEN",
+                    )
                 )
-        return await handler(request)
+        return await error_middleware(request, handler)
 
-    return check_token
+    return guarded
 
 
 # ---------------------------------------------------------------------- request parsing
@@ -401,11 +419,9 @@ def build_app(
     max_body: int,
     max_readers: int,
 ) -> web.Application:
-    app = web.Application(
-        client_max_size=max_body,
-        # No token, no auth middleware: each one is an extra await on every request.
-        middlewares=[error_middleware, auth_middleware(token)] if token else [error_middleware],
-    )
+    auth = Auth(token)
+    app = web.Application(client_max_size=max_body, middlewares=[guarded_middleware(auth)])
+    app[AUTH] = auth
     app[SUPERVISOR] = supervisor
     app[STREAMS] = streams
     app[IDEMPOTENCY] = idempotency

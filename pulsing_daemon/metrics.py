@@ -87,6 +87,7 @@ class Metrics:
 
     def attach(self, supervisor: Supervisor, streams: StreamManager) -> None:
         self.registry.register(_StateCollector(supervisor, streams))
+        supervisor.metrics = self  # cells added later (reload) get it too
         for cell in supervisor.cells.values():
             cell.metrics = self
 

@@ -16,7 +16,7 @@ def _errors(*codes: int) -> dict[str, Any]:
         410: "Offset older than retention (runtime)",
         413: "Body too large (runtime)",
         416: "Offset past the end of a finished stream (names last_seq)",
-        422: "Business error",
+        422: "Business error; for /v1/reload: the config file has problems (ConfigError)",
         500: "System error (not recoverable)",
         503: "Recoverable: restarting, mailbox full, shutting down",
         504: "Timeout",
@@ -233,6 +233,30 @@ def document(version: str) -> dict[str, Any]:
                 for action in ("restart", "stop", "start")
             },
             **_ops_paths(),
+            "/v1/reload": {
+                "post": {
+                    "summary": "Re-read the config file and apply what changed (pulsing-reload(1))",
+                    "requestBody": {
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {"dry_run": {"type": "boolean"}},
+                                    "additionalProperties": False,
+                                }
+                            }
+                        }
+                    },
+                    "responses": {
+                        "200": {
+                            "description": "The plan: added, removed, updated, restarted, "
+                            "unchanged, needs_daemon_restart (applied unless dry_run)",
+                            "content": _JSON_OK,
+                        },
+                        **_errors(400, 401, 422, 503),
+                    },
+                }
+            },
             "/metrics": {
                 "get": {
                     "summary": "Prometheus metrics",

@@ -144,6 +144,23 @@ class RestartTracker:
         self._restarts.append(now)
         return RestartDecision(True, delay=delay)
 
+    def reconfigure(
+        self,
+        policy: RestartPolicy,
+        max_restarts: int,
+        min_backoff: float,
+        max_backoff: float,
+        restart_window: float | None = None,
+        reset_after: float | None = None,
+    ) -> None:
+        """New settings (a reload); the restarts counted so far stay counted."""
+        self.policy = policy
+        self.max_restarts = max_restarts
+        self.min_backoff = min_backoff
+        self.max_backoff = max_backoff
+        self.restart_window = restart_window
+        self.reset_after = reset_after
+
     def reset(self) -> None:
         """An operator restart: count and backoff start over."""
         self._restarts.clear()

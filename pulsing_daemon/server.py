@@ -1,7 +1,13 @@
 """Run the daemon in the foreground: load config, serve HTTP, stop gracefully.
 
-SIGTERM/SIGINT: stop taking new work, let accepted asks finish within
-``grace_period``, stop the actors (``on_stop``), flush durable state, exit 0.
+Signals (``SIGNALS``; pulsing-daemon(1) documents each): SIGTERM, SIGINT and SIGQUIT
+stop gracefully -- no new work, accepted asks finish within ``grace_period``, the
+actors stop (``on_stop``), durable state is flushed, exit 0. SIGHUP reloads the config
+(``pulsing_daemon.reload``). SIGUSR1 and SIGUSR2 are logged and ignored; SIGPIPE is
+ignored (Python's default). Every signal handled is logged (``event=signal``).
+
+One daemon per ``state_dir``: the lock of ``pulsing_daemon.storage.lock`` is taken
+before any durable state is opened, and held until the daemon exits.
 """
 
 from __future__ import annotations
@@ -17,11 +23,15 @@ from aiohttp import web
 
 from pulsing_daemon import __version__, affinity, log
 from pulsing_daemon.config import Config, ConfigError, load_config, with_listen
-from pulsing_daemon.http import READINESS, Runner, build_app
+from pulsing_daemon.exceptions import PulsingError
+from pulsing_daemon.http import AUTH, READINESS, Runner, build_app, expect_handler
 from pulsing_daemon.idempotency import IdempotencyStore
 from pulsing_daemon.journal import Journal
 from pulsing_daemon.notify import Notifier
 from pulsing_daemon.readiness import announce_ready, notify_systemd
+from pulsing_daemon.reload import Reloader, ReloadRefused
+from pulsing_daemon.reload import add_routes as add_reload_routes
+from pulsing_daemon.storage import lock as state_lock
 from pulsing_daemon.storage import logs as actor_logs
 from pulsing_daemon.storage.events import EventLog
 from pulsing_daemon.streams import StreamManager
@@ -31,6 +41,10 @@ from pulsing_daemon.supervisor import Supervisor
 # connections and clients that never finish their headers alike).
 IDLE_TIMEOUT = float(os.environ.get("PULSING_IDLE_TIMEOUT", "30"))  # env: for tests
 MAX_HEADER = 8190  # bytes per header line; larger is 431
+
+# What each signal a service manager may send does (see the module docstring).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
+IGNORED_SIGNALS = (signal.SIGUSR1, signal.SIGUSR2)
 
 
 class StartupError(Exception):
@@ -50,17 +64,43 @@ def prepare_state_dir(path: Path) -> None:
         raise StartupError(f"state_dir {path} is owned by uid {info.st_uid}, not by us")
 
 
-async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
+async def serve(
+    config: Config, *, ready: asyncio.Event | None = None, listen_override: str | None = None
+) -> None:
     daemon = config.daemon
     # Signals first: a SIGTERM that arrives while starting still means a clean stop.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
+    for signum in STOP_SIGNALS:
         loop.add_signal_handler(signum, _on_signal, stop, signum)
+    for signum in IGNORED_SIGNALS:
+        loop.add_signal_handler(signum, _on_ignored_signal, signum)
+    reloading = _SignalReload()
+    loop.add_signal_handler(signal.SIGHUP, reloading.on_signal)
     if daemon.cpu_affinity:
         affinity.pin(daemon.cpu_affinity)
         log.event("cpu_affinity", cpus=",".join(map(str, daemon.cpu_affinity)))
     prepare_state_dir(daemon.state_dir)
+    try:
+        held = state_lock.acquire(daemon.state_dir)
+    except state_lock.StateDirLocked as exc:
+        raise StartupError(str(exc)) from None
+    except OSError as exc:
+        raise StartupError(f"cannot lock state_dir {daemon.state_dir}: {exc.strerror}") from None
+    try:
+        await _serve_locked(config, stop, reloading, ready, listen_override)
+    finally:
+        held.release()
+
+
+async def _serve_locked(
+    config: Config,
+    stop: asyncio.Event,
+    reloading: _SignalReload,
+    ready: asyncio.Event | None,
+    listen_override: str | None,
+) -> None:
+    daemon = config.daemon
     journal = Journal(daemon.state_dir)
     events = EventLog(daemon.state_dir / "events.db", keep=daemon.events_keep)
     logs = actor_logs.LogStore(daemon.state_dir / "logs")
@@ -83,6 +123,10 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
         max_body=daemon.max_body,
         max_readers=daemon.max_stream_readers,
     )
+    reloader = Reloader(
+        supervisor, streams, idempotency, app[AUTH], listen_override=listen_override
+    )
+    add_reload_routes(app, reloader, expect_handler)
     runner = Runner(
         app,
         access_log=None,
@@ -121,6 +165,7 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
         raise StartupError(f"cannot listen on {daemon.listen}: {exc.strerror or exc}") from None
 
     supervisor.start()
+    reloading.reloader = reloader
     log.event(
         "listening",
         endpoint=endpoint,
@@ -134,6 +179,8 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
     announcing = asyncio.create_task(announce_ready(supervisor, readiness))
     await stop.wait()
 
+    reloader.shutting_down = True
+    daemon = supervisor.config.daemon  # a reload may have changed grace_period
     log.event("shutdown", grace=daemon.grace_period)
     announcing.cancel()
     notify_systemd("STOPPING=1")
@@ -183,8 +230,45 @@ async def _housekeeping(
 
 
 def _on_signal(stop: asyncio.Event, signum: int) -> None:
-    log.event("signal", signal=signal.Signals(signum).name)
+    log.event("signal", signal=signal.Signals(signum).name, action="stop")
     stop.set()
+
+
+def _on_ignored_signal(signum: int) -> None:
+    log.event("signal", signal=signal.Signals(signum).name, action="ignored")
+
+
+class _SignalReload:
+    """SIGHUP: reload in a task; the outcome is logged (``event=reload`` or
+    ``event=reload_failed``), as nobody waits for an answer."""
+
+    def __init__(self) -> None:
+        self.reloader: Reloader | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def on_signal(self) -> None:
+        if self.reloader is None:
+            log.event("signal", signal="SIGHUP", action="ignored", msg="still starting")
+            return
+        log.event("signal", signal="SIGHUP", action="reload")
+        task = asyncio.ensure_future(self._reload(self.reloader))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    @staticmethod
+    async def _reload(reloader: Reloader) -> None:
+        try:
+            await reloader.reload(trigger="SIGHUP")
+        except ReloadRefused:
+            pass  # logged by the reloader, problem by problem
+        except PulsingError as exc:
+            log.event("reload_failed", category="runtime", trigger="SIGHUP", msg=exc.message)
+        except Exception as exc:  # a bug in pulsing: the daemon keeps serving
+            log.event(
+                "reload_failed", category="runtime", trigger="SIGHUP",
+                type=type(exc).__name__, msg=str(exc),
+            )  # fmt: skip
+            log.logger.debug("reload failed", exc_info=True)
 
 
 def main(
@@ -197,6 +281,9 @@ def main(
     """Run until signalled. Returns the process exit code."""
     log.setup(log_level, json_lines=json_logs)
     os.umask(0o077)  # state files, WAL and sockets: owner only
+    # Until serve() installs its handlers, these must not end the process silently.
+    for signum in (signal.SIGHUP, *IGNORED_SIGNALS):
+        signal.signal(signum, signal.SIG_IGN)
     try:
         config = load_config(config_path)
         if listen is not None:
@@ -210,7 +297,7 @@ def main(
         )
         return 2
     try:
-        asyncio.run(serve(config))
+        asyncio.run(serve(config, listen_override=listen))
     except StartupError as exc:
         print(f"pulsing daemon: {exc}", file=sys.stderr)
         return 1

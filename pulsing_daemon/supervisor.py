@@ -33,12 +33,21 @@ class Supervisor:
         self.events = events if events is not None else EventLog(None)
         self.logs = logs if logs is not None else LogStore(None)
         self.events.add_listener(self.logs.on_event)
-        self.cells: dict[str, ActorCell] = {
-            name: ActorCell(actor, make_host, config.daemon.default_timeout)
-            for name, actor in config.actors.items()
-        }
-        for cell in self.cells.values():
-            self.attach(cell)
+        self.metrics: Any = None  # pulsing_daemon.metrics.Metrics, once attached
+        self.start_gate: asyncio.Semaphore | None = None
+        self.cells: dict[str, ActorCell] = {}
+        for actor in config.actors.values():
+            self.add(actor)
+
+    def add(self, actor: ActorConfig) -> ActorCell:
+        """A cell for ``actor`` (not started), wired to the event log, its own actor log
+        and the metrics."""
+        cell = ActorCell(actor, make_host, self.config.daemon.default_timeout)
+        self.attach(cell)
+        cell.metrics = self.metrics
+        cell.start_gate = self.start_gate
+        self.cells[actor.name] = cell
+        return cell
 
     def attach(self, cell: ActorCell) -> None:
         """Give a new cell the daemon's event log and its own actor log."""
@@ -46,7 +55,7 @@ class Supervisor:
         cell.log_sink = self.logs.actor(cell.name, cell.config.log_max_bytes)
 
     def start(self) -> None:
-        gate = asyncio.Semaphore(STARTS_AT_ONCE)
+        self.start_gate = gate = asyncio.Semaphore(STARTS_AT_ONCE)
         for cell in self.cells.values():
             cell.start_gate = gate
             if cell.config.autostart:

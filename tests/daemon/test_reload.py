@@ -1,0 +1,149 @@
+"""The reload plan (pulsing_daemon/reload.py): which actors are added, removed, updated live,
+restarted or left alone, and which [daemon] keys need a daemon restart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pulsing_daemon.config import Config, parse_config
+from pulsing_daemon.reload import ReloadPlan, make_plan
+
+BASE = """
+[daemon]
+{daemon}
+[defaults]
+{defaults}
+[actors.keep]
+class = "m:Keep"
+
+[actors.worker]
+{worker_head}
+{worker}
+[actors.gone]
+class = "m:Gone"
+"""
+
+
+WORKER_HEAD = 'class = "m:Worker"\nargs = { scale = 2 }'
+
+
+def config(
+    daemon: str = 'listen = "127.0.0.1:7480"',
+    defaults: str = "",
+    worker: str = "",
+    extra: str = "",
+    worker_head: str = WORKER_HEAD,
+) -> Config:
+    text = BASE.format(daemon=daemon, defaults=defaults, worker=worker, worker_head=worker_head)
+    if extra:
+        text = text.replace('[actors.gone]\nclass = "m:Gone"\n', "") + extra
+    return parse_config(text, Path("/etc/pulsing/pulsing.toml"), import_classes=False)
+
+
+def plan(
+    old: Config, new: Config, active: tuple[str, ...] = ("keep", "worker", "gone")
+) -> ReloadPlan:
+    return make_plan(old, new, active=active)
+
+
+def test_the_same_file_changes_nothing() -> None:
+    result = plan(config(), config())
+    assert result.unchanged == ["keep", "worker", "gone"]
+    assert result.added == result.removed == result.updated == result.restarted == []
+    assert result.needs_daemon_restart == result.daemon_updated == []
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "restart_policy = 'never'",
+        "max_restarts = 9",
+        "restart_window = 30.0",
+        "min_backoff = 0.5",
+        "max_backoff = 3.0",
+        "timeout = 3.0",
+        "mailbox_size = 5",
+        "during_restart = 'fail_fast'",
+        "reset_after = 10.0",
+        "autostart = false",
+    ],
+)
+def test_supervision_keys_are_applied_live(line: str) -> None:
+    result = plan(config(), config(worker=line))
+    key = line.split(" =")[0]
+    assert result.updated == ["worker"] and result.restarted == []
+    assert result.changes == {"worker": [key]}
+    assert result.unchanged == ["keep", "gone"]
+
+
+@pytest.mark.parametrize(
+    ("line", "key"),
+    [
+        ('class = "m:Other"', "class"),
+        ("args = { scale = 3 }", "args"),
+        ('isolation = "process"', "isolation"),
+    ],
+)
+def test_instance_keys_restart_only_that_actor(line: str, key: str) -> None:
+    kept = [part for part in WORKER_HEAD.split("\n") if not part.startswith(key)]
+    new = config(worker_head="\n".join([*kept, line]))
+    result = plan(config(), new)
+    assert result.restarted == ["worker"], result
+    assert result.changes["worker"] == [key]
+    assert result.unchanged == ["keep", "gone"]
+
+
+def test_an_instance_change_on_a_stopped_actor_only_updates_its_config() -> None:
+    old, new = config(), config(worker="isolation = 'process'")
+    result = plan(old, new, active=("keep",))
+    assert result.updated == ["worker"] and result.restarted == []
+
+
+def test_added_and_removed() -> None:
+    new = config(extra='[actors.fresh]\nclass = "m:Fresh"\n')
+    result = plan(config(), new)
+    assert result.added == ["fresh"] and result.removed == ["gone"]
+    assert result.unchanged == ["keep", "worker"]
+
+
+def test_defaults_reach_every_actor_that_does_not_override_them() -> None:
+    result = plan(
+        config(worker="max_restarts = 5"),
+        config(defaults="max_restarts = 7", worker="max_restarts = 5"),
+    )
+    assert result.updated == ["keep", "gone"]
+    assert result.unchanged == ["worker"]
+
+
+def test_default_timeout_reaches_only_actors_without_their_own() -> None:
+    old = config(worker="timeout = 4.0")
+    new = config(daemon="default_timeout = 9.0", worker="timeout = 4.0")
+    result = plan(old, new)
+    assert result.updated == ["keep", "gone"] and result.unchanged == ["worker"]
+    assert result.daemon_updated == ["daemon.default_timeout"]
+
+
+def test_daemon_keys_live_or_needing_a_restart() -> None:
+    new = config(daemon='listen = "127.0.0.1:7481"\ngrace_period = 3.0\nmax_body = 4096')
+    result = plan(config(), new)
+    assert result.needs_daemon_restart == ["daemon.listen", "daemon.max_body"]
+    assert result.daemon_updated == ["daemon.grace_period"]
+    assert result.unchanged == ["keep", "worker", "gone"]
+
+
+def test_the_token_is_compared_as_resolved() -> None:
+    same = make_plan(config(), config(), tokens=("a", "a"))
+    assert same.daemon_updated == []
+    rotated = make_plan(config(), config(), tokens=("a", "b"))
+    assert rotated.daemon_updated == ["daemon.token"]
+    assert rotated.needs_daemon_restart == []
+
+
+def test_the_answer_has_the_contract_keys() -> None:
+    body = plan(config(), config()).to_dict(dry_run=True)
+    for key in ("added", "removed", "updated", "restarted", "unchanged", "needs_daemon_restart"):
+        assert isinstance(body[key], list)
+    assert body["dry_run"] is True
+    assert plan(config(), config()).summary()["unchanged"] == 3
