@@ -851,7 +851,9 @@ class ActorCell:
         value, error, failure = _classify(running)
         if envelope.on_late is not None:
             if failure is not None:
-                error = PulsingSystemError(f"{envelope.op} crashed after its deadline")
+                error = lost_error(envelope, failure) or PulsingSystemError(
+                    f"{envelope.op} crashed after its deadline"
+                )
             envelope.on_late(value, error)
         if failure is not None:
             return _Ended(kind=ExitKind.FAILURE, cause=failure, where=_where(failure))
