@@ -1110,6 +1110,183 @@ def _scale_readers(ctx: Context, wd: Path) -> dict[str, Any]:
     }
 
 
+# ---------------------------------------------------------------------- event_followers
+EVENT_FOLLOWERS = 100
+EVENT_EVERY = 0.25  # seconds between crashes of crash_q: ~16 events/s (failure, restart, states)
+EVENT_ACTORS = """
+[actors.trivial]
+class = "actors:Trivial"
+
+[actors.crash_q]
+class = "actors:Crasher"
+min_backoff = 0.05
+max_backoff = 0.05
+max_restarts = 1000000
+"""
+
+
+class _EventSource:
+    """Crashes an actor every EVENT_EVERY seconds, so the followers have events to carry."""
+
+    def __init__(self, port: int) -> None:
+        import threading
+
+        self.port = port
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        import http.client
+
+        while not self.stop.wait(EVENT_EVERY):
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+            try:
+                conn.request(
+                    "POST",
+                    "/v1/actors/crash_q/ask",
+                    body=b'{"op":"crash","args":{}}',
+                    headers={"Content-Type": "application/json"},
+                )
+                conn.getresponse().read()
+            except OSError:
+                pass
+            finally:
+                conn.close()
+
+    def __enter__(self) -> _EventSource:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(10)
+
+
+def event_followers(ctx: Context) -> None:
+    """Ask throughput with 100 followers of the event log (`pulsing events -f`) vs none.
+
+    Both variants run against one daemon while an actor crashes every EVENT_EVERY
+    seconds (~16 events/s fanned out to every follower); rounds are interleaved.
+    """
+    wd = ctx.workdir("events")
+    daemon = ctx.own(Daemon(wd, EVENT_ACTORS)).start()
+    spec = _ask_spec(daemon.port, "/v1/actors/trivial/ask", "aecho")
+    rounds = ctx.pick(3, 5)
+    warmup, duration = ctx.pick((0.4, 1.5), (0.5, 2.5))
+    runs: dict[str, list[dict[str, Any]]] = {"none": [], "followers": []}
+    received: list[dict[str, Any]] = []
+    with _EventSource(daemon.port):
+        for r in range(rounds):
+            for name in _rotate(list(runs), r):
+                followers = None
+                if name == "followers":
+                    followers = subprocess.Popen(
+                        [PYTHON, "-m", "benchmarks.event_followers", str(daemon.port),
+                         str(EVENT_FOLLOWERS)],
+                        stdout=subprocess.PIPE, text=True, cwd=str(harness.REPO),
+                        env=child_env(),
+                    )  # fmt: skip
+                    assert followers.stdout is not None
+                    if followers.stdout.readline().strip() != "ready":
+                        raise RuntimeError("event followers did not connect")
+                cpu0, t0 = cpu_seconds(daemon.pid), time.perf_counter()
+                result = run_loadgen(
+                    {**spec, "mode": "throughput", "conns": 64, "warmup": warmup,
+                     "duration": duration, "sample_every": 4}
+                )  # fmt: skip
+                cpu = cpu_seconds(daemon.pid) - cpu0
+                result["server_cpu_util"] = cpu / (time.perf_counter() - t0)
+                result["server_cpu_us_per_req"] = 1e6 * cpu / max(1, result["total_requests"])
+                runs[name].append(result)
+                if followers is not None:
+                    followers.terminate()
+                    out, _ = followers.communicate(timeout=30)
+                    received.append(json.loads(out.strip().splitlines()[-1]))
+    summary = {name: _summ_throughput(runs[name]) for name in runs}
+    ctx.details["event_followers"] = {
+        "followers": EVENT_FOLLOWERS,
+        "event_every_s": EVENT_EVERY,
+        "variants": summary,
+        "received": received,
+        "runs": runs,
+    }
+    base = summary["none"]["rps_median"]
+    ctx.row(
+        "event_followers", "async op, no followers", base, "req/s", note=_tput_note(summary["none"])
+    )
+    value = summary["followers"]["rps_median"]
+    ratio = _ratio(value, base)
+    carried = median([float(r["events"]) / EVENT_FOLLOWERS for r in received])
+    dropped = sum(r["dropped"] for r in received)
+    ctx.row(
+        "event_followers",
+        f"async op, {EVENT_FOLLOWERS} events -f followers",
+        value,
+        "req/s",
+        base,
+        ratio,
+        ">= 0.95x none",
+        ratio is not None and ratio >= 0.95 and not summary["followers"]["errors"] and not dropped,
+        f"{_tput_note(summary['followers'])}; ~{carried:.0f} events per follower per round"
+        + (f"; {dropped} followers cut off!" if dropped else ""),
+    )
+
+
+# ---------------------------------------------------------------------- actor_logs
+LOG_ACTORS = """
+[actors.chatty]
+class = "actors:Chatty"
+"""
+
+
+def actor_logs(ctx: Context) -> None:
+    """Asks/s of an actor that writes one line per ask, with the daemon capturing its
+    output into its logs (state_dir/logs) vs not (PULSING_LOG_CAPTURE=0: print goes to
+    the daemon's stdout, a file here, and logging.info is dropped at the root logger's
+    level WARNING, as before per-actor logs). Also a quiet op on both daemons (the cost
+    of capture to actors that write nothing) and an annotated op vs an unannotated one
+    (the argument check). Rounds are interleaved.
+    """
+    wd = ctx.workdir("logs")
+    on = ctx.own(Daemon(wd, LOG_ACTORS, name="capture")).start()
+    off = ctx.own(Daemon(wd, LOG_ACTORS, name="nocapture", env={"PULSING_LOG_CAPTURE": "0"}))
+    off.start()
+
+    def ask(server: Daemon, op: str) -> tuple[int, dict[str, Any]]:
+        return server.pid, _ask_spec(server.port, "/v1/actors/chatty/ask", op)
+
+    targets = {
+        "logged_off": ask(off, "logged"), "logged_on": ask(on, "logged"),
+        "printed_off": ask(off, "printed"), "printed_on": ask(on, "printed"),
+        "quiet_off": ask(off, "quiet"), "quiet_on": ask(on, "quiet"),
+        "typed_on": ask(on, "typed"),
+    }  # fmt: skip
+    runs = _throughput_rounds(ctx, targets, list(targets), 64)
+    summary = {name: _summ_throughput(runs[name]) for name in targets}
+    written = sum(p.stat().st_size for p in (wd / "capture-state" / "logs").glob("chatty.log*"))
+    ctx.details["actor_logs"] = {"variants": summary, "log_bytes": written, "runs": runs}
+    for base_name, name, label, target in (
+        ("logged_off", "logged_on", "logging.info per ask, captured vs not", 0.8),
+        ("printed_off", "printed_on", "print per ask, captured vs to stdout", 0.8),
+        ("quiet_off", "quiet_on", "quiet async op, capture on vs off", 0.95),
+        ("quiet_on", "typed_on", "annotated op (x: int) vs unannotated", 0.95),
+    ):
+        base = summary[base_name]["rps_median"]
+        value = summary[name]["rps_median"]
+        ratio = _ratio(value, base)
+        ctx.row(
+            "actor_logs",
+            label,
+            value,
+            "req/s",
+            base,
+            ratio,
+            f">= {target}x",
+            ratio is not None and ratio >= target and not summary[name]["errors"],
+            _tput_note(summary[name]),
+        )
+
+
 ALL: dict[str, Callable[[Context], None]] = {
     "ask_throughput": ask_throughput,
     "ask_latency": ask_latency,
@@ -1117,5 +1294,12 @@ ALL: dict[str, Callable[[Context], None]] = {
     "stream": stream,
     "cli_startup": cli_startup,
     "restart_latency": restart_latency,
+    "event_followers": event_followers,
+    "actor_logs": actor_logs,
     "scale": scale,
 }
+
+# How the cost grows as the durable state grows (benchmarks/state.py).
+from benchmarks import state as _state  # noqa: E402
+
+ALL.update(_state.SUITES)

@@ -11,8 +11,9 @@ from pulsing_cli.context import DebugOpt, EndpointOpt, JsonOpt, Settings, TokenO
 
 COMMANDS = (
     "ask", "stream", "status", "restart", "stop", "start",
-    "events", "wait",  # ops (issue 14)
-    "daemon", "config",
+    "events", "wait", "streams",  # ops (issue 14)
+    "logs",  # issue 13
+    "daemon", "man", "config",
 )  # fmt: skip
 
 # Global options that take a value: skipped, with it, when looking for the command.
@@ -23,7 +24,8 @@ def _version(value: bool) -> None:
     if value:
         from pulsing_daemon import __version__
 
-        print(f"pulsing {__version__}")
+        # The distribution's name too: "pulsing" on the package index is another project.
+        print(f"pulsing {__version__} (pulsing-supervisor)")
         raise typer.Exit()
 
 
@@ -56,7 +58,10 @@ def build_app(only: str | None = None) -> typer.Typer:
             "resumable streams. See `man pulsing`."
         ),
         no_args_is_help=True,
-        add_completion=False,
+        # --install-completion / --show-completion (bash, zsh, fish) on the whole app
+        # only: Typer builds them with shellingham and friends, which `pulsing ask`
+        # (built alone, see invoked_command) does not need to import.
+        add_completion=only is None,
         pretty_exceptions_enable=False,
         rich_markup_mode=None,
         context_settings={"help_option_names": ["-h", "--help"]},
@@ -93,8 +98,16 @@ def _register(app: typer.Typer, name: str) -> None:
         from pulsing_cli.commands import config
 
         app.add_typer(config.config_app)
+    elif name == "man":
+        from pulsing_cli.commands import man
+
+        app.command("man", epilog=man.EPILOG)(man.man)
     elif name in ("events", "wait", "streams"):
         _register_ops(app, name)
+    elif name == "logs":
+        from pulsing_cli.commands import logs
+
+        app.command("logs", epilog=logs.EPILOG)(logs.logs)
     else:
         raise ValueError(f"unknown command {name!r}")
 

@@ -22,12 +22,17 @@ class ArgumentError(ValueError):
     """Arguments that cannot be used (bad JSON in --data, unreadable file, ...)."""
 
 
+TOO_DEEP = "JSON nested too deeply (Python's recursion limit; flatten the value)"
+
+
 def parse_value(text: str) -> Any:
     """JSON when it parses, else the text itself."""
     try:
         return json.loads(text)
     except ValueError:
         return text
+    except RecursionError:
+        raise ArgumentError(f"argument {text[:20]!r}...: {TOO_DEEP}") from None
 
 
 def parse_words(words: list[str]) -> tuple[list[Any], dict[str, Any]]:
@@ -59,6 +64,8 @@ def load_data(data: str, stdin: TextIO | None = None) -> list[Any] | dict[str, A
         value = json.loads(text)
     except ValueError as exc:
         raise ArgumentError(f"{source} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ArgumentError(f"{source}: {TOO_DEEP}") from None
     if not isinstance(value, (dict, list)):
         raise ArgumentError(f"{source} must be a JSON object (keywords) or array (positional)")
     return value

@@ -18,6 +18,23 @@ if TYPE_CHECKING:
     from pulsing_cli.client import Client
     from pulsing_cli.render import Output
 
+
+class _Completers:
+    """Completion callbacks for Typer that import ``pulsing_cli.completion`` only when a
+    shell asks for completions (a plain ``pulsing ask`` never loads it)."""
+
+    def __getattr__(self, name: str) -> Callable[..., list[str]]:
+        def complete(ctx: Any, incomplete: str) -> list[str]:
+            from pulsing_cli import completion as module
+
+            return getattr(module, name)(ctx, incomplete)
+
+        complete.__name__ = name
+        return complete
+
+
+completion = _Completers()
+
 EndpointOpt = Annotated[
     Optional[str],  # noqa: UP045 - typer needs Optional on Python 3.10
     typer.Option(
@@ -55,6 +72,7 @@ ArgsArg = Annotated[
         metavar="ARG",
         help="key=value (keyword) or value (positional); values are JSON when they parse.",
         show_default=False,
+        autocompletion=completion.op_arguments,
     ),
 ]
 DataOpt = Annotated[
@@ -95,7 +113,26 @@ class Settings:
     def client(self) -> Client:
         from pulsing_cli.client import Client
 
+        check_endpoint(self.endpoint)
         return Client(self.endpoint, self.token)
+
+
+def check_endpoint(endpoint: str | None) -> None:
+    """A malformed --endpoint / PULSING_ENDPOINT is a usage error (exit 2), not a runtime one."""
+    import os
+
+    from pulsing_cli.transport import parse_endpoint
+
+    text = endpoint or os.environ.get("PULSING_ENDPOINT")
+    if not text:
+        return
+    try:
+        parse_endpoint(text)
+    except ValueError as exc:
+        raise UsageError(
+            f"bad endpoint (--endpoint / PULSING_ENDPOINT): {exc}\n"
+            "  hint: use http://HOST:PORT (e.g. http://127.0.0.1:7480) or unix:/path/to/socket"
+        ) from None
 
 
 def settings(
@@ -140,6 +177,13 @@ def run(options: Settings, main: Callable[[Output], Awaitable[int | None]]) -> N
     except UsageError as error:
         out.usage_error(str(error))
         raise typer.Exit(ExitStatus.USAGE) from None
+    except BrokenPipeError:
+        quiet_broken_pipe()
+    except RecursionError:
+        # Arguments nested past Python's recursion limit (checked where they are parsed;
+        # this catches a value built deeper than that on the way out).
+        out.usage_error("arguments nested too deeply (flatten the value)")
+        raise typer.Exit(ExitStatus.USAGE) from None
     except Exception as exc:
         if options.debug:
             raise
@@ -148,6 +192,23 @@ def run(options: Settings, main: Callable[[Output], Awaitable[int | None]]) -> N
         )
         raise typer.Exit(ExitStatus.FAILURE) from None
     raise typer.Exit(int(code or 0))
+
+
+def quiet_broken_pipe() -> NoReturn:
+    """The reader of stdout went away (``| head``): end quietly, as Unix tools do.
+
+    Later writes (and the interpreter's final flush) go to /dev/null, so nothing is
+    printed about it; the exit status is 0, as a tool that was told "enough".
+    """
+    import os
+    import sys
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    raise typer.Exit(ExitStatus.OK)
 
 
 class UsageError(Exception):

@@ -143,6 +143,12 @@ class Output:
                 self.stderr.write("  " + extra + "\n")
             self.stderr.flush()
 
+    def actor_error(self, actor: str, error: PulsingError) -> None:
+        """One actor's error among several results: one line on stderr, and its hint."""
+        kind = f"{error.category} error" + (" (recoverable)" if error.recoverable else "")
+        self.stderr.write(f"{actor}: {kind}: {error.message}\n  hint: {hint_for(error)}\n")
+        self.stderr.flush()
+
     def usage_error(self, message: str) -> None:
         if self.json_mode:
             self.json(
@@ -160,7 +166,9 @@ class Output:
             self.stderr.flush()
 
     # ------------------------------------------------------------------ status
-    def status(self, payload: dict[str, Any]) -> None:
+    def status(self, payload: dict[str, Any], *, traceback: bool = False) -> None:
+        """The status table; for one actor its details, with ``traceback`` the last
+        failure's traceback too (`pulsing status ACTOR`)."""
         if self.json_mode:
             self.json(payload)
             return
@@ -170,24 +178,37 @@ class Output:
             from rich.table import Table
             from rich.text import Text
 
-            # A terminal is narrow: outcome counts share one column, and only the last
-            # error is cut (with an ellipsis) to fit; every other cell stays whole.
+            # A terminal is narrow: outcome counts share one column, the last error takes
+            # the room left (cut with an ellipsis), and when even that does not fit whole
+            # columns are left out (fit_columns) -- a cell is never cut, a state never.
             compact = [
                 [*row[:4], f"{row[4]}/{row[5]}", "/".join(row[6:11]), *row[11:]] for row in rows
             ]
+            widths = [
+                max([len(header), *(len(row[index]) for row in compact)])
+                for index, header in enumerate(TTY_COLUMNS)
+            ]
+            shown, room = fit_columns(widths, self.console().width)
             table = Table(box=None, pad_edge=False, header_style="bold")
-            used = 0
-            for index, header in enumerate(TTY_COLUMNS[:-1]):
-                width = max([len(header), *(len(row[index]) for row in compact)])
-                table.add_column(header, no_wrap=True, width=width)
-                used += width + 2  # one space of padding each side
-            room = max(len(TTY_COLUMNS[-1]), self.console().width - used)
-            table.add_column(TTY_COLUMNS[-1], no_wrap=True, overflow="ellipsis", width=room)
+            for index in shown:
+                if index == LAST_ERROR:
+                    table.add_column(
+                        TTY_COLUMNS[index], no_wrap=True, overflow="ellipsis", width=room
+                    )
+                else:
+                    # fold, not ellipsis: a cell wider than the terminal wraps, never cut
+                    table.add_column(TTY_COLUMNS[index], overflow="fold", width=widths[index])
             for actor, row in zip(payload.get("actors", []), compact, strict=True):
-                cells = [Text(cell) for cell in row]
+                cells = [Text(row[index]) for index in shown]
                 cells[1].stylize(STATE_STYLES.get(actor.get("state", ""), ""))
                 table.add_row(*cells)
             self.console().print(table)
+            hidden = [TTY_COLUMNS[i] for i in range(len(TTY_COLUMNS)) if i not in shown]
+            if hidden and rows:
+                self.notice(
+                    f"(hidden at {self.console().width} columns: {', '.join(hidden)}; "
+                    "use --json or a wider terminal)"
+                )
         else:
             widths = [
                 max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
@@ -208,6 +229,9 @@ class Output:
                     f"last failure: {failure.get('type')}: {failure.get('message')} "
                     f"(in {failure.get('where')}, at {failure.get('at')})"
                 )
+                if traceback and failure.get("traceback"):
+                    for text in str(failure["traceback"]).splitlines():
+                        self.line(f"  {text}")
             if actors[0].get("pid"):
                 self.line(f"pid: {actors[0]['pid']}")
 
@@ -222,6 +246,34 @@ TTY_COLUMNS = (
     "UPTIME",
     "LAST ERROR",
 )
+
+LAST_ERROR = len(TTY_COLUMNS) - 1
+# Left out first when the terminal is too narrow (ACTOR and STATE never are).
+DROP_ORDER = (5, 4, 2, 6, 3)  # OK/BUS/..., MBOX/RUN, POLICY, UPTIME, RESTARTS
+MIN_LAST_ERROR = 16  # narrower than this, the last error column is left out
+
+
+def fit_columns(widths: list[int], total: int) -> tuple[list[int], int]:
+    """Which TTY status columns fit in ``total`` characters, and the last error's width.
+
+    Every column but the last error is shown whole or not at all (in DROP_ORDER);
+    the last error gets what is left, and is left out when that is under
+    MIN_LAST_ERROR. Columns are separated by two spaces.
+    """
+    shown = list(range(len(widths) - 1))
+
+    def used(columns: list[int]) -> int:
+        return sum(widths[i] for i in columns) + 2 * len(columns)
+
+    for index in DROP_ORDER:
+        if used(shown) + MIN_LAST_ERROR <= total:
+            break
+        shown.remove(index)
+    room = total - used(shown)
+    if room >= MIN_LAST_ERROR:
+        return [*shown, LAST_ERROR], room
+    return shown, 0
+
 
 STATUS_COLUMNS = (
     "ACTOR",
@@ -301,7 +353,49 @@ def event_line(event: dict[str, Any]) -> str:
     rest = " ".join(
         f"{key}={value if isinstance(value, str) and value and ' ' not in value else _dumps(value)}"
         for key, value in event.items()
-        if key not in _EVENT_HEAD and value is not None
+        if key not in _EVENT_HEAD and key != "traceback" and value is not None
     )
     actor = event.get("actor") or "-"
     return f"{event.get('at')}  #{event.get('id')}  {actor}  {event.get('kind')}  {rest}".rstrip()
+
+
+# ---------------------------------------------------------------------- logs
+def log_line(record: dict[str, Any]) -> str:
+    """One log record: ``at  actor[instance]  stream  text`` (continuation lines as written)."""
+    at = str(record.get("at", ""))
+    if len(at) == 27:  # microseconds: milliseconds are enough to read
+        at = at[:23] + "Z"
+    who = f"{record.get('actor')}[{record.get('instance')}]"
+    return f"{at}  {who}  {record.get('stream')!s:<6}  {record.get('text')}"
+
+
+# ---------------------------------------------------------------------- streams
+STREAM_COLUMNS = ("ID", "ACTOR", "OP", "KEY", "STATE", "LAST", "STARTED", "ENDED")
+
+
+def streams_table(rows: list[dict[str, Any]]) -> list[str]:
+    """The streams listing as aligned plain lines (a header, then one line per stream)."""
+    table = [list(STREAM_COLUMNS)]
+    for row in rows:
+        last = row.get("last_seq")
+        table.append(
+            [
+                str(row.get("id")),
+                str(row.get("actor")),
+                str(row.get("op")),
+                str(row.get("key") or "-"),
+                str(row.get("state")),
+                "-" if last is None else str(last),
+                _short_time(row.get("started")),
+                _short_time(row.get("ended")),
+            ]
+        )
+    widths = [max(len(line[i]) for line in table) for i in range(len(STREAM_COLUMNS))]
+    return ["  ".join(c.ljust(widths[i]) for i, c in enumerate(line)).rstrip() for line in table]
+
+
+def _short_time(stamp: Any) -> str:
+    """An ISO UTC stamp without the date's punctuation noise: ``2026-12-01 21:03:04``."""
+    if not stamp:
+        return "-"
+    return str(stamp).replace("T", " ").split(".")[0]

@@ -58,7 +58,7 @@ __all__ = [
 ]
 
 ACTOR_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-TOP_LEVEL_TABLES = ("daemon", "defaults", "actors")
+TOP_LEVEL_TABLES = ("daemon", "defaults", "actors", "notify")
 # Shown in key paths for problems with a class's @remote(...) options.
 DECORATOR = "class(@remote)"
 
@@ -117,6 +117,7 @@ class ActorConfig:
     env: dict[str, str] = field(default_factory=dict)
     cwd: str | None = None
     autostart: bool = True
+    log_max_bytes: int = 10485760
     # The imported class; None when the config was read with import_classes=False.
     cls: type | None = field(default=None, compare=False, repr=False)
 
@@ -175,6 +176,7 @@ class Config:
     path: Path
     daemon: DaemonConfig
     actors: dict[str, ActorConfig]
+    notify: tuple[Any, ...] = ()  # pulsing_daemon.notify.NotifyConfig, one per [[notify]]
 
 
 # --------------------------------------------------------------------------- value checks
@@ -557,6 +559,9 @@ ACTOR_SPECS: tuple[KeySpec, ...] = (
             "config file", nullable=True),
     KeySpec("autostart", "boolean", True, _boolean,
             "start with the daemon; false leaves the actor stopped until 'pulsing start'"),
+    KeySpec("log_max_bytes", "integer", 10485760, _integer(4096),
+            "bytes of this actor's logs kept in state_dir/logs (output, logging records, "
+            "the daemon's events about it); the oldest half goes first"),
 )  # fmt: skip
 
 DAEMON_KEYS: dict[str, str] = {spec.name: spec.description for spec in DAEMON_SPECS}
@@ -966,9 +971,15 @@ def parse_config(
         if actor is not None:
             actors[name] = actor
 
+    notify: tuple[Any, ...] = ()
+    if "notify" in data:
+        from pulsing_daemon.notify import parse_notify
+
+        notify = parse_notify(data["notify"], problems)
+
     if problems.items:
         raise ConfigError(problems.sorted())
-    return Config(path=config_path, daemon=daemon, actors=actors)
+    return Config(path=config_path, daemon=daemon, actors=actors, notify=notify)
 
 
 def load_config(path: str | Path, *, import_classes: bool = True) -> Config:

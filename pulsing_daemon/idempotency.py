@@ -29,10 +29,10 @@ Rules (also in pulsing.toml(5)):
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 from pulsing_daemon.actor import ActorCell, Envelope
+from pulsing_daemon.deadline import Deadline
 from pulsing_daemon.exceptions import (
     PulsingBusinessError,
     PulsingError,
@@ -43,7 +43,7 @@ from pulsing_daemon.exceptions import (
     from_wire,
 )
 from pulsing_daemon.journal import GroupCommit, Journal
-from pulsing_daemon.streams import fingerprint
+from pulsing_daemon.wire import fingerprint, read_outcome, stored_outcome
 
 MAX_KEY_LENGTH = 256
 
@@ -62,23 +62,6 @@ def is_final(error: PulsingError | None, executed: bool) -> bool:
     if isinstance(error, PulsingSystemError):
         return not error.recoverable
     return False  # runtime
-
-
-# One encoder (json.dumps with options builds a new one per call).
-_encode = json.JSONEncoder(separators=(",", ":"), default=str).encode
-
-
-def encode(value: Any, error: PulsingError | None) -> str:
-    if error is not None:
-        return _encode(error.to_wire())
-    return _encode({"result": value})
-
-
-def decode(text: str) -> Outcome:
-    body = json.loads(text)
-    if "error" in body:
-        return None, from_wire(body)
-    return body.get("result"), None
 
 
 class IdempotencyStore:
@@ -100,15 +83,15 @@ class IdempotencyStore:
                 "bad_idempotency_key", f"Idempotency-Key must be 1..{MAX_KEY_LENGTH} characters"
             )
         slot = (cell.name, key)
-        print_ = fingerprint(envelope.op, envelope.args, envelope.kwargs)
+        request_fingerprint = fingerprint(envelope.op, envelope.args, envelope.kwargs)
         running = self._running.get(slot)
         if running is not None:  # a concurrent repeat: wait for the first (within our deadline)
             shared, first_print = running
-            if first_print != print_:
+            if first_print != request_fingerprint:
                 raise self._conflict(cell, key)
-            remaining = envelope.deadline - asyncio.get_running_loop().time()
+            remaining = Deadline(envelope.deadline).remaining()
             try:
-                outcome = await asyncio.wait_for(asyncio.shield(shared), max(0.0, remaining))
+                outcome = await asyncio.wait_for(asyncio.shield(shared), remaining)
             except asyncio.TimeoutError:
                 raise cell.stamp(
                     PulsingTimeoutError(
@@ -126,12 +109,12 @@ class IdempotencyStore:
             # A new key (the common case): claimed in memory, so repeats arriving from
             # now on wait for this one. Nothing is written until the op is handed over
             # (see pulsing_daemon.handover): a crash before that leaves the key free.
-            self._running[slot] = (asyncio.get_running_loop().create_future(), print_)
-            return await self._first(cell, envelope, key, slot, print_)
-        if record.fingerprint != print_:
+            self._running[slot] = (asyncio.get_running_loop().create_future(), request_fingerprint)
+            return await self._first(cell, envelope, key, slot, request_fingerprint)
+        if record.fingerprint != request_fingerprint:
             raise self._conflict(cell, key)
         if record.done and record.outcome is not None:
-            return _replay(decode(record.outcome))
+            return _replay(read_outcome(record.outcome))
         # Handed over, but nobody here runs it: the daemon died while it may have run.
         raise cell.stamp(
             PulsingSystemError(
@@ -163,10 +146,10 @@ class IdempotencyStore:
         envelope: Envelope,
         key: str,
         slot: tuple[str, str],
-        print_: str,
+        request_fingerprint: str,
     ) -> tuple[Any, bool]:
         """Run the first ask with this key; the cell records it as handed over."""
-        envelope.handover = _Handover(self, cell.name, key, print_)
+        envelope.handover = _Handover(self, cell.name, key, request_fingerprint)
         try:
             cell.submit(envelope)
         except PulsingError as error:  # the actor cannot take it: it never ran, no record
@@ -175,7 +158,7 @@ class IdempotencyStore:
 
         def late(value: Any, error: PulsingError | None) -> None:
             # A sync op finished after its caller timed out: store what really happened.
-            self._settle(slot, key, cell.name, (value, error), True, None, True)
+            self._record_outcome(slot, key, cell.name, (value, error), True, None, True)
 
         envelope.on_late = late
         try:
@@ -190,7 +173,7 @@ class IdempotencyStore:
         )
         if not left_running:  # else ``late`` settles the record when the op ends
             # Stored (committed) before the caller hears the outcome.
-            await self._settle(
+            await self._record_outcome(
                 slot,
                 key,
                 cell.name,
@@ -203,7 +186,7 @@ class IdempotencyStore:
             raise outcome[1]
         return outcome[0], False
 
-    def _settle(
+    def _record_outcome(
         self,
         slot: tuple[str, str],
         key: str,
@@ -220,12 +203,7 @@ class IdempotencyStore:
         """
         value, error = outcome
         if is_final(error, executed):
-            # A success's result was encoded once already, by the cell.
-            text = (
-                '{"result":' + result_json + "}"
-                if error is None and result_json is not None
-                else encode(value, error)
-            )
+            text = stored_outcome(value, error, result_json)
             written = self._commits.run(lambda: self.journal.finish_ask(actor, key, text))
         elif not handed:  # nothing was written
             written = asyncio.get_running_loop().create_future()

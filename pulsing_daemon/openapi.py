@@ -15,6 +15,7 @@ def _errors(*codes: int) -> dict[str, Any]:
         409: "Actor stopped or failed (runtime)",
         410: "Offset older than retention (runtime)",
         413: "Body too large (runtime)",
+        416: "Offset past the end of a finished stream (names last_seq)",
         422: "Business error",
         500: "System error (not recoverable)",
         503: "Recoverable: restarting, mailbox full, shutting down",
@@ -217,7 +218,7 @@ def document(version: str) -> dict[str, Any]:
                                 "application/x-ndjson": {"schema": {"type": "string"}},
                             },
                         },
-                        **_errors(400, 401, 404, 410, 503),
+                        **_errors(400, 401, 404, 410, 416, 503),
                     },
                 }
             },
@@ -231,6 +232,7 @@ def document(version: str) -> dict[str, Any]:
                 }
                 for action in ("restart", "stop", "start")
             },
+            **_ops_paths(),
             "/metrics": {
                 "get": {
                     "summary": "Prometheus metrics",
@@ -243,5 +245,61 @@ def document(version: str) -> dict[str, Any]:
                     },
                 }
             },
+        },
+    }
+
+
+def _query(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema}
+
+
+def _ops_paths() -> dict[str, Any]:
+    """Day-to-day operation (CONTRACT §9): events, the streams listing, an actor's ops."""
+    count = {"type": "integer", "minimum": 0}
+    return {
+        "/v1/events": {
+            "get": {
+                "summary": "Events: SSE (id: = event id), or NDJSON with Accept",
+                "parameters": [
+                    _query("since", count),
+                    _query("limit", count),
+                    _query("actor", {"type": "string"}),
+                    _query("follow", {"type": "string", "enum": ["0", "1"]}),
+                ],
+                "responses": {
+                    "200": {
+                        "description": 'Event objects {"id", "at", "actor", "kind", ...}',
+                        "content": {
+                            "text/event-stream": {"schema": {"type": "string"}},
+                            "application/x-ndjson": {"schema": {"type": "string"}},
+                        },
+                    },
+                    **_errors(400, 401),
+                },
+            }
+        },
+        "/v1/streams": {
+            "get": {
+                "summary": "The streams in the journal, newest first",
+                "parameters": [
+                    _query("actor", {"type": "string"}),
+                    _query("state", {"type": "string", "enum": ["running", "completed", "failed"]}),
+                    _query("limit", count),
+                ],
+                "responses": {
+                    "200": {"description": '{"schema": 1, "streams": [...]}', "content": _JSON_OK},
+                    **_errors(400, 401, 404),
+                },
+            }
+        },
+        "/v1/actors/{name}/ops": {
+            "get": {
+                "summary": "The actor's public ops: name, kind (ask | stream), params",
+                "parameters": [_NAME],
+                "responses": {
+                    "200": {"description": "Ops", "content": _JSON_OK},
+                    **_errors(401, 404),
+                },
+            }
         },
     }

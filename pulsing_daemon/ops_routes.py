@@ -1,4 +1,5 @@
-"""HTTP routes for day-to-day operation: ``GET /v1/events`` (SSE / NDJSON).
+"""HTTP routes for day-to-day operation: ``GET /v1/events`` (SSE / NDJSON) and
+``GET /v1/streams`` (the streams in the journal).
 
 ``/v1/events`` answers the kept history and then, unless ``?follow=0``, every new
 event as it happens. Where it starts: ``Last-Event-ID`` or ``?since=ID`` (events after
@@ -14,11 +15,12 @@ from typing import Any
 
 from aiohttp import web
 
-from pulsing_daemon.http import SUPERVISOR, bad_request
+from pulsing_daemon.http import STREAMS, SUPERVISOR, bad_request, json_response
 from pulsing_daemon.storage.events import FollowerOverrun
 
 HEARTBEAT = 15.0  # seconds between keep-alives on an idle event stream
 DEFAULT_LIMIT = 100
+STREAM_STATES = ("running", "completed", "failed")
 
 
 def _int_param(request: web.Request, name: str, raw: str | None) -> int | None:
@@ -80,6 +82,44 @@ async def events(request: web.Request) -> web.StreamResponse:
     return response
 
 
+async def streams(request: web.Request) -> web.Response:
+    """``GET /v1/streams``: the streams in the journal, newest first.
+
+    ``?actor=NAME`` keeps one actor's, ``?state=running|completed|failed`` one state's,
+    ``?limit=N`` the newest N (default 100).
+    """
+    actor = request.query.get("actor") or None
+    state = request.query.get("state") or None
+    if state is not None and state not in STREAM_STATES:
+        raise bad_request(f"state must be one of {', '.join(STREAM_STATES)}, got {state[:40]!r}")
+    limit = _int_param(request, "limit", request.query.get("limit"))
+    rows = request.app[STREAMS].listing(actor, DEFAULT_LIMIT if limit is None else limit)
+    if actor is not None and not rows:
+        request.app[SUPERVISOR].cell(actor)  # an unknown actor is a 404, not an empty list
+    if state is not None:
+        rows = [row for row in rows if row["state"] == state]
+    return json_response({"schema": 1, "streams": rows})
+
+
+async def actor_ops(request: web.Request) -> web.Response:
+    """``GET /v1/actors/{name}/ops``: the actor's public ops (for shell completion and
+    humans): name, kind (ask | stream), parameters, and whether it takes raw messages."""
+    from pulsing_daemon.host import describe_ops
+
+    cell = request.app[SUPERVISOR].cell(request.match_info["name"])
+    cls = cell.config.cls
+    ops = []
+    for name, info in sorted(describe_ops(cls).items()) if cls is not None else ():
+        params = (
+            [p.name for p in info.signature.parameters.values()]
+            if info.signature is not None
+            else []
+        )
+        ops.append({"name": name, "kind": info.kind.value, "params": params})
+    raw = cls is not None and callable(getattr(cls, "receive", None))
+    return json_response({"actor": cell.name, "ops": ops, "receive": raw})
+
+
 def _frame(event: dict[str, Any], ndjson: bool) -> str:
     text = json.dumps(event, default=str, separators=(",", ":"))
     return text + "\n" if ndjson else f"id: {event['id']}\ndata: {text}\n\n"
@@ -87,3 +127,5 @@ def _frame(event: dict[str, Any], ndjson: bool) -> str:
 
 def add_routes(app: web.Application, expect_handler: Any) -> None:
     app.router.add_get("/v1/events", events, expect_handler=expect_handler)
+    app.router.add_get("/v1/streams", streams, expect_handler=expect_handler)
+    app.router.add_get("/v1/actors/{name}/ops", actor_ops, expect_handler=expect_handler)

@@ -5,8 +5,9 @@ do not change. A child that dies for any reason (exception in ``run()``, ``os._e
 a signal such as SIGSEGV or SIGKILL, a resource limit) is a failure: in-flight calls
 fail with ``ProcessLost`` (an ``InstanceLost``: a keyed ask's outcome is unknown) and
 ``exited`` resolves. A call that cannot be sent raises ``ProcessDied`` from ``invoke``.
-Child stdout/stderr go to the daemon's log line by line, tagged with the actor name.
-Stop = ``on_stop``, then SIGTERM, then SIGKILL after the grace period.
+Child stdout/stderr and its ``logging`` records go to the actor's log
+(storage/logs.py) line by line. Stop = ``on_stop``, then SIGTERM, then SIGKILL after
+the grace period.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from pulsing_daemon.host import (
     queued_chunks,
     resolve_op,
 )
+from pulsing_daemon.storage import logs
 
 START_TIMEOUT = 60.0
 STOP_GRACE = 5.0
@@ -71,9 +73,14 @@ class Unserializable:
 
 
 def _exception(payload: dict[str, Any]) -> BaseException:
+    exc: BaseException
     if "wire" in payload:
-        return from_wire(payload["wire"])
-    return ChildError(str(payload.get("type", "Exception")), str(payload.get("message", "")))
+        exc = from_wire(payload["wire"])
+    else:
+        exc = ChildError(str(payload.get("type", "Exception")), str(payload.get("message", "")))
+    if isinstance(payload.get("traceback"), str):
+        exc.remote_traceback = payload["traceback"]  # type: ignore[attr-defined]
+    return exc
 
 
 def describe_exit(returncode: int, memory_limit: int | None, cpu_limit: float | None) -> str:
@@ -111,6 +118,7 @@ class ProcessHost(ActorHost):
         self._stopping = False
         self._kill_cause: str | None = None
         self._tasks: list[asyncio.Task[Any]] = []
+        self._log = logs.current()  # the actor's log (the cell's task creates hosts)
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -215,6 +223,8 @@ class ProcessHost(ActorHost):
                 self.exited.set_result(None if payload is None else _exception(payload))
         elif kind == "stopped" and not self._stopped.done():
             self._stopped.set_result(None)
+        elif kind == "log" and self._log is not None:
+            self._log.write("log", str(message.get("text", "")))
 
     async def _pump(self, stream: asyncio.StreamReader | None, name: str) -> None:
         if stream is None:
@@ -226,13 +236,12 @@ class ProcessHost(ActorHost):
                 line = b"<line too long>\n"
             if not line:
                 return
-            log.event(
-                "output",
-                actor=self.name,
-                stream=name,
-                level=logging.INFO,
-                msg=line.decode(errors="replace").rstrip("\n"),
-            )
+            text = line.decode(errors="replace").rstrip("\n")
+            if self._log is not None:
+                self._log.write(name, text)
+                log.event("output", actor=self.name, stream=name, level=logging.DEBUG, msg=text)
+            else:  # no actor log (a host made outside a cell): the daemon's log has it
+                log.event("output", actor=self.name, stream=name, level=logging.INFO, msg=text)
 
     async def _wait(self) -> None:
         assert self.proc is not None

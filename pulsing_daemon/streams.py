@@ -28,24 +28,12 @@ from pulsing_daemon.exceptions import (
 from pulsing_daemon.host import OpKind, bind_arguments, resolve_op
 from pulsing_daemon.journal import Journal, StreamRecord
 from pulsing_daemon.supervisor import Supervisor
+from pulsing_daemon.wire import END, encode_chunk, fingerprint, terminal_body
 
 FLUSH_CHUNKS = 512
 FLUSH_DELAY = 0.002
 RECENT_WINDOW = 4096  # chunks kept in memory per live stream for readers close behind
 READ_PAGE = 2048
-END = '{"end":true}'
-
-
-# One encoder, not json.dumps(**kwargs) per chunk (which builds an encoder each call).
-_encode_chunk = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
-
-
-def fingerprint(op: str, args: list[Any], kwargs: dict[str, Any]) -> str:
-    """What must match for a repeat with the same key to be 'the same request'."""
-    return _encode_fingerprint([op, args, kwargs])
-
-
-_encode_fingerprint = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str).encode
 
 
 @dataclass(eq=False)
@@ -71,7 +59,7 @@ class LiveStream:
     async def append(self, chunk: Any) -> None:
         """The sink of the producing actor: stage one chunk for the next commit."""
         try:
-            text = _encode_chunk(chunk)
+            text = encode_chunk(chunk)
         except (TypeError, ValueError) as exc:
             raise PulsingSystemError(
                 f"chunk {self.committed + len(self.pending)} of {self.op} is not "
@@ -119,7 +107,7 @@ class LiveStream:
     def finish(self, terminal: str) -> None:
         self.flush()
         if self.broken is not None and terminal == END:
-            terminal = _dumps(self.broken.to_wire())
+            terminal = terminal_body(self.broken)
         self.terminal = terminal
         self.journal.finish_stream(self.id, terminal)
         self.recent = []
@@ -161,7 +149,7 @@ class StreamManager:
                 recoverable=False,
                 actor=record.actor,
             )
-            self.journal.finish_stream(record.id, _dumps(error.to_wire()))
+            self.journal.finish_stream(record.id, terminal_body(error))
             log.event("stream_orphaned", actor=record.actor, category="system", stream=record.id)
         return len(dead)
 
@@ -189,11 +177,11 @@ class StreamManager:
             info = resolve_op(cell.config.cls, op, OpKind.STREAM)
             if info is not None:
                 bind_arguments(info, args, kwargs)
-        print_ = fingerprint(op, args, kwargs)
+        request_fingerprint = fingerprint(op, args, kwargs)
         if key is not None:
             existing = self.journal.stream_by_key(actor, key)
             if existing is not None:
-                if existing.fingerprint != print_:
+                if existing.fingerprint != request_fingerprint:
                     raise PulsingBusinessError(
                         "idempotency_conflict",
                         f"stream key {key!r} was used for a different request "
@@ -204,8 +192,11 @@ class StreamManager:
         stream_id = "s" + secrets.token_hex(8)
         stream = LiveStream(stream_id, actor, op, self.journal, self.config.stream_retention_chunks)
         _, envelope = self.supervisor.envelope(actor, op, args, kwargs, timeout=None, sink=stream)
+        created = self.journal.wall_clock()
         self.journal.create_stream(
-            StreamRecord(stream_id, actor, op, print_, key, True, None, 0, 0, 0, time.time(), None)
+            StreamRecord(
+                stream_id, actor, op, request_fingerprint, key, True, None, 0, 0, 0, created, None
+            )
         )
         try:
             cell.submit(envelope)
@@ -228,7 +219,7 @@ class StreamManager:
                 recoverable=False,
                 actor=stream.actor,
             )
-        terminal = END if error is None else _dumps(_wire(error))
+        terminal = terminal_body(error)
         stream.finish(terminal)
         self.chunks_total += stream.committed
         log.event(
@@ -256,6 +247,13 @@ class StreamManager:
             "open": record.open,
         }
 
+    def listing(self, actor: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """The newest ``limit`` streams in the journal, newest first (``GET /v1/streams``)."""
+        return [
+            describe_record(record, self.live.get(record.id))
+            for record in self.journal.list_streams(actor, limit)
+        ]
+
     async def frames(
         self, stream_id: str, start: int, follow: bool = True, heartbeat: float = 15.0
     ) -> AsyncIterator[Frame]:
@@ -271,6 +269,10 @@ class StreamManager:
         first = live.first_seq if live is not None else record.first_seq  # type: ignore[union-attr]
         if start < first:
             raise self._gone(stream_id, start, first)
+        ended = live.terminal if live is not None else record.terminal  # type: ignore[union-attr]
+        end_seq = live.committed if live is not None else record.next_seq  # type: ignore[union-attr]
+        if ended is not None and start > end_seq:
+            raise _past_end(stream_id, end_seq - 1, start)
         pos = start
         while True:
             committed = live.committed if live is not None else record.next_seq  # type: ignore[union-attr]
@@ -313,14 +315,48 @@ class StreamManager:
         )
 
 
+def describe_record(record: StreamRecord, live: LiveStream | None = None) -> dict[str, Any]:
+    """One row of the streams listing: where a stream stands and how it ended."""
+    next_seq = live.committed if live is not None else record.next_seq
+    row: dict[str, Any] = {
+        "id": record.id,
+        "key": record.key,
+        "actor": record.actor,
+        "op": record.op,
+        "state": "running",
+        "first_seq": live.first_seq if live is not None else record.first_seq,
+        "last_seq": next_seq - 1 if next_seq > 0 else None,
+        "started": iso_time(record.created),
+        "ended": iso_time(record.finished) if record.finished is not None else None,
+    }
+    if not record.open and record.terminal is not None:
+        terminal = json.loads(record.terminal)
+        error = terminal.get("error") if isinstance(terminal, dict) else None
+        row["state"] = "failed" if error else "completed"
+        if error:
+            row["error"] = {key: error.get(key) for key in ("category", "type", "message")}
+    elif not record.open:
+        row["state"] = "completed"
+    return row
+
+
+def iso_time(seconds: float) -> str:
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    return f"{stamp}.{int(seconds % 1 * 1000):03d}Z"
+
+
+def _past_end(stream_id: str, last: int, start: int) -> PulsingRuntimeError:
+    """Resuming a finished stream beyond its end: nothing will ever come (a usage error)."""
+    last_text = f"its last seq is {last}" if last >= 0 else "it has no chunks"
+    return PulsingRuntimeError(
+        f"stream {stream_id} has ended and {last_text}; offset {start} is past its end",
+        status=416,
+        stream=stream_id,
+        last_seq=last if last >= 0 else None,
+        reason="past_end",
+        hint=f"resume with --resume {last + 1} or less",
+    )
+
+
 def _unknown_stream(stream_id: str) -> PulsingRuntimeError:
     return PulsingRuntimeError(f"unknown stream {stream_id!r}", status=404, stream=stream_id)
-
-
-def _wire(error: BaseException) -> dict[str, Any]:
-    if isinstance(error, PulsingError):
-        return error.to_wire()
-    return PulsingSystemError(f"{type(error).__name__}: {error}", recoverable=False).to_wire()
-
-
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode

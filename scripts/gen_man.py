@@ -17,9 +17,10 @@ Block kinds:
     ``config check``), read from the Typer command tree: names, metavars, help,
     defaults, ranges, environment variables (``OPTIONS`` alone: the global
     options of ``pulsing`` itself);
-``KEYS daemon`` / ``KEYS actors``
+``KEYS daemon`` / ``KEYS actors`` / ``KEYS notify``
     the config keys, from ``DAEMON_SPECS`` / ``ACTOR_SPECS`` in
-    ``pulsing_daemon/config.py`` (name, type, default, description).
+    ``pulsing_daemon/config.py`` and ``NOTIFY_SPECS`` in ``pulsing_daemon/notify.py``
+    (name, type, default, description).
 
 ``@VERSION@`` is replaced by the package version. Every command must be covered by
 some ``OPTIONS`` block, so a new subcommand cannot ship without a page.
@@ -268,11 +269,15 @@ def render_commands(nodes: dict[tuple[str, ...], Node], pages: set[str]) -> list
 
 
 def render_keys(table: str) -> list[str]:
-    from pulsing_daemon import config
+    from pulsing_daemon import config, notify
 
-    specs = {"daemon": config.DAEMON_SPECS, "actors": config.ACTOR_SPECS}.get(table)
+    specs = {
+        "daemon": config.DAEMON_SPECS,
+        "actors": config.ACTOR_SPECS,
+        "notify": notify.NOTIFY_SPECS,
+    }.get(table)
     if specs is None:
-        raise GenerationError(f"KEYS {table}: expected 'daemon' or 'actors'")
+        raise GenerationError(f"KEYS {table}: expected 'daemon', 'actors' or 'notify'")
     lines: list[str] = []
     for spec in specs:
         if spec.toml_default:

@@ -271,7 +271,7 @@ def test_wheel_ships_the_pages(tmp_path: Path) -> None:
     if result.returncode != 0 and OFFLINE.search(result.stdout + result.stderr):
         pytest.skip("cannot build a wheel offline: " + result.stderr.strip().splitlines()[-1])
     assert result.returncode == 0, result.stdout + result.stderr
-    (wheel,) = out.glob("pulsing-*.whl")
+    (wheel,) = out.glob("pulsing_supervisor-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     data = re.compile(r"[^/]+\.data/data/(share/man/.*)")
     shipped = {match[1] for match in map(data.match, names) if match}

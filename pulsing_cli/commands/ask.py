@@ -14,6 +14,7 @@ from pulsing_cli.context import (
     JsonOpt,
     TokenOpt,
     call_arguments,
+    completion,
     run,
     settings,
 )
@@ -36,11 +37,21 @@ def ask(
     ctx: typer.Context,
     actor: Annotated[
         str,
-        typer.Argument(metavar="ACTOR", help="Actor name, as in the config.", show_default=False),
+        typer.Argument(
+            metavar="ACTOR",
+            help="Actor name, as in the config.",
+            show_default=False,
+            autocompletion=completion.actor_names,
+        ),
     ],
     op: Annotated[
         str,
-        typer.Argument(metavar="OP", help="Op (a public method of the actor).", show_default=False),
+        typer.Argument(
+            metavar="OP",
+            help="Op (a public method of the actor).",
+            show_default=False,
+            autocompletion=completion.ask_ops,
+        ),
     ],
     words: ArgsArg = None,
     timeout: Annotated[

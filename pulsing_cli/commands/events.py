@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from pulsing_cli.context import DebugOpt, EndpointOpt, JsonOpt, TokenOpt, run, settings
+from pulsing_cli.context import DebugOpt, EndpointOpt, JsonOpt, TokenOpt, completion, run, settings
 
 EPILOG = """Examples:
 
@@ -31,7 +31,13 @@ def events(
     ] = False,
     actor: Annotated[
         Optional[str],  # noqa: UP045
-        typer.Option("--actor", "-a", help="Only this actor's events.", show_default=False),
+        typer.Option(
+            "--actor",
+            "-a",
+            help="Only this actor's events.",
+            show_default=False,
+            autocompletion=completion.actor_names,
+        ),
     ] = None,
     since: Annotated[
         Optional[int],  # noqa: UP045

@@ -13,7 +13,9 @@ from pulsing_cli.context import (
     EndpointOpt,
     JsonOpt,
     TokenOpt,
+    UsageError,
     call_arguments,
+    completion,
     fail_usage,
     run,
     settings,
@@ -35,11 +37,21 @@ def stream(
     ctx: typer.Context,
     actor: Annotated[
         Optional[str],  # noqa: UP045
-        typer.Argument(metavar="ACTOR", help="Actor name (omit with --id).", show_default=False),
+        typer.Argument(
+            metavar="ACTOR",
+            help="Actor name (omit with --id).",
+            show_default=False,
+            autocompletion=completion.actor_names,
+        ),
     ] = None,
     op: Annotated[
         Optional[str],  # noqa: UP045
-        typer.Argument(metavar="OP", help="Streaming op (a generator method).", show_default=False),
+        typer.Argument(
+            metavar="OP",
+            help="Streaming op (a generator method).",
+            show_default=False,
+            autocompletion=completion.stream_ops,
+        ),
     ] = None,
     words: ArgsArg = None,
     stream_id: Annotated[
@@ -99,6 +111,7 @@ def stream(
 
         from pulsing_cli.client import new_idempotency_key
         from pulsing_cli.streams import chunk_data, follow_lines, start_stream
+        from pulsing_daemon.exceptions import PulsingRuntimeError
 
         async with options.client() as client:
             if state.stream is None:
@@ -143,6 +156,13 @@ def stream(
                     if not flush_pending:
                         flush_pending = True
                         loop.call_soon(flush)  # once the reader waits for the network
+            except PulsingRuntimeError as error:
+                if error.extra.get("reason") != "past_end":
+                    raise
+                # Nothing will ever come past the end of a finished stream: the offset
+                # given is the mistake (exit 2), not the daemon.
+                hint = error.extra.get("hint")
+                raise UsageError(f"{error.message}" + (f" ({hint})" if hint else "")) from None
             finally:
                 out.stdout.flush()
         return 0

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from pulsing_cli.context import DebugOpt, EndpointOpt, JsonOpt, TokenOpt, run, settings
+from pulsing_cli.context import DebugOpt, EndpointOpt, JsonOpt, TokenOpt, completion, run, settings
 
 EPILOG = """Examples:
 
@@ -32,6 +32,7 @@ def wait(
             metavar="ACTOR",
             help="Actors that must be running (default: every autostart actor).",
             show_default=False,
+            autocompletion=completion.actor_names,
         ),
     ] = None,
     timeout: Annotated[
@@ -55,6 +56,9 @@ def wait(
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         why = "daemon not reachable"
+        from pulsing_cli.context import check_endpoint
+
+        check_endpoint(options.endpoint)
         async with Client(options.endpoint, options.token, connect_timeout=1.0) as client:
             while True:
                 try:
