@@ -32,7 +32,9 @@ At the end it verifies and prints (``ok`` is true only when every invariant hold
   ``pulsing_daemon.exceptions`` error (a connection cut counts only when the client
   raised ``PulsingRuntimeError``); none hung, none miscategorised, no wrong result.
 - keyed asks executed more than once == 0 (side-effect lines per key), and no keyed
-  ask answered from an execution that never happened.
+  ask answered from an execution that never happened. Reported beside it: keyed asks
+  answered "outcome unknown", and how many of those never ran (no side-effect line;
+  target at most 5 % of the unknowns).
 - stream chunks lost or duplicated across reconnects == 0: every reader saw seq
   0..n-1 exactly once, in order, with matching data, n == the stream's committed
   length; no producer started twice for one key.
@@ -450,6 +452,7 @@ class KeyedAsk:
     mode: str
     key: str
     answers: list[str] = field(default_factory=list)  # category per attempt
+    unknown: bool = False  # some attempt was answered "outcome unknown"
 
 
 def connection_error(exc: BaseException) -> bool:
@@ -651,6 +654,8 @@ class Soak:
         while True:
             category, error = await self._one(client, actor, mode, op, kwargs, key, x, timeout)
             record.answers.append(category)
+            if isinstance(error, PulsingSystemError) and "outcome unknown" in error.message:
+                record.unknown = True
             if error is None or not is_retryable(error) or error.extra.get("replayed"):
                 return
             if attempt >= 6 or self.clock.now() > self.stop_at + 3.0:
@@ -1101,6 +1106,10 @@ class Soak:
                     f"{record.actor}:{record.key} mode={record.mode} answers={record.answers} "
                     f"executions={executions[(record.actor, record.key)]}"
                 )
+        # "Outcome unknown" is only right when the op may have begun: the ones whose
+        # op never left a line were free to run (target: at most 5 % of the unknowns).
+        unknown = [r for r in self.keyed if r.unknown]
+        never_ran = [r for r in unknown if not executions[(r.actor, r.key)]]
         starts: Counter[str] = Counter()
         for path in self.effects.glob("*.streams.log"):
             for line in path.read_text().splitlines():
@@ -1112,6 +1121,11 @@ class Soak:
             "executions": sum(executions.values()),
             "executed_more_than_once": len(more_than_once),
             "answered_without_one_execution": len(answered_unexecuted),
+            "unknown_keys": len(unknown),
+            "unknown_never_ran": len(never_ran),
+            "unknown_never_ran_examples": [
+                f"{r.actor}:{r.key} mode={r.mode} answers={r.answers}" for r in never_ran[:5]
+            ],
             "examples": (more_than_once + answered_unexecuted)[:10],
             "stream_producers_started_more_than_once": sum(1 for c in starts.values() if c > 1),
         }
@@ -1422,6 +1436,13 @@ def summary(report: dict[str, Any]) -> str:
         f"outcome-unknown, {i['executions']} executions",
         f"  keyed asks executed more than once: {i['executed_more_than_once']}"
         f"   (answered without one execution: {i['answered_without_one_execution']})",
+        f'  keyed asks answered "outcome unknown": {i["unknown_keys"]}, of which the op never '
+        f"ran: {i['unknown_never_ran']}"
+        + (
+            f" ({100 * i['unknown_never_ran'] / i['unknown_keys']:.1f}%; target <= 5%)"
+            if i["unknown_keys"]
+            else ""
+        ),
         f"  streams: {s['streams']} streams, {s['readers']} readers, {s['chunks_read']} chunks, "
         f"{s['reconnects']} reconnects, outcomes {s['outcomes']}",
         f"  stream chunks lost / duplicated:  {s['lost']} / {s['duplicated']}"

@@ -30,6 +30,7 @@ from pulsing_daemon.exceptions import (
     PulsingUnsupportedError,
     is_failure,
 )
+from pulsing_daemon.handover import Handover, hand_over, lost_error
 from pulsing_daemon.host import HEAVY_FOR, ActorHost, SyncCall, SyncCallState, run_sync_batch
 from pulsing_daemon.policy import ExitKind, RestartTracker
 from pulsing_daemon.states import ACCEPTING, ActorState, check_transition
@@ -79,6 +80,8 @@ class Envelope:
     result_json: str | None = None  # the successful result, encoded once
     call: SyncCall | None = None  # while in a batch of sync ops
     executed: bool = False  # the op was started
+    handover: Handover | None = None  # a keyed ask: its durable "handed over" record
+    handed: float = 0.0  # loop time that record was written (0: not; see handover.py)
     interrupted: bool = False  # past its deadline, the op was stopped (not left running)
 
 
@@ -631,6 +634,9 @@ class ActorCell:
 
     def _failure_error(self, ended: _Ended, restart: bool) -> PulsingSystemError:
         cause = ended.cause
+        lost = lost_error(ended.envelope, cause)  # a keyed ask's instance died under it
+        if lost is not None:
+            return lost
         if isinstance(cause, PulsingSystemError):
             message = cause.message
         else:
@@ -698,6 +704,9 @@ class ActorCell:
             self._answer(envelope, error=self._expired_error(envelope))
             return None
         envelope.state = EnvelopeState.RUNNING
+        if envelope.handover is not None and not await hand_over(self, envelope):
+            return None
+        remaining = envelope.deadline - loop.time()
         running, ended = self._start(
             envelope, start or (lambda: host.invoke(envelope.op, envelope.args, envelope.kwargs))
         )
@@ -746,6 +755,9 @@ class ActorCell:
         if first.deadline <= loop.time():
             self._answer(first, error=self._expired_error(first))
             return None
+        first.state = EnvelopeState.RUNNING
+        if first.handover is not None and not await hand_over(self, first):
+            return None
         lock = threading.Lock()
         members = [(first, prepared)]
         while len(members) < SYNC_BATCH and self.mailbox:
@@ -753,8 +765,8 @@ class ActorCell:
             if nxt.state is not EnvelopeState.QUEUED:
                 self.mailbox.popleft()
                 continue
-            if nxt.sink is not None:
-                break
+            if nxt.sink is not None or (nxt.handover is not None and not nxt.handed):
+                break  # a keyed ask not handed over yet starts the next batch
             try:
                 call = host.prepare(nxt.op, nxt.args, nxt.kwargs)
             except Exception:
@@ -915,7 +927,9 @@ class ActorCell:
         value, error, failure = _classify(running)
         if envelope.on_late is not None:
             if failure is not None:
-                error = PulsingSystemError(f"{envelope.op} crashed after its deadline")
+                error = lost_error(envelope, failure) or PulsingSystemError(
+                    f"{envelope.op} crashed after its deadline"
+                )
             envelope.on_late(value, error)
         if failure is not None:
             return _Ended(kind=ExitKind.FAILURE, cause=failure, where=_where(failure))

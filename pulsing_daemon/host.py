@@ -454,6 +454,16 @@ async def run_sync(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     return await submit_sync(func, *args, **kwargs)
 
 
+class InstanceLost(Exception):
+    """The instance was lost (its process or remote worker died) while an op handed to
+    it had not answered: whether the op ran, partly or fully, is unknown.
+
+    Hosts fail the result of such an op with this (or a subclass). A keyed ask then
+    gets a non-recoverable "outcome unknown" system error and is never run again with
+    its key (see pulsing_daemon.handover); other asks get the usual failure error.
+    """
+
+
 class ActorHost(abc.ABC):
     """One actor instance, wherever it lives.
 
@@ -461,6 +471,16 @@ class ActorHost(abc.ABC):
     time, and ``stop`` once. ``exited`` resolves when the instance ends on its own
     (``run()`` returned or raised, the process died): ``None`` for a normal exit, the
     exception for a failure.
+
+    At most once for keyed asks rests on one rule a host must keep. The cell calls
+    ``invoke`` only after the ask's "handed over" record is durable, so from then on
+    the op counts as possibly run. When the instance is lost before the op answered,
+    fail its future (or stream) with :class:`InstanceLost`: the caller hears "outcome
+    unknown". When the op certainly never reached the instance (it could not be sent),
+    raise from ``invoke`` itself, or fail with any other exception: the ask is then
+    not stored and its key stays free, so a retry runs it once. Asks still in the
+    mailbox when an instance is lost were never handed over: the cell keeps them for
+    the next instance.
     """
 
     exited: asyncio.Future[BaseException | None]

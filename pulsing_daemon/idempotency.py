@@ -2,7 +2,11 @@
 
 Rules (also in pulsing.toml(5)):
 
-- A keyed ask is recorded as *started* (committed) before it runs.
+- A keyed ask is recorded as *started* (committed) when its op is handed to its
+  instance -- after the mailbox, the argument check and the deadline check -- and
+  before the op's first line (``pulsing_daemon.handover``). Until then it is claimed
+  in memory only: a daemon crash before the handover leaves the key free, and a
+  retry runs the op once.
 - Outcomes that will not change on retry are stored and replayed to repeats: success,
   business, unsupported, non-recoverable system errors, and a timeout of an op that
   was cancelled while running (it may have had effects, so it never runs again).
@@ -16,8 +20,10 @@ Rules (also in pulsing.toml(5)):
   outcome is stored when it finishes, and a repeat meanwhile waits for it.
 - A concurrent repeat waits for the first and gets the same outcome.
 - The same key with a different op or arguments is a business error (HTTP 422).
-- A record still *started* when the daemon starts means the daemon died while the op
-  ran: a repeat gets a non-recoverable system error saying the outcome is unknown.
+- A record still *started* when the daemon starts means the daemon died after the op
+  was handed over: a repeat gets a non-recoverable system error saying the outcome is
+  unknown. So does the ask itself when its instance is lost after the handover (a
+  process-isolated actor's child dies: ``host.InstanceLost``); that answer is stored.
 """
 
 from __future__ import annotations
@@ -62,7 +68,8 @@ class IdempotencyStore:
     def __init__(self, journal: Journal, retention: float) -> None:
         self.journal = journal
         self.retention = retention
-        self._running: dict[tuple[str, str], asyncio.Future[Outcome]] = {}
+        # keys being run here: (future of the outcome for repeats, fingerprint)
+        self._running: dict[tuple[str, str], tuple[asyncio.Future[Outcome], str]] = {}
         # Outcomes are written in group commits: one transaction per loop iteration.
         self._commits = GroupCommit(journal)
 
@@ -77,41 +84,14 @@ class IdempotencyStore:
             )
         slot = (cell.name, key)
         request_fingerprint = fingerprint(envelope.op, envelope.args, envelope.kwargs)
-        if slot not in self._running:
-            # Maybe a new key (the common case). Register the slot first, so repeats
-            # arriving while the claim commits wait for it; the claim itself rides in
-            # a group commit with the other writes of this loop iteration.
-            shared: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
-            self._running[slot] = shared
-            try:
-                claimed = await self._commits.run(
-                    lambda: self.journal.claim_ask(cell.name, key, request_fingerprint)
-                )
-            except BaseException:
-                self._release(slot, _RECHECK)
-                raise
-            if claimed:
-                return await self._first(cell, envelope, key, slot)
-            self._release(slot, _RECHECK)  # a record exists: look it up (waiters too)
-        record = self.journal.ask_record(cell.name, key)
-        if record is not None and record.fingerprint != request_fingerprint:
-            raise cell.stamp(
-                PulsingBusinessError(
-                    "idempotency_conflict",
-                    f"idempotency key {key!r} was already used for a different request "
-                    f"to {cell.name}",
-                    {"key": key},
-                )
-            )
-        if record is not None and record.done and record.outcome is not None:
-            return _replay(read_outcome(record.outcome))
         running = self._running.get(slot)
         if running is not None:  # a concurrent repeat: wait for the first (within our deadline)
+            shared, first_print = running
+            if first_print != request_fingerprint:
+                raise self._conflict(cell, key)
             remaining = Deadline(envelope.deadline).remaining()
             try:
-                outcome = await asyncio.wait_for(asyncio.shield(running), remaining)
-                if outcome is _RECHECK:  # the slot's claim found a record: start over
-                    return await self.ask(cell, envelope, key)
+                outcome = await asyncio.wait_for(asyncio.shield(shared), remaining)
             except asyncio.TimeoutError:
                 raise cell.stamp(
                     PulsingTimeoutError(
@@ -124,22 +104,41 @@ class IdempotencyStore:
                     )
                 ) from None
             return _replay(outcome)
-        if record is not None:  # started, but nobody here runs it: the daemon died meanwhile
-            raise cell.stamp(
-                PulsingSystemError(
-                    f"outcome unknown: the daemon stopped while {envelope.op} with key {key!r} "
-                    "was running; it will not be run again with this key",
-                    recoverable=False,
-                    key=key,
-                )
+        record = self.journal.ask_record(cell.name, key)
+        if record is None:
+            # A new key (the common case): claimed in memory, so repeats arriving from
+            # now on wait for this one. Nothing is written until the op is handed over
+            # (see pulsing_daemon.handover): a crash before that leaves the key free.
+            self._running[slot] = (asyncio.get_running_loop().create_future(), request_fingerprint)
+            return await self._first(cell, envelope, key, slot, request_fingerprint)
+        if record.fingerprint != request_fingerprint:
+            raise self._conflict(cell, key)
+        if record.done and record.outcome is not None:
+            return _replay(read_outcome(record.outcome))
+        # Handed over, but nobody here runs it: the daemon died while it may have run.
+        raise cell.stamp(
+            PulsingSystemError(
+                f"outcome unknown: the daemon stopped while {envelope.op} with key {key!r} "
+                "may have been running; it will not be run again with this key",
+                recoverable=False,
+                key=key,
             )
-        # The record expired and was pruned between the two statements: start afresh.
-        return await self.ask(cell, envelope, key)
+        )
 
-    def _release(self, slot: tuple[str, str], outcome: Any) -> None:
-        shared = self._running.pop(slot, None)
-        if shared is not None and not shared.done():
-            shared.set_result(outcome)
+    @staticmethod
+    def _conflict(cell: ActorCell, key: str) -> PulsingError:
+        return cell.stamp(
+            PulsingBusinessError(
+                "idempotency_conflict",
+                f"idempotency key {key!r} was already used for a different request to {cell.name}",
+                {"key": key},
+            )
+        )
+
+    def _release(self, slot: tuple[str, str], outcome: Outcome) -> None:
+        running = self._running.pop(slot, None)
+        if running is not None and not running[0].done():
+            running[0].set_result(outcome)
 
     async def _first(
         self,
@@ -147,18 +146,19 @@ class IdempotencyStore:
         envelope: Envelope,
         key: str,
         slot: tuple[str, str],
+        request_fingerprint: str,
     ) -> tuple[Any, bool]:
-        """Run the first ask with this key; its started record is already committed."""
+        """Run the first ask with this key; the cell records it as handed over."""
+        envelope.handover = _Handover(self, cell.name, key, request_fingerprint)
         try:
             cell.submit(envelope)
         except PulsingError as error:  # the actor cannot take it: it never ran, no record
-            self.journal.forget_ask(cell.name, key)
             self._release(slot, (None, error))
             raise
 
         def late(value: Any, error: PulsingError | None) -> None:
             # A sync op finished after its caller timed out: store what really happened.
-            self._record_outcome(slot, key, cell.name, (value, error), True)
+            self._record_outcome(slot, key, cell.name, (value, error), True, None, True)
 
         envelope.on_late = late
         try:
@@ -174,7 +174,13 @@ class IdempotencyStore:
         if not left_running:  # else ``late`` settles the record when the op ends
             # Stored (committed) before the caller hears the outcome.
             await self._record_outcome(
-                slot, key, cell.name, outcome, envelope.executed, envelope.result_json
+                slot,
+                key,
+                cell.name,
+                outcome,
+                envelope.executed,
+                envelope.result_json,
+                bool(envelope.handed),
             )
         if outcome[1] is not None:
             raise outcome[1]
@@ -187,7 +193,8 @@ class IdempotencyStore:
         actor: str,
         outcome: Outcome,
         executed: bool,
-        result_json: str | None = None,
+        result_json: str | None,
+        handed: bool,
     ) -> asyncio.Future[Any]:
         """Store or drop the record; then, and only then, release waiting repeats.
 
@@ -198,6 +205,9 @@ class IdempotencyStore:
         if is_final(error, executed):
             text = stored_outcome(value, error, result_json)
             written = self._commits.run(lambda: self.journal.finish_ask(actor, key, text))
+        elif not handed:  # nothing was written
+            written = asyncio.get_running_loop().create_future()
+            written.set_result(None)
         elif executed and isinstance(error, PulsingRuntimeError):
             # The op started, then the daemon gave up on it (shutdown past the grace
             # period): its outcome is unknown. Keep the record "started" so a repeat
@@ -216,8 +226,29 @@ class IdempotencyStore:
         return written
 
 
-# What a waiting repeat gets when the slot's claim found an existing record.
-_RECHECK: Any = object()
+class _Handover:
+    """The durable "handed over" record of one keyed ask (see pulsing_daemon.handover)."""
+
+    __slots__ = ("actor", "fingerprint", "key", "store")
+
+    def __init__(self, store: IdempotencyStore, actor: str, key: str, fingerprint: str) -> None:
+        self.store, self.actor, self.key, self.fingerprint = store, actor, key, fingerprint
+
+    def record(self) -> asyncio.Future[Any]:
+        journal = self.store.journal
+        return self.store._commits.run(
+            lambda: journal.claim_ask(self.actor, self.key, self.fingerprint)
+        )
+
+    def revoke(self) -> None:
+        journal = self.store.journal
+        written = self.store._commits.run(lambda: journal.forget_ask(self.actor, self.key))
+        written.add_done_callback(_retrieve)
+
+
+def _retrieve(done: asyncio.Future[Any]) -> None:
+    if not done.cancelled():
+        done.exception()  # a failed delete leaves the record: "unknown", the safe side
 
 
 def _replay(outcome: Outcome) -> tuple[Any, bool]:

@@ -3,9 +3,11 @@
 Same interface as ``InlineHost``, so supervision, deadlines, streams and idempotency
 do not change. A child that dies for any reason (exception in ``run()``, ``os._exit``,
 a signal such as SIGSEGV or SIGKILL, a resource limit) is a failure: in-flight calls
-fail with ``ProcessDied`` and ``exited`` resolves. Child stdout/stderr and its
-``logging`` records go to the actor's log (storage/logs.py) line by line. Stop = ``on_stop``, then
-SIGTERM, then SIGKILL after the grace period.
+fail with ``ProcessLost`` (an ``InstanceLost``: a keyed ask's outcome is unknown) and
+``exited`` resolves. A call that cannot be sent raises ``ProcessDied`` from ``invoke``.
+Child stdout/stderr and its ``logging`` records go to the actor's log
+(storage/logs.py) line by line. Stop = ``on_stop``, then SIGTERM, then SIGKILL after
+the grace period.
 """
 
 from __future__ import annotations
@@ -23,7 +25,14 @@ from pulsing_daemon import affinity, log
 from pulsing_daemon.config import ActorConfig
 from pulsing_daemon.exceptions import from_wire
 from pulsing_daemon.framing import FrameError, encode, read_frame
-from pulsing_daemon.host import ActorHost, OpKind, bind_arguments, queued_chunks, resolve_op
+from pulsing_daemon.host import (
+    ActorHost,
+    InstanceLost,
+    OpKind,
+    bind_arguments,
+    queued_chunks,
+    resolve_op,
+)
 from pulsing_daemon.storage import logs
 
 START_TIMEOUT = 60.0
@@ -47,6 +56,10 @@ class ProcessDied(Exception):
     def __init__(self, message: str, *, cause: str = "process") -> None:
         super().__init__(message)
         self.cause = cause
+
+
+class ProcessLost(ProcessDied, InstanceLost):
+    """The child died while an op sent to it had not answered: its outcome is unknown."""
 
 
 class Unserializable:
@@ -240,9 +253,10 @@ class ProcessHost(ActorHost):
         died = ProcessDied(text, cause=self._kill_cause or "process")
         if not self._ready.done():
             self._ready.set_exception(died)
+        lost = ProcessLost(text, cause=died.cause)  # the ops sent to it: outcome unknown
         for future in self._calls.values():
             if not future.done():
-                future.set_exception(died)
+                future.set_exception(lost)
         self._calls.clear()
         for queue in self._streams.values():
             queue.put_nowait(("error", died))

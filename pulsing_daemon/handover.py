@@ -1,0 +1,148 @@
+"""The durable "handed over" record of a keyed ask: written before its op may start.
+
+At most once across a SIGKILL of the daemon needs a record, committed before the op's
+first line, that says "this ask may have run". A keyed ask that never got that far is
+free: after a crash its key has no record, and a retry runs it once. So the record is
+written at the moment the op is handed to its instance -- after the mailbox, the
+argument check and the deadline check -- not when the ask arrives.
+
+Writing it must not cost a commit per ask, nor a trip through the event loop per op
+(a busy actor runs trivial ops back to back). So when an actor takes a keyed ask from
+its mailbox it hands over, in the same group commit, the keyed asks queued right
+behind it (up to ``AHEAD``): they start without waiting. An ask handed over ahead but
+not started within ``AHEAD_FOR`` seconds (the op in front of it is slow) is taken back
+(:func:`revoke_waiting`): its record is deleted and it is handed over again when its
+turn comes. A crash can thus leave "outcome unknown" on an ask that never ran only in
+the first ``AHEAD_FOR`` seconds behind a slow op.
+
+The cell knows nothing of keys: the idempotency store gives a keyed envelope a
+:class:`Handover` (``envelope.handover``), and the cell calls it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any, Protocol
+
+from pulsing_daemon.exceptions import PulsingRuntimeError, PulsingSystemError
+from pulsing_daemon.host import InstanceLost, SyncCallState
+
+if TYPE_CHECKING:
+    from pulsing_daemon.actor import ActorCell, Envelope
+
+# Keyed asks queued behind the one being handed over that go in the same commit.
+AHEAD = 64
+# Seconds an ask handed over ahead may wait for its op to start before it is taken back.
+AHEAD_FOR = 0.02
+
+
+class Handover(Protocol):
+    """What the cell calls for a keyed envelope (implemented by the idempotency store)."""
+
+    key: str
+
+    def record(self) -> asyncio.Future[Any]:
+        """Queue the durable "handed over" record; the future resolves once committed."""
+
+    def revoke(self) -> None:
+        """The op will not start now after all (it went back to the mailbox): delete
+        the record, so a crash before its turn leaves the key free."""
+
+
+async def hand_over(cell: ActorCell, envelope: Envelope) -> bool:
+    """Make ``envelope``'s "handed over" record durable before its op may start.
+
+    Also hands over the keyed asks queued right behind it, in the same commit. True
+    when the op may start; False when the envelope was answered instead (the record
+    could not be written).
+    """
+    from pulsing_daemon.actor import EnvelopeState
+
+    if envelope.handover is None or envelope.handed:
+        return True
+    loop = asyncio.get_running_loop()
+    batch = [envelope]
+    for queued in cell.mailbox:
+        if len(batch) >= AHEAD:
+            break
+        if (
+            queued.handover is not None
+            and not queued.handed
+            and queued.state is EnvelopeState.QUEUED  # not answered (expired) meanwhile
+        ):
+            batch.append(queued)
+    written = [member.handover.record() for member in batch]  # type: ignore[union-attr]
+    now = loop.time()
+    for member in batch:
+        member.handed = now
+    if len(batch) > 1:
+        loop.call_later(AHEAD_FOR, revoke_waiting, cell)
+    try:
+        await asyncio.wait(written)  # one group commit holds them all
+    except asyncio.CancelledError:  # daemon shutdown past the grace period
+        cell._answer(
+            envelope,
+            error=PulsingRuntimeError(
+                f"daemon shutting down; {envelope.op} was not executed",
+                recoverable=True,
+                status=503,
+            ),
+        )
+        raise
+    failed = next((f.exception() for f in written if f.exception() is not None), None)
+    if failed is None:
+        if envelope.deadline > loop.time():
+            return True
+        cell._answer(envelope, error=cell._expired_error(envelope))  # it will not start
+        return False
+    for member in batch:  # nothing was written: none of them was handed over
+        member.handed = 0.0
+    cell._answer(
+        envelope,
+        error=PulsingSystemError(
+            f"could not record {envelope.op} as handed over: {failed}", recoverable=True
+        ),
+    )
+    return False
+
+
+def revoke_waiting(cell: ActorCell) -> None:
+    """Take back asks handed over ahead that have not started: queued in the mailbox,
+    or waiting in a batch of sync ops behind one that is still running."""
+    from pulsing_daemon.actor import EnvelopeState
+
+    # Only those handed over AHEAD_FOR ago or more (a later run has its own timer).
+    before = asyncio.get_running_loop().time() - AHEAD_FOR * 0.9
+    for queued in cell.mailbox:
+        if 0.0 < queued.handed <= before and queued.state is EnvelopeState.QUEUED:
+            queued.handed = 0.0
+            queued.handover.revoke()  # type: ignore[union-attr]
+    batch = cell._batch
+    if not any(0.0 < m.handed <= before and m.state is EnvelopeState.BATCHED for m in batch):
+        return
+    # Batch members, last first: the op thread goes first to last, so every member
+    # held here comes after every one that started, and mailbox order is kept (the
+    # cell puts held members back in the mailbox when it gets to them).
+    for member in reversed(batch):
+        if member.state is not EnvelopeState.BATCHED or member.call is None:
+            continue
+        if not member.call.hold():
+            break  # it started: so did (or were skipped) all before it
+        if member.call.state is SyncCallState.HELD and member.handed:
+            member.handed = 0.0
+            member.handover.revoke()  # type: ignore[union-attr]
+
+
+def lost_error(envelope: Envelope | None, cause: BaseException | None) -> PulsingSystemError | None:
+    """The answer to a keyed ask whose instance was lost after its op was handed over
+    (see ``host.InstanceLost``): its outcome is unknown, and it is never run again with
+    its key. None for anything else (the usual failure error applies)."""
+    if envelope is None or not envelope.handed or not isinstance(cause, InstanceLost):
+        return None
+    key = envelope.handover.key if envelope.handover is not None else "?"
+    return PulsingSystemError(
+        f"outcome unknown: the instance was lost ({cause}) while {envelope.op} with key "
+        f"{key!r} may have been running; it will not be run again with this key",
+        recoverable=False,
+        key=key,
+    )
