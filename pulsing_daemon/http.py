@@ -36,6 +36,7 @@ METRICS = web.AppKey("metrics", Metrics)
 MAX_BODY = web.AppKey("max_body", int)
 STARTED_AT = web.AppKey("started_at", float)
 READINESS = web.AppKey("readiness", Readiness)
+TOKEN_CONFIGURED = web.AppKey("token_configured", bool)  # the status page renders no data
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -101,11 +102,14 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 
 def auth_middleware(token: str | None) -> Any:
+    from pulsing_daemon.web import is_public
+
     expected = f"Bearer {token}".encode() if token else None
 
     @web.middleware
     async def check_token(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if expected is not None and request.path != "/v1/health":
+        # /v1/health and the status page's shell (web/: no actor data in it) are public.
+        if expected is not None and request.path != "/v1/health" and not is_public(request.path):
             given = request.headers.get("Authorization", "").encode()
             if not hmac.compare_digest(given, expected):
                 reason = "missing" if not given else "wrong"
@@ -448,6 +452,11 @@ def build_app(
     from pulsing_daemon import ops_routes
 
     ops_routes.add_routes(app, expect_handler)
+    # ---- the status page (issue 16): GET / and /ui/*
+    from pulsing_daemon import web as status_page
+
+    app[TOKEN_CONFIGURED] = token is not None
+    status_page.add_routes(app, expect_handler)
     return app
 
 
