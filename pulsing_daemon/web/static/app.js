@@ -31,6 +31,7 @@
   let events = null; // {close()} of the current event stream
   let attempt = 0;
   let downSince = null;
+  let reconnectNote = ""; // how the stream last came back, kept on the live line
   let drillActor = null;
   let logsAbort = null;
   let tailAbort = null;
@@ -335,7 +336,7 @@
   // ------------------------------------------------------------------ events (live)
   function onEvent(event) {
     if (typeof event.id === "number") lastEventId = event.id;
-    setText($("live"), "live \u00b7 event #" + lastEventId + " at " + clock());
+    setText($("live"), "live" + reconnectNote + " \u00b7 last event #" + lastEventId + " at " + clock());
     if (event.kind === "daemon" && event.event === "stopping") {
       showBanner("The daemon is stopping (" + clock() + ").");
     }
@@ -348,8 +349,11 @@
     attempt = 0;
     downSince = null;
     hideBanner();
-    setText($("live"), "live" + (wasDown ? " \u00b7 reconnected at " + clock() : "") +
-      (lastEventId !== null ? " \u00b7 resumed after event #" + lastEventId : ""));
+    if (wasDown) {
+      reconnectNote = " \u00b7 reconnected at " + clock() +
+        (lastEventId !== null ? ", resumed after event #" + lastEventId : "");
+    }
+    setText($("live"), "live" + reconnectNote);
     scheduleRefresh(0);
     if (wasDown && drillActor) openLogs(drillActor);
   }
