@@ -39,8 +39,8 @@ def _fmt_value(value: float | None, unit: str) -> str:
         return f"{value:.2f} ms" if value < 100 else f"{value:.0f} ms"
     if unit == "s":
         return f"{value:.2f} s"
-    if unit == "KB":
-        return f"{value:.1f} KB"
+    if unit in ("KB", "MB"):
+        return f"{value:.1f} {unit}"
     return f"{value:g} {unit}"
 
 

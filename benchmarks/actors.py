@@ -5,6 +5,7 @@ what is measured is pulsing's own overhead."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -79,3 +80,25 @@ class Idle:
 
     def ping(self) -> str:
         return "pong"
+
+
+_logger = logging.getLogger("bench.chatty")
+
+
+class Chatty:
+    """One line of output per ask (the per-actor logs benchmark), and the same ops quiet."""
+
+    async def quiet(self, x: object = None) -> object:
+        return x
+
+    async def logged(self, x: object = None) -> object:
+        _logger.info("handled ask %s", x)
+        return x
+
+    async def printed(self, x: object = None) -> object:
+        print("handled ask", x)
+        return x
+
+    async def typed(self, x: int = 0) -> int:
+        """An annotated parameter: its argument is checked before the op runs."""
+        return x

@@ -205,8 +205,10 @@ class Daemon(Proc):
         daemon_toml: str = "",
         name: str = "daemon",
         log_level: str = "info",
+        env: dict[str, str] | None = None,
     ) -> None:
         super().__init__(name, workdir)
+        self.env = env  # extra environment variables of the daemon
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.log_level = log_level
@@ -231,7 +233,8 @@ class Daemon(Proc):
                 str(self.config_path),
                 "--log-level",
                 self.log_level,
-            ]
+            ],
+            child_env(**self.env) if self.env else None,
         )
         self.wait_health(timeout)
         if wait_running:

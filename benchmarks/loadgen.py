@@ -14,7 +14,9 @@ Modes (``spec["mode"]``):
 - ``readers``: ``readers`` connections each GET one NDJSON stream to its end; counts
   records per reader and the time to the terminal record.
 
-With ``"idempotency": true`` every request carries a unique ``Idempotency-Key``.
+With ``"idempotency": true`` every request carries a unique ``Idempotency-Key``
+(a counter: keys sort in the order sent); with ``"idempotency": "random"`` a random
+32-hex-digit key (as a UUID would land: anywhere in the store's key order).
 """
 
 from __future__ import annotations
@@ -45,8 +47,10 @@ def build_request(spec: dict) -> Callable[[], bytes]:
         data = ("\r\n".join(head) + "\r\n\r\n").encode() + body_bytes
         return lambda: data
     prefix = ("\r\n".join(head) + "\r\nIdempotency-Key: ").encode()
-    prefix += f"lg-{os.getpid()}-{time.time_ns()}-".encode()
     suffix = b"\r\n\r\n" + body_bytes
+    if spec["idempotency"] == "random":
+        return lambda: b"%s%s%s" % (prefix, os.urandom(16).hex().encode(), suffix)
+    prefix += f"lg-{os.getpid()}-{time.time_ns()}-".encode()
     counter = itertools.count()
     return lambda: b"%s%d%s" % (prefix, next(counter), suffix)
 

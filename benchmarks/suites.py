@@ -1232,6 +1232,61 @@ def event_followers(ctx: Context) -> None:
     )
 
 
+# ---------------------------------------------------------------------- actor_logs
+LOG_ACTORS = """
+[actors.chatty]
+class = "actors:Chatty"
+"""
+
+
+def actor_logs(ctx: Context) -> None:
+    """Asks/s of an actor that writes one line per ask, with the daemon capturing its
+    output into its logs (state_dir/logs) vs not (PULSING_LOG_CAPTURE=0: print goes to
+    the daemon's stdout, a file here, and logging.info is dropped at the root logger's
+    level WARNING, as before per-actor logs). Also a quiet op on both daemons (the cost
+    of capture to actors that write nothing) and an annotated op vs an unannotated one
+    (the argument check). Rounds are interleaved.
+    """
+    wd = ctx.workdir("logs")
+    on = ctx.own(Daemon(wd, LOG_ACTORS, name="capture")).start()
+    off = ctx.own(Daemon(wd, LOG_ACTORS, name="nocapture", env={"PULSING_LOG_CAPTURE": "0"}))
+    off.start()
+
+    def ask(server: Daemon, op: str) -> tuple[int, dict[str, Any]]:
+        return server.pid, _ask_spec(server.port, "/v1/actors/chatty/ask", op)
+
+    targets = {
+        "logged_off": ask(off, "logged"), "logged_on": ask(on, "logged"),
+        "printed_off": ask(off, "printed"), "printed_on": ask(on, "printed"),
+        "quiet_off": ask(off, "quiet"), "quiet_on": ask(on, "quiet"),
+        "typed_on": ask(on, "typed"),
+    }  # fmt: skip
+    runs = _throughput_rounds(ctx, targets, list(targets), 64)
+    summary = {name: _summ_throughput(runs[name]) for name in targets}
+    written = sum(p.stat().st_size for p in (wd / "capture-state" / "logs").glob("chatty.log*"))
+    ctx.details["actor_logs"] = {"variants": summary, "log_bytes": written, "runs": runs}
+    for base_name, name, label, target in (
+        ("logged_off", "logged_on", "logging.info per ask, captured vs not", 0.8),
+        ("printed_off", "printed_on", "print per ask, captured vs to stdout", 0.8),
+        ("quiet_off", "quiet_on", "quiet async op, capture on vs off", 0.95),
+        ("quiet_on", "typed_on", "annotated op (x: int) vs unannotated", 0.95),
+    ):
+        base = summary[base_name]["rps_median"]
+        value = summary[name]["rps_median"]
+        ratio = _ratio(value, base)
+        ctx.row(
+            "actor_logs",
+            label,
+            value,
+            "req/s",
+            base,
+            ratio,
+            f">= {target}x",
+            ratio is not None and ratio >= target and not summary[name]["errors"],
+            _tput_note(summary[name]),
+        )
+
+
 ALL: dict[str, Callable[[Context], None]] = {
     "ask_throughput": ask_throughput,
     "ask_latency": ask_latency,
@@ -1240,5 +1295,11 @@ ALL: dict[str, Callable[[Context], None]] = {
     "cli_startup": cli_startup,
     "restart_latency": restart_latency,
     "event_followers": event_followers,
+    "actor_logs": actor_logs,
     "scale": scale,
 }
+
+# How the cost grows as the durable state grows (benchmarks/state.py).
+from benchmarks import state as _state  # noqa: E402
+
+ALL.update(_state.SUITES)

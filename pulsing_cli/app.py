@@ -12,6 +12,7 @@ from pulsing_cli.context import DebugOpt, EndpointOpt, JsonOpt, Settings, TokenO
 COMMANDS = (
     "ask", "stream", "status", "restart", "stop", "start",
     "events", "wait", "streams",  # ops (issue 14)
+    "logs",  # issue 13
     "daemon", "man", "config",
 )  # fmt: skip
 
@@ -103,6 +104,10 @@ def _register(app: typer.Typer, name: str) -> None:
         app.command("man", epilog=man.EPILOG)(man.man)
     elif name in ("events", "wait", "streams"):
         _register_ops(app, name)
+    elif name == "logs":
+        from pulsing_cli.commands import logs
+
+        app.command("logs", epilog=logs.EPILOG)(logs.logs)
     else:
         raise ValueError(f"unknown command {name!r}")
 

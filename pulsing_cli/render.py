@@ -166,7 +166,9 @@ class Output:
             self.stderr.flush()
 
     # ------------------------------------------------------------------ status
-    def status(self, payload: dict[str, Any]) -> None:
+    def status(self, payload: dict[str, Any], *, traceback: bool = False) -> None:
+        """The status table; for one actor its details, with ``traceback`` the last
+        failure's traceback too (`pulsing status ACTOR`)."""
         if self.json_mode:
             self.json(payload)
             return
@@ -227,6 +229,9 @@ class Output:
                     f"last failure: {failure.get('type')}: {failure.get('message')} "
                     f"(in {failure.get('where')}, at {failure.get('at')})"
                 )
+                if traceback and failure.get("traceback"):
+                    for text in str(failure["traceback"]).splitlines():
+                        self.line(f"  {text}")
             if actors[0].get("pid"):
                 self.line(f"pid: {actors[0]['pid']}")
 
@@ -348,10 +353,20 @@ def event_line(event: dict[str, Any]) -> str:
     rest = " ".join(
         f"{key}={value if isinstance(value, str) and value and ' ' not in value else _dumps(value)}"
         for key, value in event.items()
-        if key not in _EVENT_HEAD and value is not None
+        if key not in _EVENT_HEAD and key != "traceback" and value is not None
     )
     actor = event.get("actor") or "-"
     return f"{event.get('at')}  #{event.get('id')}  {actor}  {event.get('kind')}  {rest}".rstrip()
+
+
+# ---------------------------------------------------------------------- logs
+def log_line(record: dict[str, Any]) -> str:
+    """One log record: ``at  actor[instance]  stream  text`` (continuation lines as written)."""
+    at = str(record.get("at", ""))
+    if len(at) == 27:  # microseconds: milliseconds are enough to read
+        at = at[:23] + "Z"
+    who = f"{record.get('actor')}[{record.get('instance')}]"
+    return f"{at}  {who}  {record.get('stream')!s:<6}  {record.get('text')}"
 
 
 # ---------------------------------------------------------------------- streams

@@ -18,6 +18,7 @@ from urllib.parse import quote
 
 from pulsing_cli.transport import TransportError
 from pulsing_daemon.exceptions import PulsingError, PulsingRuntimeError, from_wire
+from pulsing_daemon.wire import NDJSON_TYPE, chunk_seq
 
 if TYPE_CHECKING:
     from pulsing_cli.client import Chunk, Client
@@ -94,7 +95,7 @@ async def follow_lines(
         progressed = False
         try:
             response = await client.transport.stream(
-                "GET", path, headers=client.headers({"Accept": "application/x-ndjson"})
+                "GET", path, headers=client.headers({"Accept": NDJSON_TYPE})
             )
             async with response:
                 if response.status >= 400:
@@ -104,7 +105,7 @@ async def follow_lines(
                 async for line in response.iter_lines():
                     if not line:
                         continue
-                    seq = _seq_of(line)
+                    seq = chunk_seq(line)
                     if seq is None:
                         record = json.loads(line)
                         seq = record.get("seq")
@@ -168,20 +169,6 @@ async def open_stream(
         )
     async for seq, line in follow_lines(client, state):
         yield Chunk(seq, chunk_data(line))
-
-
-_PREFIX = b'{"seq":'
-
-
-def _seq_of(line: bytes) -> int | None:
-    """The seq of a chunk record as the daemon writes it (``{"seq":N,...``), cheaply."""
-    if not line.startswith(_PREFIX):
-        return None
-    end = line.find(b",", len(_PREFIX))
-    try:
-        return int(line[len(_PREFIX) : end])
-    except ValueError:
-        return None
 
 
 def chunk_data(line: bytes) -> Any:

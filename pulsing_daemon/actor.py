@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import json
 import logging
 import threading
 import time
@@ -20,7 +19,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from pulsing_daemon import log
+from pulsing_daemon import log, wire
 from pulsing_daemon.config import ActorConfig
 from pulsing_daemon.exceptions import (
     PulsingBusinessError,
@@ -34,8 +33,9 @@ from pulsing_daemon.exceptions import (
 from pulsing_daemon.host import HEAVY_FOR, ActorHost, SyncCall, SyncCallState, run_sync_batch
 from pulsing_daemon.policy import ExitKind, RestartTracker
 from pulsing_daemon.states import ACCEPTING, ActorState, check_transition
+from pulsing_daemon.storage import logs
 
-_encode_result = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+_encode_result = wire.encode
 
 OUTCOMES = ("ok", "business", "system", "timeout", "unsupported", "runtime")
 
@@ -99,6 +99,47 @@ HostFactory = Callable[[ActorConfig], ActorHost]
 class ActorCell:
     """A named actor: config, mailbox, state, counters; survives its instances."""
 
+    # One cell per actor, 10,000s of them: the attributes set in __init__ live in slots
+    # (an instance dict of this many keys is not key-shared: ~1.6 KB each). "__dict__"
+    # keeps any other attribute working, at the old price.
+    __slots__ = (
+        "__dict__",
+        "__weakref__",
+        "_batch",
+        "_batch_waiter",
+        "_changed",
+        "_drain_on_stop",
+        "_heavy_until",
+        "_holding",
+        "_idle",
+        "_stop_reason",
+        "_stop_requested",
+        "_task",
+        "_wakeup",
+        "accepting",
+        "backoff_until",
+        "clock",
+        "config",
+        "counts",
+        "default_timeout",
+        "emit",
+        "host",
+        "host_factory",
+        "in_flight",
+        "last_error",
+        "last_failure",
+        "mailbox",
+        "metrics",
+        "name",
+        "operator_restarts",
+        "queued",
+        "running_since",
+        "start_gate",
+        "state",
+        "total_restarts",
+        "tracker",
+    )
+
     def __init__(
         self,
         config: ActorConfig,
@@ -139,12 +180,16 @@ class ActorCell:
         self._drain_on_stop = True
         self._holding = False  # an operator restart in progress: keep the mailbox
         self._task: asyncio.Task[None] | None = None
-        self._idle = asyncio.Event()
-        self._idle.set()
-        self._changed = asyncio.Event()  # replaced on every transition
+        # Made only when someone waits (an asyncio.Event with its waiter deque is
+        # ~0.8 KB; most cells never have a waiter): _wait_idle's, set when the
+        # mailbox empties; settle's, set and dropped on every transition.
+        self._idle: asyncio.Event | None = None
+        self._changed: asyncio.Event | None = None
         self.metrics: Any = None  # pulsing_daemon.metrics.Metrics, when attached
         # EventLog.emit(kind, actor, **fields), set by the supervisor (events.py).
         self.emit: Callable[..., None] = _no_event
+        # Where this actor's output goes (storage/logs.py), set by the supervisor.
+        self.log_sink: logs.ActorLog | None = None
         self._batch: list[Envelope] = []  # the sync batch being run, if any
         self._batch_waiter: asyncio.Future[None] | None = None  # see _await_batched
         self._heavy_until = 0.0  # loop time until which sync ops do not follow the loop
@@ -156,8 +201,9 @@ class ActorCell:
     def _set_state(self, new: ActorState, **fields: Any) -> None:
         check_transition(self.state, new)
         old, self.state = self.state, new
-        self._changed.set()
-        self._changed = asyncio.Event()
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None
         level = logging.WARNING if new in (ActorState.BACKOFF, ActorState.FAILED) else logging.INFO
         log.event(
             "state",
@@ -195,6 +241,8 @@ class ActorCell:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return
+            if self._changed is None:
+                self._changed = asyncio.Event()
             try:
                 await asyncio.wait_for(asyncio.shield(self._changed.wait()), remaining)
             except asyncio.TimeoutError:
@@ -254,7 +302,8 @@ class ActorCell:
 
     async def _wait_idle(self) -> None:
         while self.queued or self.in_flight:
-            self._idle.clear()
+            if self._idle is None or self._idle.is_set():
+                self._idle = asyncio.Event()
             await self._idle.wait()
 
     # ----------------------------------------------------------------- mailbox
@@ -295,7 +344,6 @@ class ActorCell:
             envelope.timer = loop.call_at(envelope.deadline, self._expire, envelope)
         self.mailbox.append(envelope)
         self.queued += 1
-        self._idle.clear()
         self._wakeup.set()
 
     def _not_serving_error(self) -> PulsingRuntimeError:
@@ -356,7 +404,7 @@ class ActorCell:
         self._check_idle()
 
     def _check_idle(self) -> None:
-        if not self.queued and not self.in_flight:
+        if self._idle is not None and not self.queued and not self.in_flight:
             self._idle.set()
 
     def _answer(
@@ -424,6 +472,7 @@ class ActorCell:
 
     # ----------------------------------------------------------------- lifecycle
     async def _lifecycle(self) -> None:
+        logs.enter(self.log_sink)  # what the instance writes, from here on, is its own
         try:
             while True:
                 ended = await self._run_instance()
@@ -534,9 +583,10 @@ class ActorCell:
             "message": str(cause) if cause is not None else "run() exited",
             "where": ended.where,
             "at": _utc_now(),
+            "traceback": logs.describe_failure(cause),
         }
         if ended.envelope is None:  # no ask carries it: the failure is the last error
-            self.last_error = dict(self.last_failure)
+            self.last_error = {k: v for k, v in self.last_failure.items() if k != "traceback"}
         log.event(
             "failure",
             actor=self.name,

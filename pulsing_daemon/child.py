@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import signal
 import socket
 import sys
+import threading
+import traceback
 from typing import Any
 
-from pulsing_daemon.exceptions import PulsingError
+from pulsing_daemon.exceptions import PulsingError, is_failure
 from pulsing_daemon.framing import FrameError, encode, read_frame
 
 
@@ -44,15 +47,51 @@ def _apply_limits(memory_limit: int | None, cpu_limit: float | None) -> None:
 
 
 def describe_exception(exc: BaseException, memory_limit: int | None = None) -> dict[str, Any]:
-    """An exception as a frame field: Pulsing errors keep their envelope."""
+    """An exception as a frame field: Pulsing errors keep their envelope; a failure
+    carries its traceback (the daemon shows it in status and logs)."""
+    described: dict[str, Any]
     if isinstance(exc, PulsingError):
-        return {"wire": exc.to_wire()}
-    message = str(exc)
-    if isinstance(exc, MemoryError) and memory_limit:
-        message = f"memory_limit of {memory_limit} bytes exceeded" + (
-            f" ({message})" if message else ""
+        described = {"wire": exc.to_wire()}
+    else:
+        message = str(exc)
+        if isinstance(exc, MemoryError) and memory_limit:
+            message = f"memory_limit of {memory_limit} bytes exceeded" + (
+                f" ({message})" if message else ""
+            )
+        described = {"type": type(exc).__name__, "message": message}
+    if is_failure(exc) and exc.__traceback__ is not None:
+        described["traceback"] = "".join(
+            traceback.format_exception(type(exc), exc, exc.__traceback__)
         )
-    return {"type": type(exc).__name__, "message": message}
+    return described
+
+
+class _FrameLogHandler(logging.Handler):
+    """The child's ``logging`` records go to the daemon as ``log`` frames (any thread)."""
+
+    def __init__(self, child: Child, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(logging.NOTSET)
+        self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        self.child = child
+        self.loop = loop
+        self.loop_thread = threading.get_ident()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            frame = {"t": "log", "text": self.format(record)}
+            if threading.get_ident() == self.loop_thread:
+                self.child.send(frame)
+            else:
+                self.loop.call_soon_threadsafe(self.child.send, frame)
+        except Exception:
+            self.handleError(record)
+
+
+def _capture_logging(child: Child) -> None:
+    root = logging.getLogger()
+    if not root.handlers and root.level == logging.WARNING:
+        root.setLevel(logging.INFO)
+    root.addHandler(_FrameLogHandler(child, asyncio.get_running_loop()))
 
 
 class Child:
@@ -86,6 +125,7 @@ class Child:
         from pulsing_daemon.host import InlineHost
 
         self.memory_limit = init.get("memory_limit")
+        _capture_logging(self)
         try:
             for path in reversed(init.get("sys_path") or []):
                 if path not in sys.path:
@@ -209,6 +249,9 @@ if __name__ == "__main__":
         except (OSError, ValueError):
             pass  # a CPU went away meanwhile: run where the daemon does
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the daemon decides when we stop
+    # Line by line: the daemon records each line as the actor writes it.
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    sys.stderr.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     code = asyncio.run(main(ns.fd, ns.parent))
     sys.stdout.flush()
     sys.stderr.flush()

@@ -117,6 +117,7 @@ class ActorConfig:
     env: dict[str, str] = field(default_factory=dict)
     cwd: str | None = None
     autostart: bool = True
+    log_max_bytes: int = 10485760
     # The imported class; None when the config was read with import_classes=False.
     cls: type | None = field(default=None, compare=False, repr=False)
 
@@ -558,6 +559,9 @@ ACTOR_SPECS: tuple[KeySpec, ...] = (
             "config file", nullable=True),
     KeySpec("autostart", "boolean", True, _boolean,
             "start with the daemon; false leaves the actor stopped until 'pulsing start'"),
+    KeySpec("log_max_bytes", "integer", 10485760, _integer(4096),
+            "bytes of this actor's logs kept in state_dir/logs (output, logging records, "
+            "the daemon's events about it); the oldest half goes first"),
 )  # fmt: skip
 
 DAEMON_KEYS: dict[str, str] = {spec.name: spec.description for spec in DAEMON_SPECS}

@@ -27,7 +27,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from pulsing_daemon import log
+from pulsing_daemon import argcheck, log
 from pulsing_daemon.exceptions import PulsingBusinessError, PulsingUnsupportedError, is_failure
 from pulsing_daemon.remote import NONBLOCKING_ATTR
 
@@ -41,9 +41,8 @@ _EXECUTOR = concurrent.futures.ThreadPoolExecutor(max_workers=256, thread_name_p
 # Op threads follow the event loop's CPU (Linux). The loop and the thread running a
 # batch of sync ops take turns holding the GIL; on different CPUs each turn is a
 # cross-CPU wake-up, and a thread preempted while holding the GIL stalls the loop.
-# On the loop's CPU the turns are cheap switches: sync asks went from 0.53x to
-# 0.6-0.71x of bare aiohttp (about as fast as async ones) on a 2-vCPU machine. The
-# loop itself is not pinned: it may move, and each batch of two or more asks goes
+# On the loop's CPU the turns are cheap switches (the figures: benchmarks/README.md).
+# The loop itself is not pinned: it may move, and each batch of two or more asks goes
 # where the loop is then (sched_getcpu, ~0.2 us). An op that burns more than
 # HEAVY_OP of CPU (numpy, compression: work that may run beside the loop without
 # the GIL) stops its actor's ops from following for HEAVY_FOR.
@@ -134,6 +133,8 @@ class OpInfo:
     signature: inspect.Signature | None
     plain: PlainParameters | None = None  # for the fast argument check
     on_loop: bool = False  # a sync op marked @nonblocking: run on the event loop
+    # Checks argument values against the annotations (argcheck.py); None: nothing to check.
+    check: Callable[[list[Any], dict[str, Any]], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -204,25 +205,28 @@ def describe_ops(cls: type) -> dict[str, OpInfo]:
             signature = None
         on_loop = kind is OpKind.ASK and getattr(attr, NONBLOCKING_ATTR, False) is True
         ops[name] = OpInfo(
-            name, kind, is_async, signature, PlainParameters.of(signature), on_loop and not is_async
-        )
+            name, kind, is_async, signature, PlainParameters.of(signature),
+            on_loop and not is_async, argcheck.compile_check(attr, signature, name),
+        )  # fmt: skip
     return ops
 
 
 def bind_arguments(info: OpInfo, args: list[Any], kwargs: dict[str, Any]) -> None:
-    """Check a call against the op's signature before it runs: a bad call is a business error."""
+    """Check a call against the op's signature and annotations before it runs: a bad call
+    is a business error (``bad_arguments``, ``invalid_argument``)."""
     if info.signature is None:
         return
-    if info.plain is not None and info.plain.binds(args, kwargs):
-        return
-    try:
-        info.signature.bind(*args, **kwargs)
-    except TypeError as exc:
-        raise PulsingBusinessError(
-            "bad_arguments",
-            f"bad arguments for {info.name}{info.signature}: {exc}",
-            {"op": info.name, "signature": f"{info.name}{info.signature}"},
-        ) from None
+    if info.plain is None or not info.plain.binds(args, kwargs):
+        try:
+            info.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise PulsingBusinessError(
+                "bad_arguments",
+                f"bad arguments for {info.name}{info.signature}: {exc}",
+                {"op": info.name, "signature": f"{info.name}{info.signature}"},
+            ) from None
+    if info.check is not None:
+        info.check(args, kwargs)
 
 
 def resolve_op(cls: type, op: str, want: OpKind) -> OpInfo | None:

@@ -20,8 +20,8 @@ from aiohttp import web
 from aiohttp.http_exceptions import LineTooLong
 from aiohttp.web_protocol import RequestHandler
 
-from pulsing_daemon import __version__, log
-from pulsing_daemon.exceptions import PulsingError, PulsingRuntimeError, PulsingSystemError
+from pulsing_daemon import __version__, log, wire
+from pulsing_daemon.exceptions import PulsingError, PulsingRuntimeError
 from pulsing_daemon.idempotency import IdempotencyStore
 from pulsing_daemon.metrics import CONTENT_TYPE, Metrics
 from pulsing_daemon.readiness import Readiness
@@ -40,12 +40,8 @@ TOKEN_CONFIGURED = web.AppKey("token_configured", bool)  # the status page rende
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-JSON_TYPE = "application/json"
-
-
-# ensure_ascii: text with lone surrogates (valid JSON escapes) still encodes. One
-# encoder and one decoder: json.dumps/loads with options build a new one per call.
-dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode
+JSON_TYPE = wire.JSON_TYPE
+dumps = wire.encode  # every JSON body goes through the wire module's encoder
 
 
 def json_response(
@@ -58,7 +54,12 @@ def error_response(error: PulsingError) -> web.Response:
     headers = {}
     if error.retry_after is not None:
         headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
-    return json_response(error.to_wire(), status=error.http_status, headers=headers)
+    return web.Response(
+        text=wire.error_body(error),
+        status=error.http_status,
+        content_type=JSON_TYPE,
+        headers=headers,
+    )
 
 
 def bad_request(message: str, status: int = 400, **extra: Any) -> PulsingRuntimeError:
@@ -208,16 +209,6 @@ def parse_timeout(request: web.Request, body: dict[str, Any]) -> float | None:
     return min(timeout, 86400.0 * 365)
 
 
-def result_response(value: Any, headers: dict[str, str] | None = None, **meta: Any) -> web.Response:
-    try:
-        text = dumps({"result": value, **meta})
-    except (TypeError, ValueError) as exc:
-        raise PulsingSystemError(
-            f"the op's result is not JSON-serializable: {exc}", recoverable=False
-        ) from None
-    return web.Response(text=text, content_type=JSON_TYPE, headers=headers)
-
-
 # ---------------------------------------------------------------------- handlers
 async def health(request: web.Request) -> web.Response:
     """Liveness: 200 while serving; "degraded" names the failed actors (readiness.py: ready)."""
@@ -273,9 +264,13 @@ async def ask(request: web.Request) -> web.Response:
     else:
         value, replayed = await request.app[IDEMPOTENCY].ask(cell, envelope, key)
         if replayed:
-            return result_response(value, {"Idempotency-Replayed": "true"}, replayed=True)
+            return web.Response(
+                text=wire.replayed_body(value),
+                content_type=JSON_TYPE,
+                headers={wire.REPLAYED: "true"},
+            )
     return web.Response(
-        text='{"result":' + (envelope.result_json or "null") + "}", content_type=JSON_TYPE
+        text=wire.result_body(envelope.result_json or "null"), content_type=JSON_TYPE
     )
 
 
@@ -313,7 +308,7 @@ async def read_stream(request: web.Request) -> web.StreamResponse:
     stream_id = request.match_info["id"]
     start = _resume_offset(request)
     follow = request.query.get("follow", "1").lower() not in ("0", "false", "no")
-    ndjson = "application/x-ndjson" in request.headers.get("Accept", "")
+    ndjson = wire.NDJSON_TYPE in request.headers.get("Accept", "")
     if streams.readers >= request.app[MAX_READERS]:
         raise PulsingRuntimeError(
             f"too many stream readers ({streams.readers})",
@@ -327,7 +322,7 @@ async def read_stream(request: web.Request) -> web.StreamResponse:
     first = await anext(frames, None)
     response = web.StreamResponse(
         headers={
-            "Content-Type": "application/x-ndjson" if ndjson else "text/event-stream",
+            "Content-Type": wire.NDJSON_TYPE if ndjson else wire.SSE_TYPE,
             "Cache-Control": "no-cache",
             "X-Accel-Buffering": "no",
             "Pulsing-Stream": stream_id,
@@ -339,13 +334,13 @@ async def read_stream(request: web.Request) -> web.StreamResponse:
         frame = first
         while frame is not None:
             if frame.chunks:
-                await response.write(_encode(frame.chunks, ndjson))
+                await response.write(wire.chunk_records(frame.chunks, ndjson))
             if frame.terminal is not None:
-                await response.write(_encode_terminal(frame.terminal, ndjson))
+                await response.write(wire.terminal_record(frame.terminal, ndjson))
             elif not frame.chunks and not ndjson:
-                # SSE comment as a keep-alive; NDJSON has no such line (every line is
-                # a record), so an idle NDJSON stream stays silent.
-                await response.write(b": keep-alive\n\n")
+                # NDJSON has no keep-alive line (every line is a record), so an idle
+                # NDJSON stream stays silent.
+                await response.write(wire.KEEP_ALIVE)
             frame = await anext(frames, None)
         await response.write_eof()
     except (ConnectionResetError, ConnectionError):
@@ -354,18 +349,6 @@ async def read_stream(request: web.Request) -> web.StreamResponse:
         streams.readers -= 1
         await frames.aclose()
     return response
-
-
-def _encode(chunks: list[tuple[int, str]], ndjson: bool) -> bytes:
-    if ndjson:
-        return "".join(f'{{"seq":{seq},"data":{data}}}\n' for seq, data in chunks).encode()
-    return "".join(
-        f'id: {seq}\ndata: {{"seq":{seq},"data":{data}}}\n\n' for seq, data in chunks
-    ).encode()
-
-
-def _encode_terminal(terminal: str, ndjson: bool) -> bytes:
-    return (terminal + "\n").encode() if ndjson else f"data: {terminal}\n\n".encode()
 
 
 async def stream_info(request: web.Request) -> web.Response:
@@ -457,6 +440,10 @@ def build_app(
 
     app[TOKEN_CONFIGURED] = token is not None
     status_page.add_routes(app, expect_handler)
+    # ---- per-actor logs (issue 13)
+    from pulsing_daemon import log_routes
+
+    log_routes.add_routes(app, expect_handler)
     return app
 
 

@@ -23,10 +23,10 @@ Rules (also in pulsing.toml(5)):
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 from pulsing_daemon.actor import ActorCell, Envelope
+from pulsing_daemon.deadline import Deadline
 from pulsing_daemon.exceptions import (
     PulsingBusinessError,
     PulsingError,
@@ -37,7 +37,7 @@ from pulsing_daemon.exceptions import (
     from_wire,
 )
 from pulsing_daemon.journal import GroupCommit, Journal
-from pulsing_daemon.streams import fingerprint
+from pulsing_daemon.wire import fingerprint, read_outcome, stored_outcome
 
 MAX_KEY_LENGTH = 256
 
@@ -58,23 +58,6 @@ def is_final(error: PulsingError | None, executed: bool) -> bool:
     return False  # runtime
 
 
-# One encoder (json.dumps with options builds a new one per call).
-_encode = json.JSONEncoder(separators=(",", ":"), default=str).encode
-
-
-def encode(value: Any, error: PulsingError | None) -> str:
-    if error is not None:
-        return _encode(error.to_wire())
-    return _encode({"result": value})
-
-
-def decode(text: str) -> Outcome:
-    body = json.loads(text)
-    if "error" in body:
-        return None, from_wire(body)
-    return body.get("result"), None
-
-
 class IdempotencyStore:
     def __init__(self, journal: Journal, retention: float) -> None:
         self.journal = journal
@@ -93,7 +76,7 @@ class IdempotencyStore:
                 "bad_idempotency_key", f"Idempotency-Key must be 1..{MAX_KEY_LENGTH} characters"
             )
         slot = (cell.name, key)
-        print_ = fingerprint(envelope.op, envelope.args, envelope.kwargs)
+        request_fingerprint = fingerprint(envelope.op, envelope.args, envelope.kwargs)
         if slot not in self._running:
             # Maybe a new key (the common case). Register the slot first, so repeats
             # arriving while the claim commits wait for it; the claim itself rides in
@@ -102,7 +85,7 @@ class IdempotencyStore:
             self._running[slot] = shared
             try:
                 claimed = await self._commits.run(
-                    lambda: self.journal.claim_ask(cell.name, key, print_)
+                    lambda: self.journal.claim_ask(cell.name, key, request_fingerprint)
                 )
             except BaseException:
                 self._release(slot, _RECHECK)
@@ -111,7 +94,7 @@ class IdempotencyStore:
                 return await self._first(cell, envelope, key, slot)
             self._release(slot, _RECHECK)  # a record exists: look it up (waiters too)
         record = self.journal.ask_record(cell.name, key)
-        if record is not None and record.fingerprint != print_:
+        if record is not None and record.fingerprint != request_fingerprint:
             raise cell.stamp(
                 PulsingBusinessError(
                     "idempotency_conflict",
@@ -121,12 +104,12 @@ class IdempotencyStore:
                 )
             )
         if record is not None and record.done and record.outcome is not None:
-            return _replay(decode(record.outcome))
+            return _replay(read_outcome(record.outcome))
         running = self._running.get(slot)
         if running is not None:  # a concurrent repeat: wait for the first (within our deadline)
-            remaining = envelope.deadline - asyncio.get_running_loop().time()
+            remaining = Deadline(envelope.deadline).remaining()
             try:
-                outcome = await asyncio.wait_for(asyncio.shield(running), max(0.0, remaining))
+                outcome = await asyncio.wait_for(asyncio.shield(running), remaining)
                 if outcome is _RECHECK:  # the slot's claim found a record: start over
                     return await self.ask(cell, envelope, key)
             except asyncio.TimeoutError:
@@ -175,7 +158,7 @@ class IdempotencyStore:
 
         def late(value: Any, error: PulsingError | None) -> None:
             # A sync op finished after its caller timed out: store what really happened.
-            self._settle(slot, key, cell.name, (value, error), True)
+            self._record_outcome(slot, key, cell.name, (value, error), True)
 
         envelope.on_late = late
         try:
@@ -190,14 +173,14 @@ class IdempotencyStore:
         )
         if not left_running:  # else ``late`` settles the record when the op ends
             # Stored (committed) before the caller hears the outcome.
-            await self._settle(
+            await self._record_outcome(
                 slot, key, cell.name, outcome, envelope.executed, envelope.result_json
             )
         if outcome[1] is not None:
             raise outcome[1]
         return outcome[0], False
 
-    def _settle(
+    def _record_outcome(
         self,
         slot: tuple[str, str],
         key: str,
@@ -213,12 +196,7 @@ class IdempotencyStore:
         """
         value, error = outcome
         if is_final(error, executed):
-            # A success's result was encoded once already, by the cell.
-            text = (
-                '{"result":' + result_json + "}"
-                if error is None and result_json is not None
-                else encode(value, error)
-            )
+            text = stored_outcome(value, error, result_json)
             written = self._commits.run(lambda: self.journal.finish_ask(actor, key, text))
         elif executed and isinstance(error, PulsingRuntimeError):
             # The op started, then the daemon gave up on it (shutdown past the grace

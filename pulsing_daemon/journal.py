@@ -50,7 +50,13 @@ CREATE TABLE IF NOT EXISTS asks (
     finished    REAL,
     PRIMARY KEY (actor, key)
 ) WITHOUT ROWID;
+-- The retention pass (every minute, on the event loop) finds expired records by
+-- this index instead of scanning every key.
+CREATE INDEX IF NOT EXISTS asks_by_created ON asks(created);
 """
+
+
+WAL_SIZE_LIMIT = 8 << 20  # bytes the WAL is truncated to after a checkpoint
 
 
 @dataclass
@@ -80,7 +86,10 @@ class AskRecord:
 
 
 class Journal:
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, wall_clock: Callable[[], float] = time.time) -> None:
+        """``wall_clock`` stamps records and judges retention: wall-clock seconds, so
+        that they mean the same after a restart (not the loop's clock, see deadline.py)."""
+        self.wall_clock = wall_clock
         self.path = state_dir / "journal.db"
         fresh = not self.path.exists()
         self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -89,6 +98,9 @@ class Journal:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA busy_timeout=5000")
+        # The WAL keeps the size of its largest transaction (a retention pass after a
+        # long downtime deletes a whole day at once) unless truncated after checkpoints.
+        self.db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
         self.db.executescript(SCHEMA)
 
     def close(self) -> None:
@@ -159,7 +171,7 @@ class Journal:
     def finish_stream(self, stream_id: str, terminal: str) -> None:
         self.db.execute(
             "UPDATE streams SET open = 0, terminal = ?, finished = ? WHERE id = ?",
-            (terminal, time.time(), stream_id),
+            (terminal, self.wall_clock(), stream_id),
         )
 
     def read_chunks(self, stream_id: str, start: int, limit: int) -> list[tuple[int, str]]:
@@ -186,7 +198,7 @@ class Journal:
 
     def prune_streams(self, max_age: float, max_total_bytes: int, now: float | None = None) -> int:
         """Drop finished streams older than ``max_age``, then the oldest until under the cap."""
-        now = time.time() if now is None else now
+        now = self.wall_clock() if now is None else now
         doomed = [
             row[0]
             for row in self.db.execute(
@@ -229,21 +241,21 @@ class Journal:
         cursor = self.db.execute(
             "INSERT INTO asks (actor, key, fingerprint, done, created) "
             "VALUES (?, ?, ?, 0, ?) ON CONFLICT (actor, key) DO NOTHING",
-            (actor, key, fingerprint, time.time()),
+            (actor, key, fingerprint, self.wall_clock()),
         )
         return cursor.rowcount == 1
 
     def finish_ask(self, actor: str, key: str, outcome: str) -> None:
         self.db.execute(
             "UPDATE asks SET done = 1, outcome = ?, finished = ? WHERE actor = ? AND key = ?",
-            (outcome, time.time(), actor, key),
+            (outcome, self.wall_clock(), actor, key),
         )
 
     def forget_ask(self, actor: str, key: str) -> None:
         self.db.execute("DELETE FROM asks WHERE actor = ? AND key = ?", (actor, key))
 
     def prune_asks(self, retention: float, now: float | None = None) -> int:
-        now = time.time() if now is None else now
+        now = self.wall_clock() if now is None else now
         cursor = self.db.execute("DELETE FROM asks WHERE created < ?", (now - retention,))
         return cursor.rowcount
 

@@ -3,8 +3,8 @@
 Same interface as ``InlineHost``, so supervision, deadlines, streams and idempotency
 do not change. A child that dies for any reason (exception in ``run()``, ``os._exit``,
 a signal such as SIGSEGV or SIGKILL, a resource limit) is a failure: in-flight calls
-fail with ``ProcessDied`` and ``exited`` resolves. Child stdout/stderr go to the
-daemon's log line by line, tagged with the actor name. Stop = ``on_stop``, then
+fail with ``ProcessDied`` and ``exited`` resolves. Child stdout/stderr and its
+``logging`` records go to the actor's log (storage/logs.py) line by line. Stop = ``on_stop``, then
 SIGTERM, then SIGKILL after the grace period.
 """
 
@@ -24,6 +24,7 @@ from pulsing_daemon.config import ActorConfig
 from pulsing_daemon.exceptions import from_wire
 from pulsing_daemon.framing import FrameError, encode, read_frame
 from pulsing_daemon.host import ActorHost, OpKind, bind_arguments, queued_chunks, resolve_op
+from pulsing_daemon.storage import logs
 
 START_TIMEOUT = 60.0
 STOP_GRACE = 5.0
@@ -59,9 +60,14 @@ class Unserializable:
 
 
 def _exception(payload: dict[str, Any]) -> BaseException:
+    exc: BaseException
     if "wire" in payload:
-        return from_wire(payload["wire"])
-    return ChildError(str(payload.get("type", "Exception")), str(payload.get("message", "")))
+        exc = from_wire(payload["wire"])
+    else:
+        exc = ChildError(str(payload.get("type", "Exception")), str(payload.get("message", "")))
+    if isinstance(payload.get("traceback"), str):
+        exc.remote_traceback = payload["traceback"]  # type: ignore[attr-defined]
+    return exc
 
 
 def describe_exit(returncode: int, memory_limit: int | None, cpu_limit: float | None) -> str:
@@ -99,6 +105,7 @@ class ProcessHost(ActorHost):
         self._stopping = False
         self._kill_cause: str | None = None
         self._tasks: list[asyncio.Task[Any]] = []
+        self._log = logs.current()  # the actor's log (the cell's task creates hosts)
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -203,6 +210,8 @@ class ProcessHost(ActorHost):
                 self.exited.set_result(None if payload is None else _exception(payload))
         elif kind == "stopped" and not self._stopped.done():
             self._stopped.set_result(None)
+        elif kind == "log" and self._log is not None:
+            self._log.write("log", str(message.get("text", "")))
 
     async def _pump(self, stream: asyncio.StreamReader | None, name: str) -> None:
         if stream is None:
@@ -214,13 +223,12 @@ class ProcessHost(ActorHost):
                 line = b"<line too long>\n"
             if not line:
                 return
-            log.event(
-                "output",
-                actor=self.name,
-                stream=name,
-                level=logging.INFO,
-                msg=line.decode(errors="replace").rstrip("\n"),
-            )
+            text = line.decode(errors="replace").rstrip("\n")
+            if self._log is not None:
+                self._log.write(name, text)
+                log.event("output", actor=self.name, stream=name, level=logging.DEBUG, msg=text)
+            else:  # no actor log (a host made outside a cell): the daemon's log has it
+                log.event("output", actor=self.name, stream=name, level=logging.INFO, msg=text)
 
     async def _wait(self) -> None:
         assert self.proc is not None

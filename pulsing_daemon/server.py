@@ -22,6 +22,7 @@ from pulsing_daemon.idempotency import IdempotencyStore
 from pulsing_daemon.journal import Journal
 from pulsing_daemon.notify import Notifier
 from pulsing_daemon.readiness import announce_ready, notify_systemd
+from pulsing_daemon.storage import logs as actor_logs
 from pulsing_daemon.storage.events import EventLog
 from pulsing_daemon.streams import StreamManager
 from pulsing_daemon.supervisor import Supervisor
@@ -62,7 +63,11 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
     prepare_state_dir(daemon.state_dir)
     journal = Journal(daemon.state_dir)
     events = EventLog(daemon.state_dir / "events.db", keep=daemon.events_keep)
-    supervisor = Supervisor(config, events)
+    logs = actor_logs.LogStore(daemon.state_dir / "logs")
+    if os.environ.get("PULSING_LOG_CAPTURE", "1") != "0":  # 0: a diagnostic switch
+        actor_logs.install()
+    logs.start()
+    supervisor = Supervisor(config, events, logs)
     notifier = Notifier(config.notify)
     events.add_listener(notifier.offer)
     streams = StreamManager(journal, supervisor, daemon)
@@ -111,6 +116,8 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
         await runner.cleanup()
         journal.close()
         events.close()
+        logs.close()
+        actor_logs.uninstall()
         raise StartupError(f"cannot listen on {daemon.listen}: {exc.strerror or exc}") from None
 
     supervisor.start()
@@ -137,6 +144,8 @@ async def serve(config: Config, *, ready: asyncio.Event | None = None) -> None:
     streams.shutdown()
     events.close()  # ends the followers' streams, so cleanup need not wait for them
     await notifier.close()
+    logs.close()
+    actor_logs.uninstall()
     await runner.cleanup()
     journal.close()
     if daemon.is_unix and daemon.unix_path is not None:

@@ -28,24 +28,12 @@ from pulsing_daemon.exceptions import (
 from pulsing_daemon.host import OpKind, bind_arguments, resolve_op
 from pulsing_daemon.journal import Journal, StreamRecord
 from pulsing_daemon.supervisor import Supervisor
+from pulsing_daemon.wire import END, encode_chunk, fingerprint, terminal_body
 
 FLUSH_CHUNKS = 512
 FLUSH_DELAY = 0.002
 RECENT_WINDOW = 4096  # chunks kept in memory per live stream for readers close behind
 READ_PAGE = 2048
-END = '{"end":true}'
-
-
-# One encoder, not json.dumps(**kwargs) per chunk (which builds an encoder each call).
-_encode_chunk = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
-
-
-def fingerprint(op: str, args: list[Any], kwargs: dict[str, Any]) -> str:
-    """What must match for a repeat with the same key to be 'the same request'."""
-    return _encode_fingerprint([op, args, kwargs])
-
-
-_encode_fingerprint = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str).encode
 
 
 @dataclass(eq=False)
@@ -71,7 +59,7 @@ class LiveStream:
     async def append(self, chunk: Any) -> None:
         """The sink of the producing actor: stage one chunk for the next commit."""
         try:
-            text = _encode_chunk(chunk)
+            text = encode_chunk(chunk)
         except (TypeError, ValueError) as exc:
             raise PulsingSystemError(
                 f"chunk {self.committed + len(self.pending)} of {self.op} is not "
@@ -119,7 +107,7 @@ class LiveStream:
     def finish(self, terminal: str) -> None:
         self.flush()
         if self.broken is not None and terminal == END:
-            terminal = _dumps(self.broken.to_wire())
+            terminal = terminal_body(self.broken)
         self.terminal = terminal
         self.journal.finish_stream(self.id, terminal)
         self.recent = []
@@ -161,7 +149,7 @@ class StreamManager:
                 recoverable=False,
                 actor=record.actor,
             )
-            self.journal.finish_stream(record.id, _dumps(error.to_wire()))
+            self.journal.finish_stream(record.id, terminal_body(error))
             log.event("stream_orphaned", actor=record.actor, category="system", stream=record.id)
         return len(dead)
 
@@ -189,11 +177,11 @@ class StreamManager:
             info = resolve_op(cell.config.cls, op, OpKind.STREAM)
             if info is not None:
                 bind_arguments(info, args, kwargs)
-        print_ = fingerprint(op, args, kwargs)
+        request_fingerprint = fingerprint(op, args, kwargs)
         if key is not None:
             existing = self.journal.stream_by_key(actor, key)
             if existing is not None:
-                if existing.fingerprint != print_:
+                if existing.fingerprint != request_fingerprint:
                     raise PulsingBusinessError(
                         "idempotency_conflict",
                         f"stream key {key!r} was used for a different request "
@@ -204,8 +192,11 @@ class StreamManager:
         stream_id = "s" + secrets.token_hex(8)
         stream = LiveStream(stream_id, actor, op, self.journal, self.config.stream_retention_chunks)
         _, envelope = self.supervisor.envelope(actor, op, args, kwargs, timeout=None, sink=stream)
+        created = self.journal.wall_clock()
         self.journal.create_stream(
-            StreamRecord(stream_id, actor, op, print_, key, True, None, 0, 0, 0, time.time(), None)
+            StreamRecord(
+                stream_id, actor, op, request_fingerprint, key, True, None, 0, 0, 0, created, None
+            )
         )
         try:
             cell.submit(envelope)
@@ -228,7 +219,7 @@ class StreamManager:
                 recoverable=False,
                 actor=stream.actor,
             )
-        terminal = END if error is None else _dumps(_wire(error))
+        terminal = terminal_body(error)
         stream.finish(terminal)
         self.chunks_total += stream.committed
         log.event(
@@ -369,12 +360,3 @@ def _past_end(stream_id: str, last: int, start: int) -> PulsingRuntimeError:
 
 def _unknown_stream(stream_id: str) -> PulsingRuntimeError:
     return PulsingRuntimeError(f"unknown stream {stream_id!r}", status=404, stream=stream_id)
-
-
-def _wire(error: BaseException) -> dict[str, Any]:
-    if isinstance(error, PulsingError):
-        return error.to_wire()
-    return PulsingSystemError(f"{type(error).__name__}: {error}", recoverable=False).to_wire()
-
-
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode

@@ -11,6 +11,7 @@ from pulsing_daemon.config import ActorConfig, Config
 from pulsing_daemon.exceptions import PulsingRuntimeError
 from pulsing_daemon.host import ActorHost, InlineHost
 from pulsing_daemon.storage.events import EventLog
+from pulsing_daemon.storage.logs import LogStore
 
 STARTS_AT_ONCE = 64  # instances constructed concurrently (constructors run on threads)
 
@@ -25,15 +26,24 @@ def make_host(config: ActorConfig) -> ActorHost:
 
 
 class Supervisor:
-    def __init__(self, config: Config, events: EventLog | None = None) -> None:
+    def __init__(
+        self, config: Config, events: EventLog | None = None, logs: LogStore | None = None
+    ) -> None:
         self.config = config
         self.events = events if events is not None else EventLog(None)
+        self.logs = logs if logs is not None else LogStore(None)
+        self.events.add_listener(self.logs.on_event)
         self.cells: dict[str, ActorCell] = {
             name: ActorCell(actor, make_host, config.daemon.default_timeout)
             for name, actor in config.actors.items()
         }
         for cell in self.cells.values():
-            cell.emit = self.events.emit
+            self.attach(cell)
+
+    def attach(self, cell: ActorCell) -> None:
+        """Give a new cell the daemon's event log and its own actor log."""
+        cell.emit = self.events.emit
+        cell.log_sink = self.logs.actor(cell.name, cell.config.log_max_bytes)
 
     def start(self) -> None:
         gate = asyncio.Semaphore(STARTS_AT_ONCE)

@@ -135,7 +135,9 @@ class Daemon:
             input=input,
         )
         if "--debug" not in args:  # the contract: never a Python traceback without --debug
-            assert "Traceback" not in proc.stdout + proc.stderr, (proc.stdout, proc.stderr)
+            # (on stderr, where a crash of the CLI would print one; on stdout an actor's
+            # traceback is data: `pulsing status ACTOR`, `pulsing logs`)
+            assert "Traceback" not in proc.stderr, (proc.stdout, proc.stderr)
         return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
     def cli_background(self, *args: str) -> subprocess.Popen[str]:

@@ -99,7 +99,7 @@ def status(
                 repaint = watch and not out.json_mode and out.rich_out
                 if repaint:
                     out.console().clear()
-                out.status(payload)
+                out.status(payload, traceback=len(words) == 1)
                 if repaint and back:
                     out.notice(back)  # the screen was cleared: keep the last gap in view
                 for name, error in problems:

@@ -1,7 +1,7 @@
 """``isolation = "process"`` end to end (CONTRACT §2-4): the same contract as inline
 actors, plus what only a child process can do -- survive hard deaths (``os._exit``,
 SIGSEGV, ``memory_limit``, ``cpu_limit``, ``kill_on_timeout``), carry its own
-``env``/``cwd``, send its output to the daemon log, and never outlive the daemon.
+``env``/``cwd``, send its output to the actor's log, and never outlive the daemon.
 
 Actors live in ``tests/e2e/proc_actors.py``. Every wait is bounded.
 """
@@ -406,19 +406,21 @@ def test_queued_asks_survive_a_hard_death(daemon_factory: Any, pool: ThreadPoolE
 
 
 # ============================================================== 4. output
-def test_child_print_goes_to_the_daemon_log(daemon_factory: Any) -> None:
+def test_child_print_goes_to_the_actors_log(daemon_factory: Any) -> None:
     d = daemon_factory(worker("process", name="talker"))
     marker = f"marker-{os.getpid()}-{time.monotonic_ns()}"
     result = d.cli("ask", "talker", "say", f"text={marker}", "--json")
     assert result.code == 0 and result.json() == {"result": marker}
 
     def found() -> list[str]:
-        return [line for line in d.log().splitlines() if marker in line]
+        logs = d.cli("logs", "talker", "--json")
+        return [line for line in logs.stdout.splitlines() if marker in line]
 
-    hits = wait_for(found, 5, "the printed line in the daemon log")
+    hits = wait_for(found, 5, "the printed line in the actor's log")
     assert len(hits) == 1, hits
-    assert "actor=talker" in hits[0], hits[0]
-    assert "Traceback" not in d.log()
+    record = json.loads(hits[0])
+    assert (record["actor"], record["stream"], record["text"]) == ("talker", "stdout", marker)
+    assert marker not in d.log()  # the daemon's log: one line per event, not the output
 
 
 # ============================================================== 5. no orphans

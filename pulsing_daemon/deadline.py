@@ -1,0 +1,56 @@
+"""One deadline on one clock: the event loop's.
+
+Every per-request deadline in the daemon is a point on ``loop.time()``, the clock
+asyncio schedules its timers on (``call_at``, ``wait_for``, ``sleep``), so a deadline
+and the timer that enforces it always agree. With the default loop that clock is
+``time.monotonic()``, which may also be read from an op thread.
+
+Tests inject a clock by running a loop whose ``time()`` they drive (a virtual-time
+loop: timers fire as soon as nothing else is ready, with no real sleep), or by
+handing ``Deadline`` a clock function directly.
+
+Durable timestamps (when a stream or a keyed ask was recorded, what retention
+prunes) are wall-clock time instead: they must mean the same after a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+Clock = Callable[[], float]  # seconds; only differences between readings mean anything
+
+
+def loop_clock() -> Clock:
+    """The running event loop's clock."""
+    return asyncio.get_running_loop().time
+
+
+class Deadline:
+    """A point in time on a clock, by default the running loop's.
+
+    ``Deadline.after(2.0)`` is two seconds from now; ``Deadline(at)`` wraps a time
+    already read from the loop's clock (an envelope's ``deadline``).
+    """
+
+    __slots__ = ("at", "clock")
+
+    def __init__(self, at: float, clock: Clock | None = None) -> None:
+        self.at = at
+        self.clock = clock if clock is not None else loop_clock()
+
+    @classmethod
+    def after(cls, seconds: float, clock: Clock | None = None) -> Deadline:
+        clock = clock if clock is not None else loop_clock()
+        return cls(clock() + seconds, clock)
+
+    def remaining(self) -> float:
+        """Seconds left, never negative."""
+        return max(0.0, self.at - self.clock())
+
+    def expired(self) -> bool:
+        """True once the clock has reached the deadline."""
+        return self.clock() >= self.at
+
+    def __repr__(self) -> str:
+        return f"Deadline(at={self.at!r}, remaining={self.remaining():.3f})"

@@ -1,0 +1,565 @@
+"""Per-actor logs in ``state_dir/logs``: what an instance writes, and what happened to it.
+
+A record is ``{"at", "actor", "instance", "stream", "text"}``; ``stream`` is
+
+========== ================================================================
+``stdout``  a line the instance printed (inline: ``print``/``sys.stdout``;
+            process: the child's standard output)
+``stderr``  the same for standard error
+``log``     a record of Python's ``logging`` (level, logger, message, traceback)
+``event``   the daemon's own account: state changes, failures with their full
+            traceback, restarts, operator actions (from the event log)
+========== ================================================================
+
+``instance`` counts the actor's instances (one more at every start), continuing
+across daemon restarts.
+
+Capture of inline actors routes by the actor that is *running*, not by thread or
+by stream: the cell's lifecycle task sets :data:`CURRENT` to its :class:`ActorLog`
+(see :func:`enter`); asyncio tasks and the op thread pool copy the context, so an
+op, ``run()``, hooks and the tasks they spawn all write to their own actor's log,
+and concurrent actors never mix lines. Outside any actor, ``sys.stdout``/``stderr``
+write through to the real streams.
+
+Writing never blocks the writer: a record is appended to its actor's pending queue
+(any thread); a timer on the event loop writes the pending records every
+``FLUSH_EVERY`` seconds, one ``write`` per actor, and hands them to followers.
+Each actor's log is two files, ``NAME.log`` and ``NAME.log.1``: when the first
+reaches half of ``log_max_bytes`` it becomes the second (replacing it), so an
+actor's logs never take more than ``log_max_bytes`` (plus one line).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextvars
+import json
+import logging
+import os
+import re
+import sys
+import threading
+import time
+import traceback
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+from pulsing_daemon import log
+
+FLUSH_EVERY = 0.2  # seconds between writes of pending records (and follower wake-ups)
+MAX_TEXT = 64 * 1024  # characters of one record's text; the rest is cut
+MAX_PENDING = 50_000  # records waiting for a write, per actor; beyond, lines are dropped
+MAX_TRACEBACK = 32 * 1024  # characters of a failure's traceback kept in status and logs
+FOLLOWER_BACKLOG = 10_000  # records queued for one follower before it is cut off
+DEFAULT_MAX_BYTES = 10 * 1024 * 1024
+STREAMS = ("stdout", "stderr", "log", "event")
+
+# The log of the actor whose code is running here (None: the daemon's own code).
+CURRENT: contextvars.ContextVar[ActorLog | None] = contextvars.ContextVar(
+    "pulsing_actor_log", default=None
+)
+
+
+def stamp(when: float) -> str:
+    """ISO 8601 UTC with microseconds: sorts as text, so ``since`` compares strings."""
+    micros = int(when * 1e6) % 1000000
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(when)) + f".{micros:06d}Z"
+
+
+class FollowerOverrun(Exception):
+    """A follower fell too far behind; it reconnects and resumes from its last record."""
+
+
+class _Follower:
+    __slots__ = ("overrun", "queue", "wakeup")
+
+    def __init__(self) -> None:
+        self.queue: collections.deque[dict[str, Any]] = collections.deque()
+        self.overrun = False
+        self.wakeup = asyncio.Event()
+
+
+class ActorLog:
+    """One actor's records: the pending ones in memory, the written ones in two files."""
+
+    def __init__(self, name: str, directory: Path | None, max_bytes: int) -> None:
+        self.name = name
+        self.max_bytes = max_bytes
+        self.path = directory / f"{name}.log" if directory is not None else None
+        # (time, instance, stream, text): appended by any thread, taken by the loop
+        # (deque append and popleft are atomic, so none is lost between the two).
+        self.pending: collections.deque[tuple[float, int, str, str]] = collections.deque()
+        self.dropped = 0  # records not kept because too many were pending
+        self.partial: dict[tuple[str, int], str] = {}  # (stream, thread id) -> unfinished line
+        self.followers: set[_Follower] = set()
+        self.instance = self._last_instance()
+        self._file: Any = None
+        self._size = 0
+
+    # ------------------------------------------------------------------ writing
+    def write(self, stream: str, text: str) -> None:
+        """Record one line (any thread; never blocks, never raises)."""
+        pending = self.pending
+        if len(pending) >= MAX_PENDING:
+            self.dropped += 1
+            return
+        if len(text) > MAX_TEXT:
+            text = text[:MAX_TEXT] + f" [... {len(text) - MAX_TEXT} characters cut]"
+        pending.append((time.time(), self.instance, stream, text))
+
+    def write_partial(self, stream: str, data: str) -> None:
+        """Text written to a stream, maybe part of a line: whole lines are recorded."""
+        key = (stream, threading.get_ident())
+        held = self.partial.pop(key, None)
+        if held is not None:
+            data = held + data
+        if "\n" not in data:
+            if len(data) >= MAX_TEXT:
+                self.write(stream, data)
+            elif data:
+                self.partial[key] = data
+            return
+        *whole, rest = data.split("\n")
+        for line in whole:
+            self.write(stream, line)
+        if rest:
+            self.partial[key] = rest
+
+    def flush_partial(self, stream: str) -> None:
+        """``flush()`` on a stream: an unfinished line of this thread is recorded as is."""
+        held = self.partial.pop((stream, threading.get_ident()), None)
+        if held:
+            self.write(stream, held)
+
+    def flush(self) -> list[dict[str, Any]]:
+        """Loop only: write the pending records, rotate if due; returns them as records."""
+        if not self.pending and not self.dropped:
+            return []
+        pending = self.pending
+        batch = [pending.popleft() for _ in range(len(pending))]
+        records = [
+            {"at": stamp(at), "actor": self.name, "instance": instance, "stream": stream,
+             "text": text}
+            for at, instance, stream, text in batch
+        ]  # fmt: skip
+        if self.dropped:
+            dropped, self.dropped = self.dropped, 0
+            records.append(
+                {"at": stamp(time.time()), "actor": self.name, "instance": self.instance,
+                 "stream": "event", "text": f"{dropped} lines dropped (written too fast)"}
+            )  # fmt: skip
+        if self.path is not None:
+            self._append([json.dumps(r, ensure_ascii=False) + "\n" for r in records])
+        for follower in self.followers:
+            if len(follower.queue) + len(records) > FOLLOWER_BACKLOG:
+                follower.overrun = True
+            else:
+                follower.queue.extend(records)
+            follower.wakeup.set()
+        return records
+
+    def _append(self, lines: list[str]) -> None:
+        half = max(1, self.max_bytes // 2)
+        try:
+            if self._file is None:
+                self._open()
+            chunk: list[str] = []
+            size = self._size
+            for line in lines:
+                length = len(line.encode("utf-8", "replace")) if not line.isascii() else len(line)
+                if size + length > half and (size or chunk):
+                    self._file.write("".join(chunk))
+                    self._rotate()
+                    chunk, size = [], 0
+                chunk.append(line)
+                size += length
+            self._file.write("".join(chunk))
+            self._file.flush()
+            self._size = size
+        except (OSError, ValueError) as exc:
+            log.event("log_not_saved", actor=self.name, category="runtime", msg=str(exc))
+            self.close()
+
+    def _open(self) -> None:
+        assert self.path is not None
+        self._file = open(self.path, "a", encoding="utf-8", errors="replace")  # noqa: SIM115
+        self._size = self._file.tell()
+
+    def _rotate(self) -> None:
+        assert self.path is not None
+        self._file.close()
+        os.replace(self.path, self.path.with_name(self.path.name + ".1"))
+        self._open()
+
+    def close(self) -> None:
+        if self._file is not None:
+            try:
+                self._file.close()
+            except OSError:
+                pass
+            self._file = None
+
+    # ------------------------------------------------------------------ reading
+    def files(self) -> list[Path]:
+        """Oldest first."""
+        if self.path is None:
+            return []
+        return [self.path.with_name(self.path.name + ".1"), self.path]
+
+    def tail(self, lines: int | None, since: str | None = None) -> list[dict[str, Any]]:
+        """The newest ``lines`` records (None: all) at or after ``since``, oldest first."""
+        out: list[dict[str, Any]] = []
+        if lines == 0:
+            return out
+        for raw in _reverse_lines(self.files()):
+            try:
+                record = json.loads(raw)
+            except ValueError:
+                continue  # a line cut by a crash
+            if since is not None and record.get("at", "") < since:
+                break
+            out.append(record)
+            if lines is not None and len(out) >= lines:
+                break
+        out.reverse()
+        return out
+
+    def _last_instance(self) -> int:
+        for raw in _reverse_lines(self.files()):
+            try:
+                return int(json.loads(raw).get("instance", 0))
+            except (ValueError, TypeError, AttributeError):
+                continue
+        return 0
+
+
+def _reverse_lines(paths: list[Path], block: int = 65536) -> Iterator[str]:
+    """The lines of ``paths`` (taken as one file, in order), last first."""
+    for path in reversed(paths):
+        try:
+            handle = open(path, "rb")  # noqa: SIM115
+        except OSError:
+            continue
+        with handle:
+            position = handle.seek(0, os.SEEK_END)
+            rest = b""
+            while position > 0:
+                step = min(block, position)
+                position -= step
+                handle.seek(position)
+                data = handle.read(step) + rest
+                parts = data.split(b"\n")
+                rest = parts[0]
+                for part in reversed(parts[1:]):
+                    if part:
+                        yield part.decode("utf-8", "replace")
+            if rest:
+                yield rest.decode("utf-8", "replace")
+
+
+class LogStore:
+    """Every actor's :class:`ActorLog`, the flush timer, and reading and following."""
+
+    def __init__(self, directory: Path | None) -> None:
+        self.directory = directory
+        if directory is not None:
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.logs: dict[str, ActorLog] = {}
+        self._timer: asyncio.Task[None] | None = None
+        self._closed = False
+
+    def actor(self, name: str, max_bytes: int | None = None) -> ActorLog:
+        """The log of ``name``, created on first use; ``max_bytes`` (``log_max_bytes``)
+        applies from now on when given."""
+        actor_log = self.logs.get(name)
+        if actor_log is None:
+            actor_log = self.logs[name] = ActorLog(
+                name, self.directory, max_bytes or DEFAULT_MAX_BYTES
+            )
+        elif max_bytes is not None:
+            actor_log.max_bytes = max_bytes
+        return actor_log
+
+    def start(self) -> None:
+        """Start writing pending records every FLUSH_EVERY seconds (needs a running loop)."""
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().create_task(self._flush_forever())
+
+    async def _flush_forever(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_EVERY)
+            self.flush()
+
+    def flush(self) -> None:
+        for actor_log in list(self.logs.values()):
+            actor_log.flush()
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.flush()
+        self._closed = True
+        for actor_log in self.logs.values():
+            actor_log.close()
+            for follower in actor_log.followers:
+                follower.wakeup.set()
+
+    # ------------------------------------------------------------------ events
+    def on_event(self, event: dict[str, Any]) -> None:
+        """An event-log listener: an actor's events go to its log as ``event`` lines."""
+        name = event.get("actor")
+        if name is None:
+            return
+        actor_log = self.logs.get(name)
+        if actor_log is None:
+            return
+        kind = event.get("kind")
+        if kind == "state" and event.get("to") == "starting":
+            actor_log.instance += 1
+        actor_log.write("event", describe_event(event))
+        if kind == "failure" and event.get("traceback"):
+            log.event("traceback", actor=name, level=logging.DEBUG, traceback=event["traceback"])
+
+    # ------------------------------------------------------------------ reading
+    def tail(self, name: str, lines: int | None, since: str | None = None) -> list[dict[str, Any]]:
+        actor_log = self.logs.get(name)
+        if actor_log is None:
+            return []
+        actor_log.flush()
+        return actor_log.tail(lines, since)
+
+    async def follow(
+        self, name: str, lines: int | None, since: str | None = None, heartbeat: float | None = None
+    ) -> AsyncIterator[dict[str, Any] | None]:
+        """The kept records as ``tail`` gives them, then new ones as they are written.
+
+        Yields None after ``heartbeat`` idle seconds; raises FollowerOverrun when the
+        reader falls behind; ends when the store closes (daemon shutdown).
+        """
+        actor_log = self.logs.get(name)
+        if actor_log is None:
+            actor_log = self.actor(name)
+        actor_log.flush()
+        follower = _Follower()
+        # Registered right after the flush, with no await between: every later record
+        # reaches the follower, and none that the history below holds.
+        actor_log.followers.add(follower)
+        try:
+            for record in actor_log.tail(lines, since):
+                yield record
+            while True:
+                while follower.queue:
+                    yield follower.queue.popleft()
+                if follower.overrun:
+                    raise FollowerOverrun(f"log follower of {name} fell behind")
+                if self._closed:
+                    return  # after the last records: close() flushed them first
+                follower.wakeup.clear()
+                if follower.queue:
+                    continue
+                try:
+                    await asyncio.wait_for(follower.wakeup.wait(), heartbeat)
+                except asyncio.TimeoutError:
+                    yield None
+        finally:
+            actor_log.followers.discard(follower)
+
+
+def describe_event(event: dict[str, Any]) -> str:
+    """An event as one line of an actor's log (a failure adds its traceback below)."""
+    kind = event.get("kind")
+    skip = {"id", "at", "actor", "kind", "traceback"}
+    if kind == "state":
+        text = f"state {event.get('from')} -> {event.get('to')}"
+        skip |= {"from", "to"}
+    elif kind == "failure":
+        text = f"failure in {event.get('where')}: {event.get('type')}: {event.get('message')}"
+        skip |= {"where", "type", "message", "category"}
+    elif kind == "restart":
+        text = (
+            f"restart {event.get('restarts')}/{event.get('max_restarts')} in "
+            f"{event.get('delay')}s (cause {event.get('cause')})"
+        )
+        skip |= {"restarts", "max_restarts", "delay", "cause"}
+    elif kind == "operator":
+        text = f"operator {event.get('action')} (was {event.get('before')})"
+        skip |= {"action", "before"}
+    else:
+        text = str(kind)
+    rest = " ".join(f"{key}={value}" for key, value in event.items() if key not in skip)
+    if rest:
+        text += " " + rest
+    if kind == "failure" and event.get("traceback"):
+        text += "\n" + str(event["traceback"]).rstrip("\n")
+    return text
+
+
+# ---------------------------------------------------------------------- tracebacks
+def describe_failure(cause: BaseException | None) -> str | None:
+    """The full traceback of a failure, as Python prints it (a child process's own
+    traceback when the failure came from one); None when there is none to tell."""
+    if cause is None:
+        return None
+    remote = getattr(cause, "remote_traceback", None)
+    if isinstance(remote, str) and remote:
+        text = remote
+    elif cause.__traceback__ is None:
+        return None
+    else:
+        text = "".join(traceback.format_exception(type(cause), cause, cause.__traceback__))
+    if len(text) > MAX_TRACEBACK:
+        half = MAX_TRACEBACK // 2
+        text = text[:half] + "\n[... traceback cut ...]\n" + text[-half:]
+    return text.rstrip("\n")
+
+
+# ---------------------------------------------------------------------- since
+_RELATIVE = re.compile(r"(\d+(?:\.\d+)?)\s*(s|m|h|d)", re.IGNORECASE)
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_since(text: str, now: float | None = None) -> str:
+    """``10m``, ``30s``, ``2h``, ``1d`` (ago) or an ISO time -> the stamp to compare with.
+
+    Raises ValueError with the reason.
+    """
+    raw = text.strip()
+    relative = _RELATIVE.fullmatch(raw)
+    if relative:
+        seconds = float(relative.group(1)) * _UNIT[relative.group(2).lower()]
+        return stamp((time.time() if now is None else now) - seconds)
+    from datetime import datetime, timezone
+
+    try:
+        moment = datetime.fromisoformat(raw.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise ValueError(
+            f"expected a duration like 10m, 30s, 2h, 1d or an ISO time, got {text[:60]!r}"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.astimezone()  # a time without a zone is local time
+    return stamp(moment.astimezone(timezone.utc).timestamp())
+
+
+# ---------------------------------------------------------------------- capture
+class _Capture:
+    """Stands in for ``sys.stdout``/``sys.stderr``: an actor's writes go to its log,
+    everyone else's to the real stream."""
+
+    def __init__(self, real: TextIO, stream: str) -> None:
+        self._real = real
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        actor_log = CURRENT.get()
+        if actor_log is None:
+            return self._real.write(text)
+        actor_log.write_partial(self._stream, text)
+        return len(text)
+
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        actor_log = CURRENT.get()
+        if actor_log is None:
+            self._real.flush()
+        else:
+            actor_log.flush_partial(self._stream)
+
+    def isatty(self) -> bool:
+        return False if CURRENT.get() is not None else self._real.isatty()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+class _CaptureHandler(logging.Handler):
+    """On the root logger: an actor's records go to its log as ``log`` lines; others'
+    warnings and errors become one line of the daemon's log (they had none before:
+    the root logger had no handler)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.NOTSET)
+        self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+
+    def handle(self, record: logging.LogRecord) -> bool:  # type: ignore[override]
+        actor_log = CURRENT.get()
+        if actor_log is None:
+            if record.levelno >= logging.WARNING:
+                log.event("log", level=record.levelno, logger=record.name, msg=_message(record))
+            return True
+        try:
+            actor_log.write("log", self.format(record))
+        except Exception:
+            self.handleError(record)
+        return True
+
+    def emit(self, record: logging.LogRecord) -> None:  # handle() does the work
+        pass
+
+
+def _message(record: logging.LogRecord) -> str:
+    try:
+        return record.getMessage()
+    except Exception:
+        return str(record.msg)
+
+
+_installed: dict[str, Any] = {}
+
+
+def install(*, root_level: int = logging.INFO) -> None:
+    """Capture the output of inline actors (idempotent). The root logger gets the
+    capture handler and, unless something configured it already, level INFO."""
+    if _installed:
+        return
+    root = logging.getLogger()
+    handler = _CaptureHandler()
+    _installed.update(stdout=sys.stdout, stderr=sys.stderr, handler=handler, root_level=root.level)
+    sys.stdout = _Capture(sys.stdout, "stdout")
+    sys.stderr = _Capture(sys.stderr, "stderr")
+    if not root.handlers and root.level == logging.WARNING:
+        root.setLevel(root_level)
+    root.addHandler(handler)
+
+
+def uninstall() -> None:
+    if not _installed:
+        return
+    root = logging.getLogger()
+    root.removeHandler(_installed["handler"])
+    root.setLevel(_installed["root_level"])
+    sys.stdout = _installed["stdout"]
+    sys.stderr = _installed["stderr"]
+    _installed.clear()
+
+
+def enter(actor_log: ActorLog | None) -> None:
+    """Route the output of the code that runs from here on (in this task and what it
+    starts) to ``actor_log``."""
+    if actor_log is not None:
+        CURRENT.set(actor_log)
+
+
+def current() -> ActorLog | None:
+    return CURRENT.get()
+
+
+__all__ = [
+    "CURRENT",
+    "ActorLog",
+    "FollowerOverrun",
+    "LogStore",
+    "current",
+    "describe_event",
+    "describe_failure",
+    "enter",
+    "install",
+    "parse_since",
+    "uninstall",
+]

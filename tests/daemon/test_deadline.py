@@ -1,0 +1,107 @@
+"""pulsing_daemon.deadline on a fake clock, and the cell's deadlines on a virtual-time loop."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+from rooms import config_with
+from virtual_time import run_virtual
+
+from pulsing_daemon.actor import ActorCell, new_envelope
+from pulsing_daemon.deadline import Deadline, loop_clock
+from pulsing_daemon.exceptions import PulsingTimeoutError
+from pulsing_daemon.states import ActorState
+from pulsing_daemon.supervisor import make_host
+
+REAL_BOUND = 2.0  # real seconds any virtual-time test may take
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_deadline_counts_down_on_its_clock() -> None:
+    clock = FakeClock()
+    deadline = Deadline.after(2.0, clock)
+    assert deadline.at == 102.0
+    assert deadline.remaining() == 2.0 and not deadline.expired()
+    clock.now = 101.5
+    assert deadline.remaining() == 0.5 and not deadline.expired()
+    clock.now = 102.0
+    assert deadline.remaining() == 0.0 and deadline.expired()
+    clock.now = 500.0
+    assert deadline.remaining() == 0.0  # never negative
+    assert Deadline(102.0, clock).expired()
+
+
+def test_the_default_clock_is_the_running_loops() -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        assert loop_clock() == loop.time
+        deadline = Deadline.after(5.0)
+        assert deadline.clock == loop.time
+        assert 4.0 < deadline.remaining() <= 5.0
+
+    asyncio.run(main())
+
+
+def test_without_a_loop_a_clock_must_be_given() -> None:
+    with pytest.raises(RuntimeError):
+        Deadline(1.0)
+
+
+def test_on_a_virtual_loop_deadlines_and_timers_agree_without_sleeping() -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        deadline = Deadline.after(3600.0)
+        fired: list[bool] = []
+        loop.call_at(deadline.at, lambda: fired.append(deadline.expired()))
+        await asyncio.sleep(1800.0)
+        assert deadline.remaining() == pytest.approx(1800.0)
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.Event().wait(), deadline.remaining())
+        assert deadline.expired()
+        await asyncio.sleep(0)
+        assert fired == [True]
+
+    started = time.monotonic()
+    run_virtual(main())
+    assert time.monotonic() - started < REAL_BOUND
+
+
+def test_a_cell_times_out_an_hour_long_op_on_the_virtual_clock(tmp_path: Path) -> None:
+    """The mailbox expiry and the running op's deadline are both on the loop's clock."""
+    config = config_with(tmp_path, {"w": "cell_actors:Worker"}).actors["w"]
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        cell = ActorCell(config, make_host, default_timeout=5.0)
+        cell.start()
+        # The constructor runs on a thread; virtual time must not jump meanwhile, so
+        # wait with sleep(0) (no timer) rather than a timed wait.
+        give_up = time.monotonic() + REAL_BOUND
+        while cell.state is not ActorState.RUNNING and time.monotonic() < give_up:
+            await asyncio.sleep(0)
+        assert cell.state is ActorState.RUNNING
+        running = new_envelope("slow", [3600.0], {}, 30.0)
+        queued = new_envelope("slow", [3600.0], {}, 10.0)
+        cell.submit(running)
+        cell.submit(queued)
+        started = loop.time()
+        for envelope, after in ((queued, 10.0), (running, 30.0)):
+            with pytest.raises(PulsingTimeoutError):
+                await envelope.future
+            assert loop.time() - started == pytest.approx(after)
+        assert queued.executed is False and running.interrupted is True
+        await cell.stop()
+
+    started = time.monotonic()
+    run_virtual(main())
+    assert time.monotonic() - started < REAL_BOUND

@@ -1,0 +1,188 @@
+"""idempotency.IdempotencyStore with a real Supervisor and Journal, no HTTP.
+
+Each test runs its own event loop with ``asyncio.run`` and bounds every wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rooms import config_with, rooms
+
+from pulsing_daemon.exceptions import (
+    PulsingBusinessError,
+    PulsingError,
+    PulsingRuntimeError,
+    PulsingSystemError,
+    PulsingTimeoutError,
+    PulsingUnsupportedError,
+)
+from pulsing_daemon.idempotency import IdempotencyStore, is_final
+from pulsing_daemon.journal import Journal
+from pulsing_daemon.supervisor import Supervisor
+from pulsing_daemon.wire import fingerprint, read_outcome, stored_outcome
+
+BOUND = 3.0
+
+
+class Keyed:
+    """Sends keyed asks to actor ``s`` through the store, as the ask handler does."""
+
+    def __init__(self, supervisor: Supervisor, store: IdempotencyStore) -> None:
+        self.supervisor = supervisor
+        self.store = store
+
+    async def ask(
+        self, key: str, op: str, *, timeout: float = 2.0, **kwargs: Any
+    ) -> tuple[Any, bool]:
+        cell, envelope = self.supervisor.envelope("s", op, [], kwargs, timeout)
+        return await asyncio.wait_for(self.store.ask(cell, envelope, key), BOUND)
+
+    async def error(self, key: str, op: str, **kwargs: Any) -> PulsingError:
+        try:
+            value = await self.ask(key, op, **kwargs)
+        except PulsingError as error:
+            return error
+        raise AssertionError(f"{op} succeeded with {value!r}; expected an error")
+
+
+def run_keyed(
+    tmp_path: Path,
+    scenario: Callable[[Keyed], Awaitable[Any]],
+    before: Callable[[Journal], None] | None = None,
+) -> Any:
+    config = config_with(tmp_path, {"s": "store_actors:Store"}, idempotency_retention=3600.0)
+
+    async def main() -> Any:
+        async with rooms(config, before) as built:
+            keyed = Keyed(built.supervisor, built.keys)
+            return await asyncio.wait_for(scenario(keyed), BOUND * 2)
+
+    return asyncio.run(main())
+
+
+def runs(token: str) -> int:
+    return importlib.import_module("store_actors").RUNS.get(token, 0)
+
+
+def test_a_repeat_gets_the_stored_result_and_the_op_runs_once(tmp_path: Path) -> None:
+    async def scenario(keyed: Keyed) -> None:
+        assert await keyed.ask("k", "put", token="once-1", value=[1, "a"]) == ([1, "a"], False)
+        assert await keyed.ask("k", "put", token="once-1", value=[1, "a"]) == ([1, "a"], True)
+        assert runs("once-1") == 1
+
+    run_keyed(tmp_path, scenario)
+
+
+def test_concurrent_repeats_share_the_first_outcome(tmp_path: Path) -> None:
+    async def scenario(keyed: Keyed) -> None:
+        outcomes = await asyncio.gather(
+            *(keyed.ask("k", "wait", token="shared-1", seconds=0.05) for _ in range(5))
+        )
+        assert sorted(replayed for _, replayed in outcomes) == [False, True, True, True, True]
+        assert {value for value, _ in outcomes} == {"shared-1"}
+        assert runs("shared-1") == 1
+
+    run_keyed(tmp_path, scenario)
+
+
+def test_the_same_key_for_another_request_is_a_422(tmp_path: Path) -> None:
+    async def scenario(keyed: Keyed) -> None:
+        await keyed.ask("k", "put", token="conflict-1")
+        error = await keyed.error("k", "put", token="conflict-2")
+        assert isinstance(error, PulsingBusinessError)
+        assert error.code == "idempotency_conflict"
+        assert error.http_status == 422
+        assert runs("conflict-2") == 0
+
+    run_keyed(tmp_path, scenario)
+
+
+def test_a_business_error_is_stored_and_replayed_as_such(tmp_path: Path) -> None:
+    async def scenario(keyed: Keyed) -> None:
+        first = await keyed.error("k", "refuse", token="refuse-1")
+        again = await keyed.error("k", "refuse", token="refuse-1")
+        assert isinstance(first, PulsingBusinessError) and isinstance(again, PulsingBusinessError)
+        assert again.code == first.code == "refused"
+        assert again.extra.get("replayed") is True and "replayed" not in first.extra
+        assert runs("refuse-1") == 1
+
+    run_keyed(tmp_path, scenario)
+
+
+def test_a_recoverable_error_is_not_stored_so_a_retry_runs(tmp_path: Path) -> None:
+    async def scenario(keyed: Keyed) -> None:
+        first = await keyed.error("k", "flaky", token="flaky-1")
+        assert isinstance(first, PulsingSystemError) and first.recoverable
+        await keyed.error("k", "flaky", token="flaky-1")
+        assert runs("flaky-1") == 2
+        assert keyed.store.journal.ask_record("s", "k") is None
+
+    run_keyed(tmp_path, scenario)
+
+
+def test_a_timeout_of_an_interrupted_op_is_stored(tmp_path: Path) -> None:
+    async def scenario(keyed: Keyed) -> None:
+        first = await keyed.error("k", "wait", token="late-1", seconds=5.0, timeout=0.05)
+        assert isinstance(first, PulsingTimeoutError)
+        again = await keyed.error("k", "wait", token="late-1", seconds=5.0, timeout=0.05)
+        assert isinstance(again, PulsingTimeoutError) and again.extra.get("replayed") is True
+        assert runs("late-1") == 1
+
+    run_keyed(tmp_path, scenario)
+
+
+def test_a_record_left_started_by_a_dead_daemon_means_outcome_unknown(tmp_path: Path) -> None:
+    def died_while_running(journal: Journal) -> None:
+        journal.claim_ask("s", "k", fingerprint("put", [], {"token": "dead-1"}))
+
+    async def scenario(keyed: Keyed) -> None:
+        error = await keyed.error("k", "put", token="dead-1")
+        assert isinstance(error, PulsingSystemError)
+        assert error.recoverable is False
+        assert "outcome unknown" in error.message
+        assert runs("dead-1") == 0
+
+    run_keyed(tmp_path, scenario, before=died_while_running)
+
+
+def test_a_key_that_is_too_long_is_a_business_error(tmp_path: Path) -> None:
+    async def scenario(keyed: Keyed) -> None:
+        error = await keyed.error("k" * 257, "put", token="long-1")
+        assert isinstance(error, PulsingBusinessError) and error.code == "bad_idempotency_key"
+        assert runs("long-1") == 0
+
+    run_keyed(tmp_path, scenario)
+
+
+@pytest.mark.parametrize(
+    ("error", "executed", "stored"),
+    [
+        (None, True, True),
+        (PulsingBusinessError("no", "no"), True, True),
+        (PulsingUnsupportedError("op"), False, True),
+        (PulsingSystemError("gone", recoverable=False), True, True),
+        (PulsingSystemError("again", recoverable=True), True, False),
+        (PulsingTimeoutError("op", 10.0), True, True),  # cancelled while it ran
+        (PulsingTimeoutError("op", 10.0), False, False),  # expired in the mailbox
+        (PulsingTimeoutError("op", 10.0, executed=False), True, False),
+        (PulsingRuntimeError("stopped"), False, False),
+    ],
+)
+def test_which_outcomes_are_final(error: PulsingError | None, executed: bool, stored: bool) -> None:
+    assert is_final(error, executed) is stored
+
+
+def test_an_outcome_survives_its_text_form() -> None:
+    assert read_outcome(stored_outcome({"a": [1, 2]}, None)) == ({"a": [1, 2]}, None)
+    assert read_outcome(stored_outcome(None, None, '{"a":[1,2]}')) == ({"a": [1, 2]}, None)
+    value, error = read_outcome(
+        stored_outcome(None, PulsingBusinessError("no", "not now", {"x": 1}))
+    )
+    assert value is None and isinstance(error, PulsingBusinessError)
+    assert (error.code, error.message, error.details) == ("no", "not now", {"x": 1})

@@ -1,0 +1,95 @@
+"""ARCHITECTURE.md stays true: every module and name it mentions exists, and the
+import directions it states hold."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGE = (ROOT / "ARCHITECTURE.md").read_text()
+TODAY = PAGE.split("## Target layout")[0]  # the planned layout is not in the tree yet
+CODE = re.findall(r"`([^`\n]+)`", TODAY)
+PATHS = sorted({c for c in CODE if re.fullmatch(r"pulsing_(daemon|cli)/[\w/]+\.py", c)})
+NAMES = sorted(
+    {
+        c
+        for c in CODE
+        if re.fullmatch(r"[a-z_]+(\.[A-Za-z_]+)+", c)
+        and (ROOT / "pulsing_daemon" / f"{c.split('.')[0]}.py").exists()
+    }
+)
+# The rooms that must never import the HTTP layer.
+CORE = [
+    "actor",
+    "config",
+    "deadline",
+    "exceptions",
+    "host",
+    "idempotency",
+    "journal",
+    "policy",
+    "process",
+    "states",
+    "streams",
+    "supervisor",
+    "wire",
+]
+
+
+def test_the_page_names_modules_and_names() -> None:
+    assert len(PATHS) >= 20 and len(NAMES) >= 20
+    assert "## Target layout" in PAGE and "hosts/" in PAGE
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_every_module_on_the_page_exists(path: str) -> None:
+    assert (ROOT / path).is_file(), f"ARCHITECTURE.md names {path}, which does not exist"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_name_on_the_page_exists(name: str) -> None:
+    module, *attrs = name.split(".")
+    target = importlib.import_module(f"pulsing_daemon.{module}")
+    for attr in attrs:
+        assert hasattr(target, attr), f"ARCHITECTURE.md names {name}, which does not exist"
+        target = getattr(target, attr)
+
+
+def _imports(path: Path, top_level_only: bool = False) -> set[str]:
+    tree = ast.parse(path.read_text())
+    nodes = tree.body if top_level_only else list(ast.walk(tree))
+    found: set[str] = set()
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+            if node.module == "pulsing_daemon":
+                found.update(f"pulsing_daemon.{alias.name}" for alias in node.names)
+    return found
+
+
+@pytest.mark.parametrize("module", CORE)
+def test_the_core_never_imports_the_http_layer(module: str) -> None:
+    imported = _imports(ROOT / "pulsing_daemon" / f"{module}.py")
+    assert not {name for name in imported if name.split(".")[0] == "aiohttp"}
+    assert "pulsing_daemon.http" not in imported and "pulsing_daemon.server" not in imported
+
+
+@pytest.mark.parametrize("module", ["wire", "exceptions"])
+def test_the_shared_modules_import_no_other_room(module: str) -> None:
+    imported = _imports(ROOT / "pulsing_daemon" / f"{module}.py")
+    ours = {name for name in imported if name.startswith("pulsing_daemon")}
+    assert ours <= {"pulsing_daemon.exceptions"}
+
+
+def test_the_cli_imports_only_the_shared_modules_at_start_up() -> None:
+    """Top-level imports only: a command may import more of the daemon when it runs."""
+    for path in sorted((ROOT / "pulsing_cli").rglob("*.py")):
+        ours = {n for n in _imports(path, top_level_only=True) if n.startswith("pulsing_daemon")}
+        assert ours <= {"pulsing_daemon.exceptions", "pulsing_daemon.wire"}, path
