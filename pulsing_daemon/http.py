@@ -118,11 +118,13 @@ AUTH = web.AppKey("auth", Auth)
 def guarded_middleware(auth: Auth) -> Any:
     """``error_middleware`` behind the token check, in one middleware: no token costs
     one attribute test per request, and a token set by a reload applies at once."""
+    from pulsing_daemon.web import is_public  # web imports this module
 
     @web.middleware
     async def guarded(request: web.Request, handler: Handler) -> web.StreamResponse:
         expected = auth.expected
-        if expected is not None and request.path != "/v1/health":
+        # /v1/health and the status page's shell (web/: no actor data in it) are public.
+        if expected is not None and request.path != "/v1/health" and not is_public(request.path):
             given = request.headers.get("Authorization", "").encode()
             if not hmac.compare_digest(given, expected):
                 reason = "missing" if not given else "wrong"
@@ -447,6 +449,10 @@ def build_app(
     from pulsing_daemon import ops_routes
 
     ops_routes.add_routes(app, expect_handler)
+    # ---- the status page (issue 16): GET / and /ui/*
+    from pulsing_daemon import web as status_page
+
+    status_page.add_routes(app, expect_handler)
     # ---- per-actor logs (issue 13)
     from pulsing_daemon import log_routes
 

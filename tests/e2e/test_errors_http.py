@@ -66,8 +66,11 @@ def test_unknown_route_and_method_are_enveloped(d: Any) -> None:
     assert status == 404
     assert_envelope(status, body)
 
-    status, _, body = d.http("GET", "/")
+    status, _, body = d.http("GET", "/nothing")  # "/" is the status page (issue 16)
     assert status == 404
+    assert_envelope(status, body)
+    status, _, body = d.http("POST", "/")
+    assert status == 405
     assert_envelope(status, body)
 
     status, _, body = d.http("GET", "/v1/actors/rec/ask")
