@@ -54,6 +54,7 @@ from pulsing_daemon.config import (
     with_listen,
 )
 from pulsing_daemon.exceptions import PulsingRuntimeError
+from pulsing_daemon.notify import Notifier
 from pulsing_daemon.readiness import notify_systemd
 
 if TYPE_CHECKING:
@@ -223,8 +224,10 @@ class Reloader:
         auth: Auth,
         *,
         listen_override: str | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
         self.supervisor = supervisor
+        self.notifier = notifier
         self.streams = streams
         self.idempotency = idempotency
         self.auth = auth
@@ -252,6 +255,8 @@ class Reloader:
                 new, token, plan = await self._read(trigger, old)
                 if not dry_run:
                     await self._apply(old, new, token, plan)
+                    if self.notifier is not None and new.notify != old.notify:
+                        self.notifier.configure(new.notify)  # [[notify]] hooks apply at once
                     applied = True
             finally:
                 _settle_heap(collecting, applied)

@@ -124,7 +124,8 @@ async def _serve_locked(
         max_readers=daemon.max_stream_readers,
     )
     reloader = Reloader(
-        supervisor, streams, idempotency, app[AUTH], listen_override=listen_override
+        supervisor, streams, idempotency, app[AUTH], listen_override=listen_override,
+        notifier=notifier,
     )
     add_reload_routes(app, reloader, expect_handler)
     runner = Runner(

@@ -295,3 +295,21 @@ def test_state_dir_lock_and_restart_after_sigkill(daemon_factory: Any, tmp_path:
     d.start()  # a stale lock never blocks the restart
     assert time.monotonic() - started < 10
     assert (tmp_path / "state" / "daemon.lock").read_text().strip() == str(d.proc.pid)
+
+
+def test_notify_hooks_added_by_a_reload_apply_at_once(daemon_factory: Any, tmp_path: Path) -> None:
+    d = daemon_factory(ACTORS)
+    out = tmp_path / "hook.json"
+    append(
+        d,
+        f"""
+[[notify]]
+command = ["sh", "-c", "cat > {out}"]
+events = ["reload"]
+""",
+    )
+    done = d.cli("reload", "--json")
+    assert done.code == 0, done.stderr
+    # The reload's own event already goes to the hook the reload added.
+    event = wait_for(lambda: out.exists() and out.read_text() and json.loads(out.read_text()), 10)
+    assert event["kind"] == "reload"
