@@ -161,6 +161,9 @@ def test_page_shows_actors_and_a_failure_arrives_live(daemon_factory: Any, open_
     expect_text(p.cell("worker", "Outcomes"), r"system 1")
     assert p.page.evaluate("window.notReloaded") is True
     p.shot("failure-live")
+    # The last failure's traceback (status' last_failure.traceback) expands in place.
+    p.cell("worker", "Last error").locator("summary").click()
+    expect_text(p.cell("worker", "Last error"), r"Traceback[\s\S]*in crash[\s\S]*injected")
     # Live means the event stream, not polling: a handful of status reads, not one a second.
     assert sum(url.endswith("/v1/status") for url in p.requests) - status_reads <= 4
     p.only_the_daemon_was_asked()
@@ -330,8 +333,7 @@ def test_drill_down_logs_events_and_stream_tail(daemon_factory: Any, open_page: 
     page = p.page
     page.get_by_role("button", name="details of worker").click()
     expect_text(page.locator("#actor-events"), r"failure .*RuntimeError")
-    # Log lines: served once the logs route exists; until then a readable message.
-    expect_text(page.locator("#logs"), r"\S")
+    expect_text(page.locator("#logs"), r"RuntimeError")  # the failure, from the actor's log
     assert d.cli("ask", "worker", "crash", "message=second").code == 4
     expect_text(page.locator("#actor-events"), r"message=.*second")
 
