@@ -316,6 +316,53 @@ def _ops_paths() -> dict[str, Any]:
                 },
             }
         },
+        "/v1/actors/{name}/logs": {
+            "get": {
+                "summary": "The actor's log: output, logging and events (pulsing-logs(1)); "
+                "JSON, or SSE (id: = the record's time) / NDJSON with Accept",
+                "parameters": [
+                    _NAME,
+                    _query("lines", {"type": "integer", "minimum": 0, "maximum": 100000}),
+                    _query("since", {"type": "string"}),
+                    _query("follow", {"type": "string", "enum": ["0", "1"]}),
+                    {
+                        "name": "Last-Event-ID",
+                        "in": "header",
+                        "required": False,
+                        "schema": {"type": "string"},
+                    },
+                ],
+                "responses": {
+                    "200": {
+                        "description": 'Records {"at", "actor", "instance", "stream", "text"}',
+                        "content": {
+                            **_JSON_OK,
+                            "text/event-stream": {"schema": {"type": "string"}},
+                            "application/x-ndjson": {"schema": {"type": "string"}},
+                        },
+                    },
+                    **_errors(400, 401, 404),
+                },
+            }
+        },
+        "/v1/streams/{id}/info": {
+            "get": {
+                "summary": "One stream's record: actor, op, first_seq, next_seq, open",
+                "parameters": [
+                    {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "responses": {
+                    "200": {"description": "The stream", "content": _JSON_OK},
+                    **_errors(401, 404),
+                },
+            }
+        },
+        "/v1/openapi.json": {
+            "get": {
+                "summary": "This document",
+                "responses": {"200": {"description": "OpenAPI 3", "content": _JSON_OK}},
+            }
+        },
         "/v1/actors/{name}/ops": {
             "get": {
                 "summary": "The actor's public ops: name, kind (ask | stream), params",

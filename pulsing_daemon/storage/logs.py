@@ -64,8 +64,15 @@ CURRENT: contextvars.ContextVar[ActorLog | None] = contextvars.ContextVar(
 
 def stamp(when: float) -> str:
     """ISO 8601 UTC with microseconds: sorts as text, so ``since`` compares strings."""
-    micros = int(when * 1e6) % 1000000
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(when)) + f".{micros:06d}Z"
+    second = int(when // 1)
+    if second != _last_second[0]:  # strftime once per second, not once per record
+        _last_second[:] = [second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))]
+    return f"{_last_second[1]}.{int((when - second) * 1e6):06d}Z"
+
+
+_last_second: list[Any] = [None, ""]  # [whole second, its strftime]
+# One encoder for every record written (json.dumps with options builds one per call).
+_encode_record = json.JSONEncoder(ensure_ascii=False).encode
 
 
 class FollowerOverrun(Exception):
@@ -151,7 +158,7 @@ class ActorLog:
                  "stream": "event", "text": f"{dropped} lines dropped (written too fast)"}
             )  # fmt: skip
         if self.path is not None:
-            self._append([json.dumps(r, ensure_ascii=False) + "\n" for r in records])
+            self._append([_encode_record(r) + "\n" for r in records])
         for follower in self.followers:
             if len(follower.queue) + len(records) > FOLLOWER_BACKLOG:
                 follower.overrun = True
@@ -485,6 +492,7 @@ class _CaptureHandler(logging.Handler):
 
     def __init__(self) -> None:
         super().__init__(logging.NOTSET)
+        # "LEVEL logger: message", then the traceback or stack if the record has one.
         self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
 
     def handle(self, record: logging.LogRecord) -> bool:  # type: ignore[override]
@@ -494,7 +502,11 @@ class _CaptureHandler(logging.Handler):
                 log.event("log", level=record.levelno, logger=record.name, msg=_message(record))
             return True
         try:
-            actor_log.write("log", self.format(record))
+            if record.exc_info or record.exc_text or record.stack_info:
+                text = self.format(record)
+            else:  # the common case, without Formatter's general machinery
+                text = f"{record.levelname} {record.name}: {record.getMessage()}"
+            actor_log.write("log", text)
         except Exception:
             self.handleError(record)
         return True

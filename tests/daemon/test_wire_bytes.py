@@ -104,3 +104,36 @@ def test_every_body_keeps_its_bytes(tmp_path: Path) -> None:
         )
 
     asyncio.run(main())
+
+
+def test_the_openapi_document_names_every_api_route(tmp_path: Path) -> None:
+    """Every route under /v1 and /metrics that the daemon serves has its entry (the
+    status page's own files excepted), with the same methods."""
+    from pulsing_daemon.openapi import document
+
+    config = config_with(tmp_path, {"s": "store_actors:Store"})
+
+    async def main() -> dict[str, set[str]]:
+        async with rooms(config) as built:
+            app = build_app(
+                built.supervisor, built.streams, built.keys, token=None, max_body=1 << 20,
+                max_readers=4,
+            )  # fmt: skip
+            served: dict[str, set[str]] = {}
+            for route in app.router.routes():
+                path = route.resource.canonical if route.resource is not None else ""
+                if route.method == "HEAD" or not path.startswith(("/v1/", "/metrics")):
+                    continue
+                served.setdefault(path, set()).add(route.method.lower())
+            return served
+
+    served = asyncio.run(main())
+    # aiohttp's canonical form of the control route keeps its regex alternatives.
+    control = "/v1/actors/{name}/{action}"
+    assert served.pop(control, None) == {"post"}
+    for action in ("restart", "stop", "start"):
+        served[f"/v1/actors/{{name}}/{action}"] = {"post"}
+    documented = {path: set(entry) for path, entry in document("x")["paths"].items()}
+    # server.py adds /v1/reload with the reloader (reload.add_routes); end to end in test_reload.
+    assert documented.pop("/v1/reload") == {"post"}
+    assert served == documented
