@@ -178,6 +178,8 @@ class Config:
     daemon: DaemonConfig
     actors: dict[str, ActorConfig]
     notify: tuple[Any, ...] = ()  # pulsing_daemon.notify.NotifyConfig, one per [[notify]]
+    # The file's text as read: a reload compares the new file against it (reload_plan).
+    text: str = field(default="", compare=False, repr=False)
 
 
 # --------------------------------------------------------------------------- value checks
@@ -649,13 +651,16 @@ def _format_key(path: tuple[str, ...]) -> str:
 class _Problems:
     """Collects problems, placing each on the line of its key."""
 
-    def __init__(self, file: str, locator: _LineLocator | None = None) -> None:
+    def __init__(self, file: str, text: str | None = None) -> None:
         self.file = file
-        self.locator = locator
+        self._text = text
+        self._locator: _LineLocator | None = None  # built at the first problem
         self.items: list[ConfigProblem] = []
 
     def add(self, key: tuple[str, ...], reason: str, *, at: tuple[str, ...] | None = None) -> None:
-        line = self.locator.line_of(key if at is None else at) if self.locator else None
+        if self._locator is None and self._text is not None:
+            self._locator = _LineLocator(self._text)
+        line = self._locator.line_of(key if at is None else at) if self._locator else None
         problem = ConfigProblem(self.file, _format_key(key), line, reason)
         if problem not in self.items:
             self.items.append(problem)
@@ -959,7 +964,7 @@ def parse_config(
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([_syntax_problem(file, text, exc)]) from None
 
-    problems = _Problems(file, _LineLocator(text))
+    problems = _Problems(file, text)
     for key in data:
         if key not in TOP_LEVEL_TABLES:
             problems.add((key,), _unknown_key(key, TOP_LEVEL_TABLES))
@@ -989,7 +994,7 @@ def parse_config(
 
     if problems.items:
         raise ConfigError(problems.sorted())
-    return Config(path=config_path, daemon=daemon, actors=actors, notify=notify)
+    return Config(path=config_path, daemon=daemon, actors=actors, notify=notify, text=text)
 
 
 def load_config(path: str | Path, *, import_classes: bool = True) -> Config:

@@ -1,8 +1,8 @@
 """Reload: re-read the config file the daemon was started with and apply the difference.
 
-All or nothing. The new file is read and checked in full first (on a thread, so the
-loop keeps answering); any problem and nothing changes -- the problems come back as
-``config check`` reports them. Then, per actor (``plan``):
+All or nothing. The new file is read and checked in full first, in a child process
+(``reload_plan``: the loop keeps answering at full speed); any problem and nothing
+changes -- the problems come back as ``config check`` reports them. Then, per actor (``plan``):
 
 ============ ============================================================================
 added        a new ``[actors.NAME]``: a cell is created, started when ``autostart``
@@ -32,12 +32,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import gc
 import logging
+import pickle
 import sys
 import time
-from collections.abc import Callable, Collection
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,13 +49,22 @@ from pulsing_daemon.config import (
     Config,
     ConfigError,
     ConfigProblem,
-    DaemonConfig,
-    load_config,
-    with_listen,
+    _prepend_sys_path,
+    import_class,
 )
 from pulsing_daemon.exceptions import PulsingRuntimeError
 from pulsing_daemon.notify import Notifier
 from pulsing_daemon.readiness import notify_systemd
+from pulsing_daemon.reload_plan import (
+    DAEMON_LIVE,
+    SUPERVISION_KEYS,
+    Answer,
+    ReloadPlan,
+    Request,
+    actor_changes,
+    kept_daemon,
+    make_plan,
+)
 
 if TYPE_CHECKING:
     from pulsing_daemon.http import Auth
@@ -73,125 +82,17 @@ __all__ = [
     "make_plan",
 ]
 
-# Actor keys a running cell takes live (CONTRACT §9). ``autostart`` only matters when the
-# daemon starts (or the actor is added), so it is live too. ``timeout`` is compared as the
-# effective default (the actor's, else daemon.default_timeout).
-SUPERVISION_KEYS = frozenset({
-    "restart_policy", "max_restarts", "restart_window", "min_backoff", "max_backoff",
-    "timeout", "mailbox_size", "during_restart", "reset_after", "autostart",
-})  # fmt: skip
-
-# [daemon] keys applied without a daemon restart. ``token``/``token_file`` are compared
-# as the token they resolve to.
-DAEMON_LIVE = frozenset({
-    "token", "token_file", "default_timeout", "grace_period", "pythonpath",
-    "stream_retention_age", "stream_retention_chunks", "stream_retention_bytes",
-    "idempotency_retention", "events_keep",
-})  # fmt: skip
-
 # How long a reload answer waits for removed and restarted actors to finish their current
 # message and for new instances to start; what is slower goes on after the answer.
 SETTLE_WAIT = 10.0
-# sys.setswitchinterval while the file is parsed on a thread (default 5 ms): the event
-# loop waits at most this long for the GIL, so asks keep their p99 during a reload.
-PARSE_SWITCH_INTERVAL = 0.0005
-
-
-@dataclass
-class ReloadPlan:
-    """What a reload does (or, with ``dry_run``, would do). ``to_dict`` is the wire answer."""
-
-    added: list[str] = field(default_factory=list)
-    removed: list[str] = field(default_factory=list)
-    updated: list[str] = field(default_factory=list)
-    restarted: list[str] = field(default_factory=list)
-    unchanged: list[str] = field(default_factory=list)
-    needs_daemon_restart: list[str] = field(default_factory=list)
-    daemon_updated: list[str] = field(default_factory=list)  # [daemon] keys applied live
-    changes: dict[str, list[str]] = field(default_factory=dict)  # actor -> changed keys
-
-    def to_dict(self, **extra: Any) -> dict[str, Any]:
-        body = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        return {**body, **extra}
-
-    def summary(self) -> dict[str, Any]:
-        """For the event and the log line: names, except the (possibly long) unchanged list."""
-        body = {k: v for k, v in self.to_dict().items() if k != "changes"}
-        body["unchanged"] = len(self.unchanged)
-        return body
-
-
-def _effective(actor: ActorConfig, daemon: DaemonConfig) -> dict[str, Any]:
-    """Every key of an actor as the cell sees it (``timeout`` after the daemon default)."""
-    values = {f.name: getattr(actor, f.name) for f in dataclasses.fields(actor) if f.compare}
-    del values["name"]
-    values["timeout"] = actor.timeout or daemon.default_timeout
-    return values
-
-
-def actor_changes(
-    old: ActorConfig, new: ActorConfig, old_daemon: DaemonConfig, new_daemon: DaemonConfig
-) -> list[str]:
-    """The keys whose effective value differs, sorted (``class_path`` shown as ``class``)."""
-    before, after = _effective(old, old_daemon), _effective(new, new_daemon)
-    changed = [key for key in after if before.get(key) != after[key]]
-    return sorted("class" if key == "class_path" else key for key in changed)
-
-
-def _daemon_changes(old: DaemonConfig, new: DaemonConfig, tokens: tuple[Any, Any]) -> list[str]:
-    changed = [
-        f.name
-        for f in dataclasses.fields(old)
-        if f.name not in ("token", "token_file") and getattr(old, f.name) != getattr(new, f.name)
-    ]
-    if tokens[0] != tokens[1]:
-        changed.append("token")
-    return sorted(changed)
-
-
-def make_plan(
-    old: Config,
-    new: Config,
-    *,
-    active: Collection[str] | Callable[[str], bool] = (),
-    tokens: tuple[Any, Any] = (None, None),
-) -> ReloadPlan:
-    """Compare two configs. ``active``: actors with an instance to restart (running,
-    starting or in backoff); ``tokens``: the (old, new) resolved tokens."""
-    is_active = active if callable(active) else active.__contains__
-    plan = ReloadPlan()
-    same_default = old.daemon.default_timeout == new.daemon.default_timeout
-    for name, actor in new.actors.items():
-        before = old.actors.get(name)
-        if before is None:
-            plan.added.append(name)
-            continue
-        if same_default and before == actor:  # the common case, without the key walk
-            plan.unchanged.append(name)
-            continue
-        changed = actor_changes(before, actor, old.daemon, new.daemon)
-        if not changed:
-            plan.unchanged.append(name)
-            continue
-        plan.changes[name] = changed
-        instance_keys = [key for key in changed if key not in SUPERVISION_KEYS]
-        if instance_keys and is_active(name):
-            plan.restarted.append(name)
-        else:
-            plan.updated.append(name)
-    plan.removed = [name for name in old.actors if name not in new.actors]
-    for key in _daemon_changes(old.daemon, new.daemon, tokens):
-        target = plan.daemon_updated if key in DAEMON_LIVE else plan.needs_daemon_restart
-        target.append(f"daemon.{key}")
-    return plan
-
-
-def _kept_daemon(old: DaemonConfig, new: DaemonConfig) -> DaemonConfig:
-    """The new [daemon] table with every key that needs a daemon restart kept as it runs."""
-    keep = {
-        f.name: getattr(old, f.name) for f in dataclasses.fields(old) if f.name not in DAEMON_LIVE
-    }
-    return dataclasses.replace(new, **keep)
+# Seconds the config reader (a child process) may take before the reload is refused.
+READ_TIMEOUT = 60.0
+# The child runs ``reload_plan.main`` with this package importable.
+_READER = (
+    "import sys; sys.path.insert(0, sys.argv[1]); "
+    "from pulsing_daemon.reload_plan import main; main()"
+)
+_PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
 
 
 class ReloadRefused(PulsingRuntimeError):
@@ -270,13 +171,13 @@ class Reloader:
             return plan
 
     async def _read(self, trigger: str, old: Config) -> tuple[Config, str | None, ReloadPlan]:
-        """Read, check and compare the file on a thread (the GIL handed back often, so
-        asks keep their latency while a large file is parsed)."""
-        path = old.path
-        switch = sys.getswitchinterval()
-        sys.setswitchinterval(PARSE_SWITCH_INTERVAL)
+        """Read, check and compare the file in a child process (``reload_plan``), so
+        the loop keeps answering asks at full speed while a large file is parsed."""
         try:
-            return await asyncio.to_thread(self._load, old)
+            answer = await self._read_in_child(old)
+            if answer.problems:
+                raise ConfigError(answer.problems)
+            new = _assemble(old, answer)
         except ConfigError as exc:
             for problem in exc.problems:
                 log.event(
@@ -290,24 +191,57 @@ class Reloader:
             self.supervisor.events.emit(
                 "reload", None, trigger=trigger, ok=False, problems=[str(p) for p in exc.problems]
             )
-            raise ReloadRefused(path, exc.problems) from None
-        finally:
-            sys.setswitchinterval(switch)
+            raise ReloadRefused(old.path, exc.problems) from None
+        plan: ReloadPlan = answer.plan
+        # A changed instance with nothing running (stopped, failed) only takes the config.
+        idle = [name for name in plan.restarted if not self._active(name)]
+        if idle:
+            now_updated = {*plan.updated, *idle}
+            plan.updated = [name for name in answer.order if name in now_updated]
+            plan.restarted = [name for name in plan.restarted if name not in now_updated]
+        return new, answer.token, plan
 
-    def _load(self, old: Config) -> tuple[Config, str | None, ReloadPlan]:
-        """On the reload thread. Reading a cell's state from here is a plain attribute
-        read; ``_apply`` checks it again on the loop before restarting anything."""
-        path = old.path
-        new = load_config(path)
-        if self.listen_override is not None:
-            new = with_listen(new, self.listen_override)
+    async def _read_in_child(self, old: Config) -> Answer:
+        request = Request(
+            path=str(old.path),
+            old_text=old.text,
+            running=old.daemon,
+            token=self.token,
+            listen_override=self.listen_override,
+            sys_path=list(sys.path),
+        )
+        problem = functools.partial(ConfigProblem, str(old.path), "", None)
         try:
-            token = new.daemon.resolved_token()
-        except OSError as exc:  # the file changed again since it was checked
+            child = await asyncio.create_subprocess_exec(
+                sys.executable, "-c", _READER, _PACKAGE_ROOT,
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+        except OSError as exc:
+            raise ConfigError([problem(f"cannot start the config reader: {exc}")]) from None
+        try:
+            out, err = await asyncio.wait_for(
+                child.communicate(pickle.dumps(request, pickle.HIGHEST_PROTOCOL)), READ_TIMEOUT
+            )
+        except asyncio.TimeoutError:
             raise ConfigError(
-                [ConfigProblem(str(path), "daemon.token_file", None, f"cannot read: {exc}")]
-            ) from None
-        return new, token, make_plan(old, new, active=self._active, tokens=(self.token, token))
+                [problem(f"reading took over {READ_TIMEOUT:g}s (does an actor module block "
+                         "when imported?)")]
+            ) from None  # fmt: skip
+        finally:
+            if child.returncode is None:  # timed out, or cancelled: no child left behind
+                child.kill()
+                await child.wait()
+        if err.strip():  # what actor modules printed while imported
+            text = err.decode(errors="replace")[-4000:]
+            log.event("reload_output", level=logging.DEBUG, msg=text)
+        if child.returncode != 0 or not out:
+            last = err.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+            raise ConfigError(
+                [problem(f"the config reader failed (exit {child.returncode}): {last[0][:300]}")]
+            )
+        answer: Answer = pickle.loads(out)
+        return answer
 
     def _active(self, name: str) -> bool:
         cell = self.supervisor.cells.get(name)
@@ -315,7 +249,7 @@ class Reloader:
 
     async def _apply(self, old: Config, new: Config, token: str | None, plan: ReloadPlan) -> None:
         supervisor = self.supervisor
-        daemon = _kept_daemon(old.daemon, new.daemon)
+        daemon = kept_daemon(old.daemon, new.daemon)
         supervisor.config = dataclasses.replace(new, daemon=daemon)
         # [daemon] keys that take effect at once.
         self.token = token
@@ -345,6 +279,29 @@ class Reloader:
             for task in pending:  # an op still running on a removed or restarted actor
                 self._background.add(task)
                 task.add_done_callback(self._background.discard)
+
+
+def _assemble(old: Config, answer: Answer) -> Config:
+    """The new config: the changed actors from the reader (their classes imported here),
+    the unchanged ones as the daemon has them."""
+    assert answer.daemon is not None
+    _prepend_sys_path(answer.daemon.pythonpath)
+    changed: dict[str, ActorConfig] = {}
+    problems = []
+    for name, actor in answer.changed.items():
+        try:
+            changed[name] = dataclasses.replace(actor, cls=import_class(actor.class_path))
+        except Exception as exc:  # it imported in the reader: something changed since
+            problems.append(
+                ConfigProblem(str(old.path), f"actors.{name}.class", None, f"cannot import: {exc}")
+            )
+    if problems:
+        raise ConfigError(problems)
+    current = old.actors
+    actors = {name: changed[name] if name in changed else current[name] for name in answer.order}
+    return Config(
+        path=old.path, daemon=answer.daemon, actors=actors, notify=answer.notify, text=answer.text
+    )
 
 
 def _settle_heap(collecting: bool, applied: bool) -> None:

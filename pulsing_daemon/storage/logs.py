@@ -91,8 +91,18 @@ class _Follower:
 class ActorLog:
     """One actor's records: the pending ones in memory, the written ones in two files."""
 
-    def __init__(self, name: str, directory: Path | None, max_bytes: int) -> None:
+    def __init__(
+        self,
+        name: str,
+        directory: Path | None,
+        max_bytes: int,
+        dirty: collections.deque[ActorLog] | None = None,
+    ) -> None:
         self.name = name
+        # The store's queue of logs with pending records: a flush visits those only
+        # (10,000 quiet actors cost nothing every FLUSH_EVERY). ``marked``: queued there.
+        self.dirty = dirty
+        self.marked = False
         self.max_bytes = max_bytes
         self.path = directory / f"{name}.log" if directory is not None else None
         # (time, instance, stream, text): appended by any thread, taken by the loop
@@ -111,10 +121,15 @@ class ActorLog:
         pending = self.pending
         if len(pending) >= MAX_PENDING:
             self.dropped += 1
-            return
-        if len(text) > MAX_TEXT:
-            text = text[:MAX_TEXT] + f" [... {len(text) - MAX_TEXT} characters cut]"
-        pending.append((time.time(), self.instance, stream, text))
+        else:
+            if len(text) > MAX_TEXT:
+                text = text[:MAX_TEXT] + f" [... {len(text) - MAX_TEXT} characters cut]"
+            pending.append((time.time(), self.instance, stream, text))
+        # After the append: a flush clears ``marked`` before it takes the pending
+        # records, so a record is either taken by it or queues this log again.
+        if not self.marked and self.dirty is not None:
+            self.marked = True
+            self.dirty.append(self)
 
     def write_partial(self, stream: str, data: str) -> None:
         """Text written to a stream, maybe part of a line: whole lines are recorded."""
@@ -274,6 +289,7 @@ class LogStore:
         if directory is not None:
             directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.logs: dict[str, ActorLog] = {}
+        self._dirty: collections.deque[ActorLog] = collections.deque()
         self._timer: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -283,7 +299,7 @@ class LogStore:
         actor_log = self.logs.get(name)
         if actor_log is None:
             actor_log = self.logs[name] = ActorLog(
-                name, self.directory, max_bytes or DEFAULT_MAX_BYTES
+                name, self.directory, max_bytes or DEFAULT_MAX_BYTES, self._dirty
             )
         elif max_bytes is not None:
             actor_log.max_bytes = max_bytes
@@ -300,14 +316,18 @@ class LogStore:
             self.flush()
 
     def flush(self) -> None:
-        for actor_log in list(self.logs.values()):
+        dirty = self._dirty
+        for _ in range(len(dirty)):
+            actor_log = dirty.popleft()
+            actor_log.marked = False
             actor_log.flush()
 
     def close(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self.flush()
+        for actor_log in self.logs.values():
+            actor_log.flush()
         self._closed = True
         for actor_log in self.logs.values():
             actor_log.close()
