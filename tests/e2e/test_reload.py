@@ -313,3 +313,32 @@ events = ["reload"]
     # The reload's own event already goes to the hook the reload added.
     event = wait_for(lambda: out.exists() and out.read_text() and json.loads(out.read_text()), 10)
     assert event["kind"] == "reload"
+
+
+def test_a_reload_imports_new_code_from_a_new_pythonpath_entry(
+    daemon_factory: Any, tmp_path: Path
+) -> None:
+    """The file is read by a child process: what a new module prints while it is
+    imported there does not get in the way, and the daemon imports the new class
+    itself from the pythonpath the reload brought."""
+    d = daemon_factory(ACTORS)
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    (extra / "noisy_mod.py").write_text(
+        "import sys\n"
+        "print('hello from import')\n"
+        "sys.stdout.flush()\n"
+        "class Noisy:\n"
+        "    def hi(self) -> str:\n"
+        "        return 'hi'\n"
+    )
+    text = d.config_path.read_text()
+    d.config_path.write_text(
+        text.replace("pythonpath = [", f'pythonpath = ["{extra}", ', 1)
+        + '\n[actors.noisy]\nclass = "noisy_mod:Noisy"\n'
+    )
+    done = d.cli("reload", "--json")
+    assert done.code == 0, done.stderr
+    plan = done.json()
+    assert plan["added"] == ["noisy"] and plan["daemon_updated"] == ["daemon.pythonpath"]
+    assert result(d, "noisy", "hi") == "hi"
