@@ -1,7 +1,7 @@
 """One supervised actor: its mailbox, its state machine, and the loop that serves it.
 
 The cell outlives instances. A lifecycle task starts an instance through a host
-(``pulsing_daemon.host``), serves the mailbox one message at a time, and when the
+(``pulsing_daemon/hosts/``), serves the mailbox one message at a time, and when the
 instance ends asks the restart tracker what to do. The mailbox survives restarts:
 asks queued behind a failure wait for the next instance, each bound by its own
 deadline. Every envelope is answered exactly once, by ``_answer``.
@@ -31,7 +31,8 @@ from pulsing_daemon.exceptions import (
     is_failure,
 )
 from pulsing_daemon.handover import Handover, hand_over, lost_error
-from pulsing_daemon.host import HEAVY_FOR, ActorHost, SyncCall, SyncCallState, run_sync_batch
+from pulsing_daemon.hosts.base import ActorHost, failure_type, failure_where
+from pulsing_daemon.hosts.threads import HEAVY_FOR, SyncCall, SyncCallState, run_sync_batch
 from pulsing_daemon.policy import ExitKind, RestartTracker
 from pulsing_daemon.states import ACCEPTING, ActorState, check_transition
 from pulsing_daemon.storage import logs
@@ -94,6 +95,13 @@ class _Ended:
     cause: BaseException | None = None
     where: str = "op"  # op | start | run | process
     envelope: Envelope | None = None  # the message that hit the failure, still unanswered
+
+    @classmethod
+    def of_failure(cls, failure: BaseException, envelope: Envelope | None = None) -> _Ended:
+        """An op's failure: where its host says it happened (the op, by default)."""
+        return cls(
+            kind=ExitKind.FAILURE, cause=failure, envelope=envelope, where=failure_where(failure)
+        )
 
 
 HostFactory = Callable[[ActorConfig], ActorHost]
@@ -608,7 +616,7 @@ class ActorCell:
         cause = ended.cause
         self.last_failure = {
             "category": "system",
-            "type": _type_name(cause) if cause is not None else "Exit",
+            "type": failure_type(cause) if cause is not None else "Exit",
             "message": str(cause) if cause is not None else "run() exited",
             "where": ended.where,
             "at": _utc_now(),
@@ -645,7 +653,7 @@ class ActorCell:
             )
         error = PulsingSystemError(message, recoverable=restart)
         if cause is not None and not isinstance(cause, PulsingError):
-            error.type = _type_name(cause)
+            error.type = failure_type(cause)
         return error
 
     # ----------------------------------------------------------------- serving
@@ -655,9 +663,9 @@ class ActorCell:
             if self._stop_requested:
                 return _Ended(stopped=True)
             if host.exited.done():
-                cause = host.exited.result()
-                kind = ExitKind.EXIT if cause is None else ExitKind.FAILURE
-                return _Ended(kind=kind, cause=cause, where=getattr(host, "exit_where", "run"))
+                end = host.exited.result()
+                kind = ExitKind.FAILURE if end.failed else ExitKind.EXIT
+                return _Ended(kind=kind, cause=end.cause, where=end.where)
             envelope = self._pop()
             if envelope is None:
                 self._check_idle()
@@ -666,7 +674,7 @@ class ActorCell:
                 continue
             if envelope.sink is not None:
                 ended = await self._produce(host, envelope)
-            elif hasattr(host, "prepare"):  # in-process: sync asks run in batches
+            elif host.runs_sync_batches:
                 ended = await self._execute_batch(host, envelope)
             else:
                 ended = await self._execute(host, envelope)
@@ -686,9 +694,7 @@ class ActorCell:
             self._answer(envelope, error=exc)
             return _NOT_STARTED, None
         except Exception as exc:
-            return _NOT_STARTED, _Ended(
-                kind=ExitKind.FAILURE, cause=exc, envelope=envelope, where=_where(exc)
-            )
+            return _NOT_STARTED, _Ended.of_failure(exc, envelope)
 
     async def _execute(
         self,
@@ -725,9 +731,7 @@ class ActorCell:
                 return await self._past_deadline(host, envelope, running)
             value, error, failure = _classify(running)
             if failure is not None:
-                return _Ended(
-                    kind=ExitKind.FAILURE, cause=failure, envelope=envelope, where=_where(failure)
-                )
+                return _Ended.of_failure(failure, envelope)
             self._answer(envelope, value, error)
             return None
         except asyncio.CancelledError:
@@ -738,7 +742,7 @@ class ActorCell:
         finally:
             self.in_flight -= 1
 
-    async def _execute_batch(self, host: Any, first: Envelope) -> _Ended | None:
+    async def _execute_batch(self, host: ActorHost, first: Envelope) -> _Ended | None:
         """Run a sync ask -- and the sync asks queued right behind it -- in one trip to
         the op thread. Mailbox order, one op at a time and every deadline hold as for a
         single ask: members wait in order, each answered as its op ends or its deadline
@@ -888,9 +892,7 @@ class ActorCell:
         self._mark_started(envelope, is_first)
         value, error, failure = _classify(call.future)
         if failure is not None:
-            return _Ended(
-                kind=ExitKind.FAILURE, cause=failure, envelope=envelope, where=_where(failure)
-            )
+            return _Ended.of_failure(failure, envelope)
         self._answer(envelope, value, error)
         return None
 
@@ -932,7 +934,7 @@ class ActorCell:
                 )
             envelope.on_late(value, error)
         if failure is not None:
-            return _Ended(kind=ExitKind.FAILURE, cause=failure, where=_where(failure))
+            return _Ended.of_failure(failure)
         return None
 
     def _requeue(self, envelopes: list[Envelope]) -> None:
@@ -976,9 +978,7 @@ class ActorCell:
                 return None
             _, error, failure = _classify_exception(exc)
             if failure is not None:
-                return _Ended(
-                    kind=ExitKind.FAILURE, cause=failure, envelope=envelope, where=_where(failure)
-                )
+                return _Ended.of_failure(failure, envelope)
             self._answer(envelope, error=error)
             return None
         self._answer(envelope, value)
@@ -1032,9 +1032,7 @@ class ActorCell:
         except BaseException as exc:
             value, error, failure = _classify_exception(exc)
             if failure is not None:
-                return _Ended(
-                    kind=ExitKind.FAILURE, cause=failure, envelope=envelope, where=_where(failure)
-                )
+                return _Ended.of_failure(failure, envelope)
             self._answer(envelope, value, error)
             return None
         finally:
@@ -1116,7 +1114,7 @@ def _describe(exc: BaseException | None) -> str:
     text = str(exc)
     if isinstance(exc, PulsingError):
         return text
-    return f"{_type_name(exc)}: {text}" if text else _type_name(exc)
+    return f"{failure_type(exc)}: {text}" if text else failure_type(exc)
 
 
 def _shut_down_while_running(envelope: Envelope) -> PulsingRuntimeError:
@@ -1158,16 +1156,6 @@ class _TimeoutShim:
         if self._expired and exc_type is asyncio.CancelledError:
             raise TimeoutError from exc
         return False
-
-
-def _type_name(exc: BaseException) -> str:
-    """The exception's type name (a child process's exception keeps its original name)."""
-    return getattr(exc, "type_name", None) or type(exc).__name__
-
-
-def _where(failure: BaseException) -> str:
-    """Where a failure during an op happened: the op itself, or its process died."""
-    return getattr(failure, "cause", None) or "op"
 
 
 def _no_event(kind: str, actor: str | None = None, **fields: Any) -> None:

@@ -25,7 +25,8 @@ import asyncio
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pulsing_daemon.exceptions import PulsingRuntimeError, PulsingSystemError
-from pulsing_daemon.host import InstanceLost, SyncCallState
+from pulsing_daemon.hosts.base import InstanceLost
+from pulsing_daemon.hosts.threads import SyncCallState
 
 if TYPE_CHECKING:
     from pulsing_daemon.actor import ActorCell, Envelope
@@ -135,7 +136,7 @@ def revoke_waiting(cell: ActorCell) -> None:
 
 def lost_error(envelope: Envelope | None, cause: BaseException | None) -> PulsingSystemError | None:
     """The answer to a keyed ask whose instance was lost after its op was handed over
-    (see ``host.InstanceLost``): its outcome is unknown, and it is never run again with
+    (see ``hosts.base.InstanceLost``): its outcome is unknown, and it is never run again with
     its key. None for anything else (the usual failure error applies)."""
     if envelope is None or not envelope.handed or not isinstance(cause, InstanceLost):
         return None

@@ -104,7 +104,7 @@ async def streams(request: web.Request) -> web.Response:
 async def actor_ops(request: web.Request) -> web.Response:
     """``GET /v1/actors/{name}/ops``: the actor's public ops (for shell completion and
     humans): name, kind (ask | stream), parameters, and whether it takes raw messages."""
-    from pulsing_daemon.host import describe_ops
+    from pulsing_daemon.hosts.ops import describe_ops
 
     cell = request.app[SUPERVISOR].cell(request.match_info["name"])
     cls = cell.config.cls

@@ -25,7 +25,7 @@ from pulsing_daemon.exceptions import (
     PulsingRuntimeError,
     PulsingSystemError,
 )
-from pulsing_daemon.host import OpKind, bind_arguments, resolve_op
+from pulsing_daemon.hosts.ops import OpKind, bind_arguments, resolve_op
 from pulsing_daemon.journal import Journal, StreamRecord
 from pulsing_daemon.supervisor import Supervisor
 from pulsing_daemon.wire import END, encode_chunk, fingerprint, terminal_body

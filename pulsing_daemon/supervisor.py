@@ -9,20 +9,11 @@ from pulsing_daemon import log
 from pulsing_daemon.actor import ActorCell, Envelope, StreamSink, new_envelope
 from pulsing_daemon.config import ActorConfig, Config
 from pulsing_daemon.exceptions import PulsingRuntimeError
-from pulsing_daemon.host import ActorHost, InlineHost
+from pulsing_daemon.hosts.registry import make_host
 from pulsing_daemon.storage.events import EventLog
 from pulsing_daemon.storage.logs import LogStore
 
 STARTS_AT_ONCE = 64  # instances constructed concurrently (constructors run on threads)
-
-
-def make_host(config: ActorConfig) -> ActorHost:
-    """Pick where an instance lives from its config (the one place that knows)."""
-    if config.isolation == "process":
-        from pulsing_daemon.process import ProcessHost
-
-        return ProcessHost(config)
-    return InlineHost(config.cls, dict(config.args), config.name)
 
 
 class Supervisor:

@@ -29,8 +29,8 @@ from pulsing_daemon.exceptions import (
     PulsingTimeoutError,
     PulsingUnsupportedError,
 )
+from pulsing_daemon.hosts.registry import make_host
 from pulsing_daemon.states import ActorState
-from pulsing_daemon.supervisor import make_host
 
 HERE = Path(__file__).resolve().parent
 BOUND = 3.0  # the longest any single wait in these tests may take

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from pulsing_daemon.exceptions import PulsingBusinessError
-from pulsing_daemon.host import PlainParameters, bind_arguments, describe_ops
+from pulsing_daemon.hosts.ops import PlainParameters, bind_arguments, describe_ops
 
 
 class Shapes:

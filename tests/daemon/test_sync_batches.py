@@ -15,7 +15,13 @@ from typing import Any
 import pytest
 
 from pulsing_daemon.exceptions import PulsingBusinessError, PulsingSystemError
-from pulsing_daemon.host import LoopPost, SyncCall, SyncCallState, loop_post, run_sync_batch
+from pulsing_daemon.hosts.threads import (
+    LoopPost,
+    SyncCall,
+    SyncCallState,
+    loop_post,
+    run_sync_batch,
+)
 
 BOUND = 3.0  # the longest any single wait in these tests may take
 
