@@ -79,7 +79,9 @@ async def hand_over(cell: ActorCell, envelope: Envelope) -> bool:
     if len(batch) > 1:
         loop.call_later(AHEAD_FOR, revoke_waiting, cell)
     try:
-        await asyncio.wait(written)  # one group commit holds them all
+        # One group commit holds them all (queued together, before any flush): the last
+        # one is settled when every one is.
+        await written[-1]
     except asyncio.CancelledError:  # daemon shutdown past the grace period
         cell._answer(
             envelope,
@@ -90,7 +92,10 @@ async def hand_over(cell: ActorCell, envelope: Envelope) -> bool:
             ),
         )
         raise
-    failed = next((f.exception() for f in written if f.exception() is not None), None)
+    except Exception:  # the commit failed: every member's future says so (read below)
+        pass
+    errors = [f.exception() for f in written]  # each retrieved: no "never retrieved" noise
+    failed = next((e for e in errors if e is not None), None)
     if failed is None:
         if envelope.deadline > loop.time():
             return True
