@@ -46,6 +46,8 @@ __all__ = [
     "ACTOR_SPECS",
     "DAEMON_KEYS",
     "DAEMON_SPECS",
+    "RAY_OPTION_SPECS",
+    "RAY_SPECS",
     "ActorConfig",
     "Config",
     "ConfigError",
@@ -119,6 +121,8 @@ class ActorConfig:
     cwd: str | None = None
     autostart: bool = True
     log_max_bytes: int = 10485760
+    # isolation = "ray": placement and resources of the Ray actor (RAY_OPTION_SPECS).
+    ray: dict[str, Any] = field(default_factory=dict)
     # The imported class; None when the config was read with import_classes=False.
     cls: type | None = field(default=None, compare=False, repr=False)
 
@@ -144,6 +148,9 @@ class DaemonConfig:
     events_keep: int = 10000
     socket_group: str | None = None
     socket_mode: int = 0o600
+    # [daemon.ray] (RAY_SPECS): where isolation = "ray" actors live.
+    ray_address: str = "local"
+    ray_namespace: str = "pulsing"
 
     @property
     def is_unix(self) -> bool:
@@ -187,7 +194,17 @@ class Config:
 
 
 class _Invalid(Exception):
-    pass
+    """A bad value; ``at`` names the sub-key inside a table value (``ray.num_cpus``)."""
+
+    def __init__(
+        self, reason: str, at: tuple[str, ...] = (), also: tuple[_Invalid, ...] = ()
+    ) -> None:
+        super().__init__(reason)
+        self.at = at
+        self.also = also  # more problems in the same table value
+
+    def each(self) -> tuple[_Invalid, ...]:
+        return (self, *self.also)
 
 
 Check = Callable[[Any], Any]
@@ -433,6 +450,75 @@ def _listen(value: Any) -> str:
     return listen
 
 
+# --- isolation = "ray"
+
+_RAY_ADDRESS_FORMS = "expected 'local', 'auto', 'HOST:PORT' or 'ray://HOST:PORT'"
+
+
+def _ray_address(value: Any) -> str:
+    address = _string(value).strip()
+    if address in ("local", "auto"):
+        return address
+    target = address[len("ray://") :] if address.startswith("ray://") else address
+    try:
+        endpoint = _parse_listen(target)
+    except ValueError:
+        raise _Invalid(f"{_RAY_ADDRESS_FORMS} (got {address!r})") from None
+    if endpoint.unix_path is not None:
+        raise _Invalid(f"{_RAY_ADDRESS_FORMS} (got {address!r})")
+    return address
+
+
+def _ray_namespace(value: Any) -> str:
+    namespace = _string(value).strip()
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,128}", namespace):
+        raise _Invalid("use letters, digits, '_', '.' and '-' (at most 128 characters)")
+    return namespace
+
+
+def _resources(value: Any) -> dict[str, float]:
+    table = _table(value)
+    for key, amount in table.items():
+        if not key.strip():
+            raise _Invalid("a resource name must not be empty")
+        if key in ("CPU", "GPU", "memory"):
+            raise _Invalid(f"set {key!r} with num_cpus, num_gpus or memory", (key,))
+        try:
+            table[key] = _number(minimum=0)(amount)
+        except _Invalid as exc:
+            raise _Invalid(str(exc), (key,)) from None
+    return table
+
+
+def _runtime_env(value: Any) -> dict[str, Any]:
+    table = _table(value)
+    try:
+        json.dumps(table)
+    except (TypeError, ValueError) as exc:  # pragma: no cover - TOML values always are
+        raise _Invalid(f"must be plain data: {exc}") from None
+    return table
+
+
+def _ray_options(value: Any) -> dict[str, Any]:
+    """The per-actor ``ray = {...}`` table, every sub-key checked (a problem names it)."""
+    table = _table(value)
+    specs = {spec.name: spec for spec in RAY_OPTION_SPECS}
+    options: dict[str, Any] = {}
+    found: list[_Invalid] = []
+    for key, raw in table.items():
+        spec = specs.get(key)
+        if spec is None:
+            found.append(_Invalid(_unknown_key(key, specs), (key,)))
+            continue
+        try:
+            options[key] = spec.check(raw)
+        except _Invalid as exc:
+            found.append(_Invalid(str(exc), (key, *exc.at)))
+    if found:
+        raise _Invalid(str(found[0]), found[0].at, tuple(found[1:]))
+    return options
+
+
 # --------------------------------------------------------------------------- key specs
 
 
@@ -536,11 +622,12 @@ ACTOR_SPECS: tuple[KeySpec, ...] = (
             nullable=True),
     KeySpec("mailbox_size", "integer", 1024, _integer(1),
             "messages that may wait for the actor; a full mailbox rejects asks"),
-    KeySpec("isolation", "string", "inline", _choice("inline", "process"),
-            "inline (in the daemon) | process (own child process; survives hard crashes)"),
+    KeySpec("isolation", "string", "inline", _choice("inline", "process", "ray"),
+            "inline (in the daemon) | process (own child process; survives hard crashes) | "
+            "ray (a Ray actor on the cluster of [daemon.ray]; needs the [ray] extra)"),
     KeySpec("kill_on_timeout", "boolean", False, _boolean,
-            "process isolation: kill and restart an instance whose op is still running "
-            "at its deadline"),
+            "process and ray isolation: kill and restart an instance whose op is still "
+            "running at its deadline (counted as a restart with cause timeout)"),
     KeySpec("memory_limit", "integer", None, _integer(1),
             "process isolation: memory limit in bytes; exceeding it is a failure",
             nullable=True),
@@ -563,6 +650,35 @@ ACTOR_SPECS: tuple[KeySpec, ...] = (
     KeySpec("log_max_bytes", "integer", 10485760, _integer(4096),
             "bytes of this actor's logs kept in state_dir/logs (output, logging records, "
             "the daemon's events about it); the oldest half goes first"),
+    KeySpec("ray", "table", {}, _ray_options,
+            "ray isolation: the Ray actor's resources and placement, a table of the keys "
+            "below (ray.num_cpus, ...)"),
+)  # fmt: skip
+
+# [daemon.ray]: the cluster isolation = "ray" actors live on.
+RAY_SPECS: tuple[KeySpec, ...] = (
+    KeySpec("address", "string", "local", _ray_address,
+            "'local': a private Ray instance the daemon starts and stops itself (no "
+            "dashboard, no usage reporting, session files under state_dir/ray); 'auto', "
+            "'HOST:PORT' or 'ray://HOST:PORT': join an existing cluster"),
+    KeySpec("namespace", "string", "pulsing", _ray_namespace,
+            "Ray namespace the daemon's actors are created in"),
+)  # fmt: skip
+
+# The per-actor ray = {...} table.
+RAY_OPTION_SPECS: tuple[KeySpec, ...] = (
+    KeySpec("num_cpus", "float", None, _number(minimum=0),
+            "CPUs the Ray actor reserves (unset: Ray's default for actors, 1 to be placed "
+            "and 0 while it runs)", nullable=True),
+    KeySpec("num_gpus", "float", None, _number(minimum=0),
+            "GPUs the Ray actor reserves; it lands on a node that has them", nullable=True),
+    KeySpec("memory", "integer", None, _integer(1),
+            "bytes of memory the Ray actor reserves for scheduling", nullable=True),
+    KeySpec("resources", "table", {}, _resources,
+            "custom Ray resources to reserve, name = amount (places the actor on nodes "
+            "started with them)"),
+    KeySpec("runtime_env", "table", {}, _runtime_env,
+            "Ray runtime_env of the actor (env_vars, working_dir, pip, ...)"),
 )  # fmt: skip
 
 DAEMON_KEYS: dict[str, str] = {spec.name: spec.description for spec in DAEMON_SPECS}
@@ -573,8 +689,11 @@ _ACTOR = {spec.name: spec for spec in ACTOR_SPECS}
 # Keys only an actor's own table may set; every other actor key is layered.
 _PER_ACTOR = {"class": "set it in each [actors.NAME] table", "args": "set it per actor"}
 _LAYERED = {name: spec for name, spec in _ACTOR.items() if name not in _PER_ACTOR}
-# Keys that only mean something with isolation = "process".
+# Keys that only mean something with isolation = "process" / "ray".
 _PROCESS_ONLY = ("memory_limit", "cpu_limit", "env", "cwd")
+_RAY_ONLY = ("ray",)
+_RAY = {spec.name: spec for spec in RAY_SPECS}
+RAY_INSTALL_HINT = "pip install 'pulsing-supervisor[ray]'"
 
 
 # --------------------------------------------------------------------------- line locator
@@ -698,7 +817,8 @@ def _read_table(
             try:
                 values[key] = spec.check(raw)
             except _Invalid as exc:
-                problems.add(path, str(exc), at=at)
+                for each in exc.each():
+                    problems.add((*path, *each.at), str(each), at=at)
                 values[key] = _INVALID
     return values
 
@@ -727,10 +847,20 @@ def _absolute(base: Path, path: Path) -> Path:
 
 def _daemon_config(table: Mapping[str, Any], base: Path, problems: _Problems) -> DaemonConfig:
     """The [daemon] table; invalid values (already reported) are replaced by defaults."""
+    table = dict(table)
+    ray_table = table.pop("ray", None)
     values = _read_table(table, _DAEMON, ("daemon",), problems)
     invalid = {key for key, value in values.items() if value is _INVALID}
     settings = {spec.name: spec.default for spec in DAEMON_SPECS}
     settings.update((key, value) for key, value in values.items() if key not in invalid)
+    if ray_table is not None:
+        if not isinstance(ray_table, dict):
+            problems.add(("daemon", "ray"), f"expected a table, got {_got(ray_table)}")
+        else:
+            ray_values = _read_table(ray_table, _RAY, ("daemon", "ray"), problems)
+            for key, value in ray_values.items():
+                if value is not _INVALID:
+                    settings[f"ray_{key}"] = value
 
     settings["state_dir"] = _absolute(base, settings["state_dir"])
     settings["pythonpath"] = tuple(_absolute(base, p) for p in settings["pythonpath"])
@@ -806,6 +936,16 @@ def import_class(class_path: str) -> type:
     if not isinstance(target, type):
         raise _NotAClass(f"{class_path!r} is not a class (it is a {type(target).__name__})")
     return target
+
+
+def ray_available() -> bool:
+    """Whether Ray can be imported here (looked up, not imported: Ray is slow to import)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("ray") is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def _prepend_sys_path(directories: Iterable[Path]) -> None:
@@ -916,6 +1056,17 @@ def _actor_config(
             if key in own:
                 problems.add((*where, key), 'only applies with isolation = "process"')
                 valid = False
+    if settings["isolation"] != "ray":
+        for key in _RAY_ONLY:
+            if key in own:
+                problems.add((*where, key), 'only applies with isolation = "ray"')
+                valid = False
+    elif not ray_available():
+        problems.add(
+            (*(origin["isolation"] or where), "isolation"),
+            f'isolation = "ray" needs Ray, which is not installed: {RAY_INSTALL_HINT}',
+        )
+        valid = False
     if settings["cwd"] is not None:
         settings["cwd"] = str(_absolute(base, settings["cwd"]))
         if not Path(settings["cwd"]).is_dir():
@@ -926,6 +1077,7 @@ def _actor_config(
     if not valid:
         return None
     settings["env"] = dict(settings["env"])
+    settings["ray"] = dict(settings["ray"])
     return ActorConfig(name=name, class_path=class_path, args=args, cls=cls, **settings)
 
 

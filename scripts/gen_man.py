@@ -17,9 +17,10 @@ Block kinds:
     ``config check``), read from the Typer command tree: names, metavars, help,
     defaults, ranges, environment variables (``OPTIONS`` alone: the global
     options of ``pulsing`` itself);
-``KEYS daemon`` / ``KEYS actors`` / ``KEYS notify``
-    the config keys, from ``DAEMON_SPECS`` / ``ACTOR_SPECS`` in
-    ``pulsing_daemon/config.py`` and ``NOTIFY_SPECS`` in ``pulsing_daemon/notify.py``
+``KEYS daemon`` / ``KEYS actors`` / ``KEYS daemon.ray`` / ``KEYS actors.ray`` / ``KEYS notify``
+    the config keys, from ``DAEMON_SPECS`` / ``ACTOR_SPECS`` / ``RAY_SPECS`` /
+    ``RAY_OPTION_SPECS`` in ``pulsing_daemon/config.py`` and ``NOTIFY_SPECS`` in
+    ``pulsing_daemon/notify.py``
     (name, type, default, description).
 
 ``@VERSION@`` is replaced by the package version. Every command must be covered by
@@ -274,10 +275,14 @@ def render_keys(table: str) -> list[str]:
     specs = {
         "daemon": config.DAEMON_SPECS,
         "actors": config.ACTOR_SPECS,
+        "daemon.ray": config.RAY_SPECS,
+        "actors.ray": config.RAY_OPTION_SPECS,
         "notify": notify.NOTIFY_SPECS,
     }.get(table)
     if specs is None:
-        raise GenerationError(f"KEYS {table}: expected 'daemon', 'actors' or 'notify'")
+        raise GenerationError(
+            f"KEYS {table}: expected 'daemon', 'actors', 'daemon.ray', 'actors.ray' or 'notify'"
+        )
     lines: list[str] = []
     for spec in specs:
         if spec.toml_default:
