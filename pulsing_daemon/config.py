@@ -478,15 +478,19 @@ def _ray_namespace(value: Any) -> str:
 
 def _resources(value: Any) -> dict[str, float]:
     table = _table(value)
+    found: list[_Invalid] = []
     for key, amount in table.items():
         if not key.strip():
-            raise _Invalid("a resource name must not be empty")
-        if key in ("CPU", "GPU", "memory"):
-            raise _Invalid(f"set {key!r} with num_cpus, num_gpus or memory", (key,))
-        try:
-            table[key] = _number(minimum=0)(amount)
-        except _Invalid as exc:
-            raise _Invalid(str(exc), (key,)) from None
+            found.append(_Invalid("a resource name must not be empty", (key,)))
+        elif key in ("CPU", "GPU", "memory"):
+            found.append(_Invalid(f"set {key!r} with num_cpus, num_gpus or memory", (key,)))
+        else:
+            try:
+                table[key] = _number(minimum=0)(amount)
+            except _Invalid as exc:
+                found.append(_Invalid(str(exc), (key,)))
+    if found:
+        raise _Invalid(str(found[0]), found[0].at, tuple(found[1:]))
     return table
 
 
@@ -513,7 +517,7 @@ def _ray_options(value: Any) -> dict[str, Any]:
         try:
             options[key] = spec.check(raw)
         except _Invalid as exc:
-            found.append(_Invalid(str(exc), (key, *exc.at)))
+            found.extend(_Invalid(str(each), (key, *each.at)) for each in exc.each())
     if found:
         raise _Invalid(str(found[0]), found[0].at, tuple(found[1:]))
     return options
