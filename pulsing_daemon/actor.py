@@ -31,7 +31,14 @@ from pulsing_daemon.exceptions import (
     is_failure,
 )
 from pulsing_daemon.handover import Handover, hand_over, lost_error
-from pulsing_daemon.host import HEAVY_FOR, ActorHost, SyncCall, SyncCallState, run_sync_batch
+from pulsing_daemon.host import (
+    HEAVY_FOR,
+    ActorHost,
+    SyncCall,
+    SyncCallState,
+    call_deadline,
+    run_sync_batch,
+)
 from pulsing_daemon.policy import ExitKind, RestartTracker
 from pulsing_daemon.states import ACCEPTING, ActorState, check_transition
 from pulsing_daemon.storage import logs
@@ -680,6 +687,7 @@ class ActorCell:
         even start (a broken instance, its process gone) is a failure of the instance.
         Returns (what ``start`` returned, None) or (_NOT_STARTED, the end if any).
         """
+        token = call_deadline.set(envelope.deadline)
         try:
             return start(), None
         except (PulsingBusinessError, PulsingUnsupportedError) as exc:
@@ -689,6 +697,8 @@ class ActorCell:
             return _NOT_STARTED, _Ended(
                 kind=ExitKind.FAILURE, cause=exc, envelope=envelope, where=_where(exc)
             )
+        finally:
+            call_deadline.reset(token)
 
     async def _execute(
         self,

@@ -454,6 +454,14 @@ async def run_sync(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     return await submit_sync(func, *args, **kwargs)
 
 
+# The deadline (event loop time) of the ask or stream a host's invoke/produce is
+# starting; set by the cell around those calls, for hosts that send the remaining
+# budget along with the call (a remote instance enforces it on its side too).
+call_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "pulsing_call_deadline", default=None
+)
+
+
 class InstanceLost(Exception):
     """The instance was lost (its process or remote worker died) while an op handed to
     it had not answered: whether the op ran, partly or fully, is unknown.

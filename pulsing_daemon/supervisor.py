@@ -7,7 +7,7 @@ from typing import Any
 
 from pulsing_daemon import log
 from pulsing_daemon.actor import ActorCell, Envelope, StreamSink, new_envelope
-from pulsing_daemon.config import ActorConfig, Config
+from pulsing_daemon.config import ActorConfig, Config, DaemonConfig
 from pulsing_daemon.exceptions import PulsingRuntimeError
 from pulsing_daemon.host import ActorHost, InlineHost
 from pulsing_daemon.storage.events import EventLog
@@ -16,12 +16,20 @@ from pulsing_daemon.storage.logs import LogStore
 STARTS_AT_ONCE = 64  # instances constructed concurrently (constructors run on threads)
 
 
-def make_host(config: ActorConfig) -> ActorHost:
-    """Pick where an instance lives from its config (the one place that knows)."""
+def make_host(config: ActorConfig, daemon: DaemonConfig | None = None) -> ActorHost:
+    """Pick where an instance lives from its config (the one place that knows).
+
+    ``daemon`` says where Ray actors live ([daemon.ray]); Ray is imported only here,
+    when an actor uses it.
+    """
     if config.isolation == "process":
         from pulsing_daemon.process import ProcessHost
 
         return ProcessHost(config)
+    if config.isolation == "ray":
+        from pulsing_daemon.ray_host import RayHost
+
+        return RayHost(config, daemon or DaemonConfig())
     return InlineHost(config.cls, dict(config.args), config.name)
 
 
@@ -42,12 +50,16 @@ class Supervisor:
     def add(self, actor: ActorConfig) -> ActorCell:
         """A cell for ``actor`` (not started), wired to the event log, its own actor log
         and the metrics."""
-        cell = ActorCell(actor, make_host, self.config.daemon.default_timeout)
+        cell = ActorCell(actor, self.make_host, self.config.daemon.default_timeout)
         self.attach(cell)
         cell.metrics = self.metrics
         cell.start_gate = self.start_gate
         self.cells[actor.name] = cell
         return cell
+
+    def make_host(self, config: ActorConfig) -> ActorHost:
+        """A host for ``config`` with this daemon's settings (Ray's cluster)."""
+        return make_host(config, self.config.daemon)
 
     def attach(self, cell: ActorCell) -> None:
         """Give a new cell the daemon's event log and its own actor log."""

@@ -1,0 +1,584 @@
+"""``isolation = "ray"``: the instance is a Ray actor on a cluster; the daemon supervises it.
+
+Same interface as the other hosts (``host.ActorHost``), so supervision, deadlines,
+streams, idempotency, logs and events do not know Ray exists. The worker side is
+``ray_worker.PulsingRayWorker``; plain data crosses between the two (results as JSON
+text, exceptions described as a process child describes them), so user errors arrive
+with their category, code, details and ``recoverable``, and failures with the
+worker's traceback.
+
+The daemon is the only supervisor: Ray actors are created with ``max_restarts=0`` and
+``max_task_retries=0``. An instance ends when
+
+- its process dies, with a call in flight (that call fails with :class:`RayLost`, an
+  ``InstanceLost``: a keyed ask's outcome is unknown) or idle (the ``watch`` call kept
+  open for the instance's life fails) -- cause ``process``;
+- its node is lost (the node is dead in the GCS, or its raylet refuses connections) --
+  cause ``node_lost``;
+- the daemon kills it at an op's deadline (``kill_on_timeout``) -- cause ``timeout``;
+- ``run()`` returns or raises on the worker -- reported by ``watch``.
+
+Each end is reported once, through ``exited`` or the failing call. Asks are refused
+(unknown op, bad arguments) before anything is sent, from the class imported here.
+
+Deadlines: the remaining budget travels with each call and the worker never starts a
+call whose budget is spent (Ray's own cancel does not stop a queued sync call). At the
+deadline an async op is cancelled on the worker; a sync op runs to its end (the actor
+stays busy, as inline) unless ``kill_on_timeout`` kills the Ray actor.
+
+The connection to Ray (:class:`RayRuntime`) is made when the first Ray actor starts:
+Ray is never imported otherwise. With ``address = "local"`` the daemon starts a
+private instance through ``ray_local`` and stops it at shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from pulsing_daemon import log
+from pulsing_daemon.config import RAY_INSTALL_HINT, ActorConfig, DaemonConfig
+from pulsing_daemon.exceptions import PulsingRuntimeError
+from pulsing_daemon.host import ActorHost, InstanceLost, OpKind, bind_arguments, resolve_op
+from pulsing_daemon.process import ChildError, Unserializable, _exception
+from pulsing_daemon.storage import logs
+
+START_TIMEOUT = 60.0  # creating the Ray actor and running the constructor
+CONNECT_TIMEOUT = 90.0  # starting a local instance and connecting to it
+STOP_GRACE = 5.0
+CANCEL_GRACE = 1.0
+STREAM_BACKPRESSURE = 4  # chunk batches produced ahead of the daemon's journal
+NODE_PROBE_TIMEOUT = 1.0
+SIGNALS_KEPT = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+class RayDied(Exception):
+    """The Ray actor of an instance ended while it was supposed to run."""
+
+    type_name = "RayActorDied"
+
+    def __init__(self, message: str, *, cause: str = "process") -> None:
+        super().__init__(message)
+        self.cause = cause
+
+
+class RayLost(RayDied, InstanceLost):
+    """The Ray actor died while a call sent to it had not answered: its outcome is unknown."""
+
+
+class RayUnavailable(PulsingRuntimeError):
+    """The daemon cannot reach Ray (not installed, cluster unreachable)."""
+
+
+# --------------------------------------------------------------------------- the runtime
+
+
+class RayRuntime:
+    """The daemon's one connection to Ray, made on first use."""
+
+    def __init__(self, daemon: DaemonConfig) -> None:
+        self.daemon = daemon
+        self.address: str | None = None
+        self.keeper: subprocess.Popen[str] | None = None
+        self.worker_class: Any = None
+        self._lock = asyncio.Lock()
+        self._connected = False
+
+    async def connect(self) -> None:
+        async with self._lock:
+            if self._connected:
+                return
+            started = time.monotonic()
+            address = self.daemon.ray_address
+            if address == "local":
+                address = await asyncio.to_thread(self._start_local)
+            saved = {signum: signal.getsignal(signum) for signum in SIGNALS_KEPT}
+            try:
+                await asyncio.to_thread(self._init, address)
+            finally:  # ray.init must not take over the daemon's signals
+                for signum, handler in saved.items():
+                    if signal.getsignal(signum) is not handler and handler is not None:
+                        signal.signal(signum, handler)
+            self.address = address
+            self._connected = True
+            log.event(
+                "ray_connected",
+                address=address,
+                namespace=self.daemon.ray_namespace,
+                seconds=round(time.monotonic() - started, 2),
+            )
+
+    def session_dir(self) -> Path:
+        """Where a local instance keeps its files: state_dir/ray, or a short path under
+        the temp dir linked from there when state_dir is too deep for Ray's sockets
+        (AF_UNIX paths hold 107 bytes; Ray's go ~70 bytes below its temp dir)."""
+        directory = self.daemon.state_dir / "ray"
+        if len(str(directory)) <= 36:
+            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            return directory
+        link = directory
+        if link.is_symlink() and link.resolve().is_dir():
+            return link.resolve()
+        if link.is_symlink():
+            link.unlink()
+        short = Path(tempfile.mkdtemp(prefix="pulsing-ray-"))
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(short, target_is_directory=True)
+        return short
+
+    def _start_local(self) -> str:
+        from pulsing_daemon.ray_local import private_env
+
+        directory = self.session_dir()
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        # The daemon (Ray's driver here) gets the Ray settings; HOME and the rest of the
+        # private environment are for the instance's own processes only.
+        os.environ.update(
+            {key: value for key, value in private_env(directory).items() if key.startswith("RAY_")}
+        )
+        self.keeper = subprocess.Popen(
+            [sys.executable, "-m", "pulsing_daemon.ray_local", "--dir", str(directory),
+             "--port", str(port), "--parent", str(os.getpid())],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            text=True,
+        )  # fmt: skip
+        assert self.keeper.stdout is not None
+        line = _readline(self.keeper.stdout, CONNECT_TIMEOUT)
+        if line != "ready":
+            self._stop_keeper()
+            raise RayUnavailable(
+                f"could not start the local Ray instance: {line or 'no answer'}", status=503
+            )
+        log.event("ray_local_started", port=port, dir=str(directory), pid=self.keeper.pid)
+        return f"127.0.0.1:{port}"
+
+    def _init(self, address: str) -> None:
+        # Usage stats stay off whatever the cluster; joining one, the token is the user's.
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        os.environ.setdefault("RAY_USAGE_STATS_REPORT_URL", "http://127.0.0.1:9/")
+        try:
+            import ray
+        except ImportError:
+            raise RayUnavailable(
+                f'isolation = "ray" needs Ray, which is not installed: {RAY_INSTALL_HINT}',
+                status=503,
+            ) from None
+        from pulsing_daemon.ray_worker import PulsingRayWorker
+
+        logging.getLogger("ray").setLevel(logging.ERROR)
+        try:
+            ray.init(
+                address=address,
+                namespace=self.daemon.ray_namespace,
+                log_to_driver=False,  # the worker sends the actor's output itself
+                logging_level=logging.ERROR,
+                ignore_reinit_error=True,
+            )
+        except Exception as exc:
+            raise RayUnavailable(
+                f"cannot connect to Ray at {address!r}: {type(exc).__name__}: {exc}", status=503
+            ) from None
+        self.worker_class = ray.remote(PulsingRayWorker)
+
+    def _stop_keeper(self) -> None:
+        keeper, self.keeper = self.keeper, None
+        if keeper is None or keeper.poll() is not None:
+            return
+        keeper.terminate()
+        try:
+            keeper.wait(timeout=3 * STOP_GRACE)
+        except subprocess.TimeoutExpired:
+            keeper.kill()
+            keeper.wait()
+
+    async def shutdown(self) -> None:
+        """Disconnect; a local instance is stopped and its session files removed."""
+        if self._connected:
+            import ray
+
+            await asyncio.to_thread(ray.shutdown)
+            self._connected = False
+        if self.keeper is not None:
+            await asyncio.to_thread(self._stop_keeper)
+            log.event("ray_local_stopped")
+
+    def node_lost(self, node_id: str | None) -> bool:
+        """Whether ``node_id`` is dead: marked so in the GCS, or its raylet refuses."""
+        if not node_id:
+            return False
+        import ray
+
+        try:
+            nodes = ray.nodes()
+        except Exception:
+            return False
+        for node in nodes:
+            if node.get("NodeID") != node_id:
+                continue
+            if not node.get("Alive", False):
+                return True
+            address = (node.get("NodeManagerAddress"), node.get("NodeManagerPort"))
+            try:
+                socket.create_connection(address, timeout=NODE_PROBE_TIMEOUT).close()
+            except OSError:
+                return True
+            return False
+        return True  # no longer known to the cluster
+
+
+def _readline(stream: Any, timeout: float) -> str:
+    result: list[str] = []
+    reader = threading.Thread(target=lambda: result.append(stream.readline()), daemon=True)
+    reader.start()
+    reader.join(timeout)
+    return result[0].strip() if result else ""
+
+
+_RUNTIME: RayRuntime | None = None
+
+
+def runtime(daemon: DaemonConfig) -> RayRuntime:
+    global _RUNTIME
+    if _RUNTIME is None:
+        _RUNTIME = RayRuntime(daemon)
+    return _RUNTIME
+
+
+async def shutdown() -> None:
+    """Daemon stop: disconnect from Ray and stop a local instance (no-op when unused)."""
+    global _RUNTIME
+    if _RUNTIME is not None:
+        current, _RUNTIME = _RUNTIME, None
+        await current.shutdown()
+
+
+# --------------------------------------------------------------------------- the host
+
+
+def _ray_errors() -> tuple[type[BaseException], ...]:
+    import ray.exceptions as rex
+
+    return (rex.RayActorError, rex.ActorUnavailableError, rex.RaySystemError)
+
+
+def _unwrap(exc: BaseException) -> BaseException:
+    """A Ray wrapper turned back into what it wraps (a RayTaskError's cause), or a
+    system error naming it."""
+    import ray.exceptions as rex
+
+    if isinstance(exc, rex.RayTaskError):
+        cause = getattr(exc, "cause", None)
+        if isinstance(cause, BaseException):
+            return cause
+        return ChildError(type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+    return exc
+
+
+class RayHost(ActorHost):
+    def __init__(self, config: ActorConfig, daemon: DaemonConfig) -> None:
+        assert config.cls is not None
+        self.config = config
+        self.cls = config.cls
+        self.name = config.name
+        self.runtime = runtime(daemon)
+        loop = asyncio.get_running_loop()
+        self.exited = loop.create_future()
+        self.exit_where = "process"
+        self.handle: Any = None
+        self.node: str | None = None
+        self.actor_id: str | None = None
+        self.pid: int | None = None
+        self._next_id = 0
+        self._calls: dict[int, asyncio.Future[Any]] = {}
+        self._sync_calls: set[int] = set()
+        self._streams: dict[int, Any] = {}
+        self._death: asyncio.Future[RayDied] | None = None
+        self._kill_cause: str | None = None
+        self._stopping = False
+        self._watcher: asyncio.Task[Any] | None = None
+        self._settling: set[asyncio.Future[Any]] = set()
+        self._log = logs.current()
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        await self.runtime.connect()
+        options: dict[str, Any] = {
+            "name": f"pulsing.{self.name}.{uuid.uuid4().hex[:8]}",
+            "max_restarts": 0,
+            "max_task_retries": 0,
+            "max_concurrency": 64,
+        }
+        ray_options = self.config.ray
+        for key in ("num_cpus", "num_gpus", "memory"):
+            if ray_options.get(key) is not None:
+                options[key] = ray_options[key]
+        if ray_options.get("resources"):
+            options["resources"] = dict(ray_options["resources"])
+        if ray_options.get("runtime_env"):
+            options["runtime_env"] = dict(ray_options["runtime_env"])
+        sys_path = [p for p in sys.path if p]
+        self.handle = self.runtime.worker_class.options(**options).remote(self.name, sys_path)
+        started = self.handle.start.remote(self.config.class_path, dict(self.config.args))
+        try:
+            answer = await asyncio.wait_for(_await(started), START_TIMEOUT)
+        except asyncio.TimeoutError:
+            raise RayDied(
+                f"the Ray actor did not start within {START_TIMEOUT:g}s (resources {options})",
+                cause="start",
+            ) from None
+        except _ray_errors() as exc:
+            raise RayDied(f"the Ray actor died while starting: {_first_line(exc)}") from None
+        self.node, self.actor_id, self.pid = (
+            answer.get("node"), answer.get("actor_id"), answer.get("pid"),
+        )  # fmt: skip
+        if "error" in answer:
+            raise _exception(answer["error"])
+        self._watcher = asyncio.create_task(self._watch(), name=f"pulsing-ray-watch-{self.name}")
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "pid": self.pid,
+            "host": {"kind": "ray", "node": self.node, "actor_id": self.actor_id},
+        }
+
+    async def _watch(self) -> None:
+        """Keep the watch call open for the instance's life: its output lines, how run()
+        ended, or -- when the call fails -- the death of the instance."""
+        import ray
+
+        generator = self.handle.watch.options(num_returns="streaming").remote()
+        try:
+            async for ref in generator:
+                item = await _await(ref)
+                for stream, text in item.get("lines", ()):
+                    self._output(stream, text)
+                if "exited" in item:
+                    payload = item["exited"]
+                    self.exit_where = "run"
+                    if not self.exited.done():
+                        self.exited.set_result(None if payload is None else _exception(payload))
+                    return
+        except asyncio.CancelledError:
+            ray.cancel(generator, force=False)
+            raise
+        except BaseException as exc:
+            await self._lost(exc)
+
+    def _output(self, stream: str, text: str) -> None:
+        if self._log is not None:
+            self._log.write(stream, text)
+            log.event("output", actor=self.name, stream=stream, level=logging.DEBUG, msg=text)
+        else:
+            log.event("output", actor=self.name, stream=stream, level=logging.INFO, msg=text)
+
+    async def _lost(self, exc: BaseException) -> RayDied:
+        """The Ray actor is gone (seen by any call): find out why, once, and fail every
+        call in flight with the same error."""
+        if self._death is None:
+            self._death = asyncio.get_running_loop().create_future()
+            cause = self._kill_cause
+            if cause is None:
+                lost = await asyncio.to_thread(self.runtime.node_lost, self.node)
+                cause = "node_lost" if lost else "process"
+            text = {
+                "node_lost": f"the node of the Ray actor was lost (node {self.node})",
+                "timeout": "killed at an op's deadline (kill_on_timeout)",
+                "stop": "stopped",
+            }.get(cause, f"the Ray actor's process died (pid {self.pid})")
+            died = RayDied(f"{text}: {_first_line(exc)}", cause=cause)
+            self.exit_where = cause
+            self._death.set_result(died)
+            self._kill_quietly()  # an unavailable actor might come back: make sure it is gone
+            lost_error = RayLost(str(died), cause=cause)
+            for future in self._calls.values():
+                if not future.done():
+                    future.set_exception(lost_error)
+            if not self.exited.done():
+                self.exited.set_result(None if self._stopping else died)
+            if not self._stopping and cause != "timeout":
+                log.event(
+                    "ray_actor_died", actor=self.name, category="system",
+                    level=logging.WARNING, cause=cause, node=self.node, msg=str(died),
+                )  # fmt: skip
+        return await self._death
+
+    def _kill_quietly(self) -> None:
+        if self.handle is None:
+            return
+        import ray
+
+        try:
+            ray.kill(self.handle, no_restart=True)
+        except Exception:
+            pass
+
+    # ------------------------------------------------------------------ ops
+    def _next(self) -> int:
+        self._next_id += 1
+        return self._next_id
+
+    def _budget(self) -> float:
+        from pulsing_daemon.host import call_deadline
+
+        deadline = call_deadline.get()
+        if deadline is None:
+            return 3600.0
+        return deadline - asyncio.get_running_loop().time()
+
+    def invoke(self, op: str, args: list[Any], kwargs: dict[str, Any]) -> asyncio.Future[Any]:
+        info = resolve_op(self.cls, op, OpKind.ASK)  # refused here, before Ray sees it
+        if info is not None:
+            bind_arguments(info, args, kwargs)
+        if self._death is not None or self.handle is None:
+            raise RayDied("the Ray actor is gone")
+        call_id = self._next()
+        if info is None or not info.is_async:
+            self._sync_calls.add(call_id)
+        ref = self.handle.call.remote(call_id, op, args, kwargs, self._budget())
+        future = asyncio.get_running_loop().create_future()
+        self._calls[call_id] = future
+        settling = asyncio.ensure_future(self._settle(call_id, ref, future))
+        self._settling.add(settling)
+        settling.add_done_callback(self._settling.discard)
+        return future
+
+    async def _settle(self, call_id: int, ref: Any, future: asyncio.Future[Any]) -> None:
+        try:
+            answer = await _await(ref)
+        except _ray_errors() as exc:
+            await self._lost(exc)  # fails this call too, with RayLost
+            return
+        except BaseException as exc:
+            if not future.done():
+                future.set_exception(_unwrap(exc))
+            return
+        finally:
+            self._calls.pop(call_id, None)
+            self._sync_calls.discard(call_id)
+        if future.done():
+            return
+        if "value" in answer:
+            future.set_result(json.loads(answer["value"]))
+        elif "unserializable" in answer:
+            future.set_result(Unserializable(answer["unserializable"]))
+        elif "error" in answer:
+            future.set_exception(_exception(answer["error"]))
+        elif "expired" in answer:
+            from pulsing_daemon.exceptions import PulsingTimeoutError
+
+            future.set_exception(
+                PulsingTimeoutError("ask", 0, message="the deadline passed before the op started")
+            )
+        else:  # cancelled at its deadline
+            future.cancel()
+
+    def produce(self, op: str, args: list[Any], kwargs: dict[str, Any]) -> AsyncIterator[Any]:
+        info = resolve_op(self.cls, op, OpKind.STREAM)
+        if info is not None:
+            bind_arguments(info, args, kwargs)
+        if self._death is not None or self.handle is None:
+            raise RayDied("the Ray actor is gone")
+        call_id = self._next()
+        generator = self.handle.stream.options(
+            num_returns="streaming", _generator_backpressure_num_objects=STREAM_BACKPRESSURE
+        ).remote(call_id, op, args, kwargs)
+        return self._chunks(call_id, generator)
+
+    async def _chunks(self, call_id: int, generator: Any) -> AsyncIterator[Any]:
+        import ray
+
+        finished = False
+        try:
+            async for ref in generator:
+                try:
+                    item = await _await(ref)
+                except _ray_errors() as exc:
+                    raise await self._lost(exc) from None
+                for text in item.get("chunks", ()):
+                    yield json.loads(text)
+                if "error" in item:
+                    finished = True
+                    raise _exception(item["error"])
+                if item.get("end"):
+                    finished = True
+                    return
+        except _ray_errors() as exc:
+            raise await self._lost(exc) from None
+        finally:
+            if not finished and self._death is None and self.handle is not None:
+                # Abandoned (a stop, the daemon shutting down): the producer stops too.
+                try:
+                    self.handle.cancel.remote(call_id)
+                    ray.cancel(generator, force=False)
+                except Exception:
+                    pass
+
+    async def interrupt(self, running: asyncio.Future[Any]) -> bool:
+        if self.config.kill_on_timeout:
+            self._kill_cause = "timeout"
+            self._kill_quietly()
+            await asyncio.wait((self.exited,), timeout=STOP_GRACE)
+            if running.done() and not running.cancelled():
+                running.exception()  # RayLost; the caller already has its timeout
+            return True
+        call_id = next((k for k, v in self._calls.items() if v is running), None)
+        if call_id is None:
+            return running.done()
+        if call_id in self._sync_calls:
+            return False  # a sync op runs to its end: the actor stays busy until then
+        try:
+            self.handle.cancel.remote(call_id)
+        except Exception:
+            return True
+        done, _ = await asyncio.wait((running,), timeout=CANCEL_GRACE)
+        if done and not running.cancelled():
+            running.exception()
+        return bool(done)
+
+    async def stop(self, graceful: bool = True) -> None:
+        self._stopping = True
+        if self._kill_cause is None:
+            self._kill_cause = "stop"
+        if self.handle is not None and self._death is None:
+            if graceful:
+                try:
+                    await asyncio.wait_for(_await(self.handle.stop.remote()), STOP_GRACE)
+                except BaseException:
+                    pass
+            self._kill_quietly()
+        if self._watcher is not None:
+            self._watcher.cancel()
+            try:
+                await self._watcher
+            except BaseException:
+                pass
+        if not self.exited.done():
+            self.exited.set_result(None)
+        for future in self._calls.values():
+            if not future.done():
+                future.set_exception(RayLost("the Ray actor was stopped", cause="stop"))
+
+
+async def _await(ref: Any) -> Any:
+    """The value of an ObjectRef, awaited on this loop."""
+    return await asyncio.wrap_future(ref.future())
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
