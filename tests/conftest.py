@@ -188,7 +188,7 @@ class Daemon:
         import http.client
 
         class Connection(http.client.HTTPConnection):
-            def connect(conn) -> None:  # noqa: N805 - the connection, not the daemon
+            def connect(conn) -> None:  # conn: the connection; self: the daemon
                 conn.sock = socket.socket(socket.AF_UNIX)
                 conn.sock.settimeout(timeout)
                 conn.sock.connect(self.endpoint.removeprefix("unix:"))

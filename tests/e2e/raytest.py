@@ -217,9 +217,7 @@ def start_in_netns(daemon: Any, env: dict[str, str]) -> None:
     log.close()
 
 
-def write_config(
-    directory: Path, address: str, actors: str, daemon: str = ""
-) -> tuple[Path, str]:
+def write_config(directory: Path, address: str, actors: str, daemon: str = "") -> tuple[Path, str]:
     socket_path = directory / "d.sock"
     text = (
         "[daemon]\n"
