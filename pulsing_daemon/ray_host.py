@@ -37,6 +37,7 @@ import asyncio
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -94,6 +95,7 @@ class RayRuntime:
         self.address: str | None = None
         self.keeper: subprocess.Popen[str] | None = None
         self.worker_class: Any = None
+        self._keeper_dir: Path | None = None
         self._lock = asyncio.Lock()
         self._connected = False
 
@@ -104,7 +106,10 @@ class RayRuntime:
             started = time.monotonic()
             address = self.daemon.ray_address
             if address == "local":
-                address = await asyncio.to_thread(self._start_local)
+                # Spawned from the loop's thread: the keeper's parent-death signal is tied
+                # to the thread that forked it, and this one lives as long as the daemon.
+                port = self._spawn_keeper()
+                address = await asyncio.to_thread(self._await_keeper, port)
             saved = {signum: signal.getsignal(signum) for signum in SIGNALS_KEPT}
             try:
                 await asyncio.to_thread(self._init, address)
@@ -139,7 +144,7 @@ class RayRuntime:
         link.symlink_to(short, target_is_directory=True)
         return short
 
-    def _start_local(self) -> str:
+    def _spawn_keeper(self) -> int:
         from pulsing_daemon.ray_local import private_env
 
         directory = self.session_dir()
@@ -157,7 +162,12 @@ class RayRuntime:
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
             text=True,
         )  # fmt: skip
-        assert self.keeper.stdout is not None
+        self._keeper_dir = directory
+        return port
+
+    def _await_keeper(self, port: int) -> str:
+        assert self.keeper is not None and self.keeper.stdout is not None
+        directory = self._keeper_dir
         line = _readline(self.keeper.stdout, CONNECT_TIMEOUT)
         if line != "ready":
             self._stop_keeper()
@@ -171,6 +181,9 @@ class RayRuntime:
         # Usage stats stay off whatever the cluster; joining one, the token is the user's.
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         os.environ.setdefault("RAY_USAGE_STATS_REPORT_URL", "http://127.0.0.1:9/")
+        # Ray's C++ core installs a failure signal handler in its driver that catches
+        # SIGTERM (dumps a stack, then aborts the process): the daemon's signals stay its own.
+        os.environ["RAY_DISABLE_FAILURE_SIGNAL_HANDLER"] = "1"
         try:
             import ray
         except ImportError:
@@ -215,6 +228,10 @@ class RayRuntime:
             self._connected = False
         if self.keeper is not None:
             await asyncio.to_thread(self._stop_keeper)
+            link = self.daemon.state_dir / "ray"
+            if link.is_symlink():  # the short directory under the temp dir goes too
+                shutil.rmtree(link.resolve(), ignore_errors=True)
+                link.unlink()
             log.event("ray_local_stopped")
 
     def node_lost(self, node_id: str | None) -> bool:

@@ -67,9 +67,10 @@ def _die_with_parent() -> None:
             pass
 
 
-def _group_alive(pgid: int) -> bool:
-    """Whether any process but this one is left in process group ``pgid``."""
+def _group(pgid: int) -> list[int]:
+    """The live processes of process group ``pgid``, this one excepted."""
     me = os.getpid()
+    pids = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == me:
             continue
@@ -78,27 +79,28 @@ def _group_alive(pgid: int) -> bool:
         except OSError:
             continue
         if fields[0] != "Z" and int(fields[2]) == pgid:
-            return True
-    return False
+            pids.append(int(entry))
+    return pids
 
 
 def _end_group(directory: Path) -> None:
     pgid = os.getpgid(0)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the group's SIGTERM is not for us
     for signum, wait in ((signal.SIGTERM, STOP_GRACE), (signal.SIGKILL, STOP_GRACE)):
-        try:
-            os.killpg(pgid, signum)
-        except ProcessLookupError:
-            break
+        for pid in _group(pgid):  # one by one: a SIGKILL to the group would end us too
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
         deadline = time.monotonic() + wait
-        while time.monotonic() < deadline and _group_alive(pgid):
+        while time.monotonic() < deadline and _group(pgid):
             try:  # reap our own children meanwhile
                 while os.waitpid(-1, os.WNOHANG)[0]:
                     pass
             except ChildProcessError:
                 pass
             time.sleep(0.05)
-        if not _group_alive(pgid):
+        if not _group(pgid):
             break
     shutil.rmtree(directory / "session", ignore_errors=True)
 
