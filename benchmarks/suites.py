@@ -1458,8 +1458,9 @@ def ray(ctx: Context) -> None:
     ctx.row(
         "ray", "crash -> next success", r["pulsing_restart_ms"], "ms", r["ray_restart_ms"],
         _ratio(r["pulsing_restart_ms"], r["ray_restart_ms"]), "info (vs Ray's own restart)",
-        None, f"ask queued behind the crash {r['pulsing_restart_queued_ms']:.0f} ms; "
-        f"min_backoff {RESTART_BACKOFF}s" + (f"; problems {problems[:1]}" if problems else ""),
+        None, f"ask queued behind the crash {r['pulsing_restart_queued_ms']:.0f} ms; first crash "
+        f"(no warm spare yet) {r['pulsing_first_crash_ms'] or 0:.0f} ms; min_backoff "
+        f"{RESTART_BACKOFF}s" + (f"; problems {problems[:1]}" if problems else ""),
     )  # fmt: skip
     ctx.row(
         "ray", "stream chunks/s", r["ray_stream_cps"], "chunks/s", r["inline_stream_cps"],

@@ -96,6 +96,8 @@ class RayRuntime:
         self.keeper: subprocess.Popen[str] | None = None
         self.worker_class: Any = None
         self._keeper_dir: Path | None = None
+        self._spares: dict[str, tuple[str, Any]] = {}
+        self._failed: set[str] = set()
         self._lock = asyncio.Lock()
         self._connected = False
 
@@ -221,6 +223,8 @@ class RayRuntime:
 
     async def shutdown(self) -> None:
         """Disconnect; a local instance is stopped and its session files removed."""
+        for name in list(self._spares):
+            self.drop_spare(name)
         if self._connected:
             import ray
 
@@ -233,6 +237,36 @@ class RayRuntime:
                 shutil.rmtree(link.resolve(), ignore_errors=True)
                 link.unlink()
             log.event("ray_local_stopped")
+
+    # Warm spares. A new Ray actor takes 0.3-1 s to come up (a worker process, imports),
+    # while the daemon's backoff may be 50 ms. An actor that has failed once keeps one
+    # idle worker ready for its next restart -- only when it reserves nothing (no GPU,
+    # custom resource or memory is held by a spare), and dropped when it is stopped.
+    def has_failed(self, name: str) -> bool:
+        return name in self._failed
+
+    def note_failure(self, name: str) -> None:
+        self._failed.add(name)
+
+    def take_spare(self, name: str, options: dict[str, Any]) -> Any:
+        spare = self._spares.pop(name, None)
+        if spare is None:
+            return None
+        key, handle = spare
+        if key != _options_key(options):  # the config changed: a spare of the old one
+            _kill(handle)
+            return None
+        return handle
+
+    def make_spare(self, name: str, options: dict[str, Any], create: Any) -> None:
+        if name not in self._spares:
+            self._spares[name] = (_options_key(options), create(options))
+
+    def drop_spare(self, name: str) -> None:
+        spare = self._spares.pop(name, None)
+        if spare is not None:
+            _kill(spare[1])
+        self._failed.discard(name)
 
     def node_lost(self, node_id: str | None) -> bool:
         """Whether ``node_id`` is dead: marked so in the GCS, or its raylet refuses."""
@@ -256,6 +290,28 @@ class RayRuntime:
                 return True
             return False
         return True  # no longer known to the cluster
+
+
+def _options_key(options: dict[str, Any]) -> str:
+    return json.dumps(options, sort_keys=True, default=str)
+
+
+def _reserves_nothing(options: dict[str, Any]) -> bool:
+    return (
+        not options.get("num_gpus")
+        and not options.get("resources")
+        and not options.get("memory")
+        and options.get("num_cpus") in (None, 0, 0.0)
+    )
+
+
+def _kill(handle: Any) -> None:
+    import ray
+
+    try:
+        ray.kill(handle, no_restart=True)
+    except Exception:
+        pass
 
 
 def _readline(stream: Any, timeout: float) -> str:
@@ -332,10 +388,9 @@ class RayHost(ActorHost):
         self._log = logs.current()
 
     # ------------------------------------------------------------------ lifecycle
-    async def start(self) -> None:
-        await self.runtime.connect()
+    def _options(self) -> dict[str, Any]:
+        """Ray's options for this actor's worker (restarts and retries always off)."""
         options: dict[str, Any] = {
-            "name": f"pulsing.{self.name}.{uuid.uuid4().hex[:8]}",
             "max_restarts": 0,
             "max_task_retries": 0,
             "max_concurrency": 64,
@@ -348,24 +403,45 @@ class RayHost(ActorHost):
             options["resources"] = dict(ray_options["resources"])
         if ray_options.get("runtime_env"):
             options["runtime_env"] = dict(ray_options["runtime_env"])
+        return options
+
+    def _create(self, options: dict[str, Any]) -> Any:
+        name = f"pulsing.{self.name}.{uuid.uuid4().hex[:8]}"
         sys_path = [p for p in sys.path if p]
-        self.handle = self.runtime.worker_class.options(**options).remote(self.name, sys_path)
-        started = self.handle.start.remote(self.config.class_path, dict(self.config.args))
+        return self.runtime.worker_class.options(name=name, **options).remote(self.name, sys_path)
+
+    async def start(self) -> None:
+        await self.runtime.connect()
+        options = self._options()
+        spare = self.runtime.take_spare(self.name, options)
         try:
-            answer = await asyncio.wait_for(_await(started), START_TIMEOUT)
-        except asyncio.TimeoutError:
-            raise RayDied(
-                f"the Ray actor did not start within {START_TIMEOUT:g}s (resources {options})",
-                cause="start",
-            ) from None
-        except _ray_errors() as exc:
-            raise RayDied(f"the Ray actor died while starting: {_first_line(exc)}") from None
+            answer = await self._start_on(spare if spare is not None else self._create(options))
+        except RayDied:
+            if spare is None:
+                raise
+            answer = await self._start_on(self._create(options))  # the spare was lost
         self.node, self.actor_id, self.pid = (
             answer.get("node"), answer.get("actor_id"), answer.get("pid"),
         )  # fmt: skip
         if "error" in answer:
             raise _exception(answer["error"])
         self._watcher = asyncio.create_task(self._watch(), name=f"pulsing-ray-watch-{self.name}")
+        if self.runtime.has_failed(self.name) and _reserves_nothing(options):
+            self.runtime.make_spare(self.name, options, self._create)
+
+    async def _start_on(self, handle: Any) -> dict[str, Any]:
+        self.handle = handle
+        started = handle.start.remote(self.config.class_path, dict(self.config.args))
+        try:
+            return await asyncio.wait_for(_await(started), START_TIMEOUT)  # type: ignore[no-any-return]
+        except asyncio.TimeoutError:
+            raise RayDied(
+                f"the Ray actor did not start within {START_TIMEOUT:g}s "
+                f"(not enough free resources for {self.config.ray or 'it'}?)",
+                cause="start",
+            ) from None
+        except _ray_errors() as exc:
+            raise RayDied(f"the Ray actor died while starting: {_first_line(exc)}") from None
 
     def info(self) -> dict[str, Any]:
         return {
@@ -568,6 +644,10 @@ class RayHost(ActorHost):
         return bool(done)
 
     async def stop(self, graceful: bool = True) -> None:
+        if graceful:  # an operator's stop, a reload, the daemon's shutdown: no spare
+            self.runtime.drop_spare(self.name)
+        else:  # after a failure (or a crashed start): keep a spare from now on
+            self.runtime.note_failure(self.name)
         self._stopping = True
         if self._kill_cause is None:
             self._kill_cause = "stop"

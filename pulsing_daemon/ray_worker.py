@@ -108,6 +108,10 @@ class PulsingRayWorker:
         for path in reversed(sys_path):
             if path not in sys.path:
                 sys.path.insert(0, path)
+        # Imported now, so that a warm spare's start only imports the actor's class.
+        import pulsing_daemon.config
+        import pulsing_daemon.host  # noqa: F401
+
         self.host: Any = None
         self.tasks: dict[int, asyncio.Future[Any]] = {}
         self.loop: asyncio.AbstractEventLoop | None = None
