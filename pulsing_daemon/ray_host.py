@@ -34,6 +34,7 @@ private instance through ``ray_local`` and stops it at shutdown.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import logging
 import os
@@ -52,7 +53,11 @@ from typing import Any
 
 from pulsing_daemon import log
 from pulsing_daemon.config import RAY_INSTALL_HINT, ActorConfig, DaemonConfig
-from pulsing_daemon.exceptions import PulsingRuntimeError
+from pulsing_daemon.exceptions import (
+    PulsingBusinessError,
+    PulsingRuntimeError,
+    PulsingTimeoutError,
+)
 from pulsing_daemon.host import ActorHost, InstanceLost, OpKind, bind_arguments, resolve_op
 from pulsing_daemon.process import ChildError, Unserializable, _exception
 from pulsing_daemon.storage import logs
@@ -64,6 +69,7 @@ CANCEL_GRACE = 1.0
 STREAM_BACKPRESSURE = 4  # chunk batches produced ahead of the daemon's journal
 NODE_PROBE_TIMEOUT = 1.0
 SIGNALS_KEPT = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 
 
 class RayDied(Exception):
@@ -542,38 +548,46 @@ class RayHost(ActorHost):
         call_id = self._next()
         if info is None or not info.is_async:
             self._sync_calls.add(call_id)
-        ref = self.handle.call.remote(call_id, op, args, kwargs, self._budget())
-        future = asyncio.get_running_loop().create_future()
+        request = {"id": call_id, "op": op, "args": args, "kwargs": kwargs}
+        request["budget"] = self._budget()
+        try:
+            body = _encode(request).encode()
+        except ValueError as exc:  # NaN or infinity in the arguments
+            raise PulsingBusinessError("bad_arguments", f"arguments of {op}: {exc}") from None
+        ref = self.handle.call.remote(body)
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
         self._calls[call_id] = future
-        settling = asyncio.ensure_future(self._settle(call_id, ref, future))
-        self._settling.add(settling)
-        settling.add_done_callback(self._settling.discard)
+        # The answer is handed to the loop straight from Ray's callback (no task per call).
+        ref.future().add_done_callback(
+            lambda done: loop.call_soon_threadsafe(self._answered, call_id, done, future)
+        )
         return future
 
-    async def _settle(self, call_id: int, ref: Any, future: asyncio.Future[Any]) -> None:
-        try:
-            answer = await _await(ref)
-        except _ray_errors() as exc:
-            await self._lost(exc)  # fails this call too, with RayLost
+    def _answered(
+        self, call_id: int, done: concurrent.futures.Future[Any], future: asyncio.Future[Any]
+    ) -> None:
+        self._sync_calls.discard(call_id)
+        exc = done.exception()
+        if exc is not None and isinstance(exc, _ray_errors()):
+            lost = asyncio.ensure_future(self._lost(exc))  # fails this call too, with RayLost
+            self._settling.add(lost)
+            lost.add_done_callback(self._settling.discard)
             return
-        except BaseException as exc:
-            if not future.done():
-                future.set_exception(_unwrap(exc))
-            return
-        finally:
-            self._calls.pop(call_id, None)
-            self._sync_calls.discard(call_id)
+        self._calls.pop(call_id, None)
         if future.done():
             return
+        if exc is not None:
+            future.set_exception(_unwrap(exc))
+            return
+        answer = json.loads(done.result())
         if "value" in answer:
-            future.set_result(json.loads(answer["value"]))
+            future.set_result(answer["value"])
         elif "unserializable" in answer:
             future.set_result(Unserializable(answer["unserializable"]))
         elif "error" in answer:
             future.set_exception(_exception(answer["error"]))
         elif "expired" in answer:
-            from pulsing_daemon.exceptions import PulsingTimeoutError
-
             future.set_exception(
                 PulsingTimeoutError("ask", 0, message="the deadline passed before the op started")
             )

@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 from e2e_helpers import pulsing_command
+from raytest import ray_cluster, ray_netns  # noqa: F401 - session fixtures of the Ray tests
 
 TESTS_DIR = Path(__file__).resolve().parent
 ACTORS_DIR = TESTS_DIR / "e2e"  # e2e_actors.py lives here

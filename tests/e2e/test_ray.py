@@ -15,18 +15,13 @@ from typing import Any
 
 import pytest
 from e2e_helpers import wait_for
-from raytest import (  # noqa: F401 - fixtures
-    RayCluster,
-    ray_cluster,
-    ray_netns,
-    start_in_netns,
-)
+from raytest import RayCluster, start_in_netns
 
 WORKER = "proc_actors:Worker"
 
 
 @pytest.fixture
-def ray_daemon(daemon_factory: Any, ray_cluster: RayCluster, tmp_path: Path) -> Any:  # noqa: F811
+def ray_daemon(daemon_factory: Any, ray_cluster: RayCluster, tmp_path: Path) -> Any:
     """``make(actors_toml, daemon_toml="")``: a daemon in the namespace joining the head."""
 
     def make(actors: str, daemon: str = "", env: dict[str, str] | None = None) -> Any:
@@ -221,7 +216,7 @@ def test_keyed_ask_outcome_unknown_after_the_instance_dies(ray_daemon: Any) -> N
     assert d.actor("w")["restarts"] == 1  # never run a second time
 
 
-def test_node_lost(ray_daemon: Any, ray_cluster: RayCluster) -> None:  # noqa: F811
+def test_node_lost(ray_daemon: Any, ray_cluster: RayCluster) -> None:
     node = ray_cluster.start_node("--num-cpus=2", '--resources={"spot": 4}')
     d = ray_daemon(
         actor_toml("n", extra="min_backoff = 0.05\nray = { resources = { spot = 1 } }")

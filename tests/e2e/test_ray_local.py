@@ -16,13 +16,13 @@ from typing import Any
 
 import pytest
 from e2e_helpers import wait_for
-from raytest import ray_netns, start_in_netns  # noqa: F401 - fixture
+from raytest import start_in_netns
 
 ACTOR = '[actors.w]\nclass = "proc_actors:Worker"\nisolation = "ray"\nmin_backoff = 0.05\n'
 
 
 @pytest.fixture
-def local_daemon(daemon_factory: Any, ray_netns: Any, tmp_path: Path) -> Any:  # noqa: F811
+def local_daemon(daemon_factory: Any, ray_netns: Any, tmp_path: Path) -> Any:
     home = tmp_path / "home"
     home.mkdir()
     d = daemon_factory(
