@@ -78,7 +78,12 @@ def test_ops_categories_status_and_host(ray_daemon: Any, tmp_path: Path) -> None
 
 
 def test_crash_restart_policy_and_traceback(ray_daemon: Any) -> None:
-    d = ray_daemon(actor_toml("w", extra="max_restarts = 2\nmin_backoff = 0.05\nmax_backoff = 0.1"))
+    d = ray_daemon(
+        actor_toml(
+            "w",
+            extra="max_restarts = 2\nrestart_window = 60.0\nmin_backoff = 0.05\nmax_backoff = 0.1",
+        )
+    )
     d.wait_state("w", "running", timeout=60)
     code, body = ask(d, "w", "crash", "message=kaboom")
     assert code == 4 and body["error"]["recoverable"] is True
@@ -216,17 +221,60 @@ def test_keyed_ask_outcome_unknown_after_the_instance_dies(ray_daemon: Any) -> N
     assert d.actor("w")["restarts"] == 1  # never run a second time
 
 
-def test_node_lost(ray_daemon: Any, ray_cluster: RayCluster) -> None:
+def test_node_lost_mid_stream(ray_daemon: Any, ray_cluster: RayCluster) -> None:
+    """A second raylet in the namespace, killed while its actor streams: a failure with
+    cause node_lost, counted once; the stream keeps its committed chunks, then ends
+    with a system error; the other actor is untouched."""
     node = ray_cluster.start_node("--num-cpus=2", '--resources={"spot": 4}')
     d = ray_daemon(
-        actor_toml("n", extra="min_backoff = 0.05\nray = { resources = { spot = 1 } }")
+        actor_toml(
+            "n",
+            cls="ray_actors:Extra",
+            extra="min_backoff = 0.05\nray = { resources = { spot = 1 } }",
+        )
         + actor_toml("w", extra="min_backoff = 0.05")
     )
     d.wait_state("n", "running", timeout=60)
     d.wait_state("w", "running", timeout=60)
     assert d.actor("n")["host"]["node"] != d.actor("w")["host"]["node"]
+    streaming = d.cli_background(
+        "stream", "n", "slow_many", "n=100000", "pause=0.002", "--key", "lost", "--json"
+    )
+
+    def committed() -> int:
+        rows = [r for r in d.http("GET", "/v1/streams")[2]["streams"] if r.get("key") == "lost"]
+        return (rows[0].get("last_seq") or 0) if rows else 0
+
+    wait_for(lambda: committed() >= 20, 30, "chunks committed")
     os.killpg(node.pid, 9)
     node.wait(10)
+    assert streaming.wait(30) == 4
     status = wait_for(lambda: (s := d.actor("n"))["restarts"] >= 1 and s, 30, "node loss seen")
     assert status["last_failure"]["where"] == "node_lost", status["last_failure"]
+    events = [json.loads(e) for e in d.cli("events", "--actor", "n", "--json").stdout.splitlines()]
+    assert [e["cause"] for e in events if e["kind"] == "restart"] == ["node_lost"]
+    stream_id = next(
+        r["id"] for r in d.http("GET", "/v1/streams")[2]["streams"] if r.get("key") == "lost"
+    )
+    again = d.cli("stream", "--id", stream_id, "--resume", "0", "--json")
+    assert again.code == 4, again.stdout[-500:]
+    records = [json.loads(line) for line in again.stdout.splitlines()]
+    seqs = [r["seq"] for r in records if "seq" in r]
+    assert records[-1]["error"]["category"] == "system"  # the terminal error, after the chunks
+    assert seqs == list(range(len(seqs))) and len(seqs) >= 20
     assert d.actor("w")["restarts"] == 0 and ask(d, "w", "hello")[0] == 0
+
+
+def test_reload_of_the_ray_table_restarts_the_actor(ray_daemon: Any) -> None:
+    d = ray_daemon(actor_toml("w"))
+    d.wait_state("w", "running", timeout=60)
+    old = d.actor("w")["host"]["actor_id"]
+    d.config_path.write_text(
+        d.config_path.read_text().replace(
+            'isolation = "ray"', 'isolation = "ray"\nray.num_cpus = 0'
+        )
+    )
+    result = d.cli("reload", "--json")
+    assert result.code == 0 and result.json()["restarted"] == ["w"], result.stdout
+    status = wait_for(lambda: (s := d.actor("w"))["host"]["actor_id"] != old and s, 30)
+    assert status["state"] == "running" and status["operator_restarts"] == 1
