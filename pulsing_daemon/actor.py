@@ -31,7 +31,7 @@ from pulsing_daemon.exceptions import (
     is_failure,
 )
 from pulsing_daemon.handover import Handover, hand_over, lost_error
-from pulsing_daemon.hosts.base import ActorHost, failure_type, failure_where
+from pulsing_daemon.hosts.base import ActorHost, call_deadline, failure_type, failure_where
 from pulsing_daemon.hosts.threads import HEAVY_FOR, SyncCall, SyncCallState, run_sync_batch
 from pulsing_daemon.policy import ExitKind, RestartTracker
 from pulsing_daemon.states import ACCEPTING, ActorState, check_transition
@@ -687,7 +687,9 @@ class ActorCell:
         A bad call (unknown op, bad arguments) answers the caller; an op that cannot
         even start (a broken instance, its process gone) is a failure of the instance.
         Returns (what ``start`` returned, None) or (_NOT_STARTED, the end if any).
+        The ask's deadline is ``call_deadline`` meanwhile (a remote host sends it along).
         """
+        token = call_deadline.set(envelope.deadline)
         try:
             return start(), None
         except (PulsingBusinessError, PulsingUnsupportedError) as exc:
@@ -695,6 +697,8 @@ class ActorCell:
             return _NOT_STARTED, None
         except Exception as exc:
             return _NOT_STARTED, _Ended.of_failure(exc, envelope)
+        finally:
+            call_deadline.reset(token)
 
     async def _execute(
         self,

@@ -562,7 +562,8 @@ def _read_table(
             try:
                 values[key] = spec.check(raw)
             except Invalid as exc:
-                problems.add(path, str(exc), at=at)
+                for each in exc.each():
+                    problems.add((*path, *each.at), str(each), at=at)
                 values[key] = _INVALID
     return values
 
@@ -805,6 +806,12 @@ def _actor_config(
                 if key in own:
                     problems.add((*where, key), f'only applies with isolation = "{isolation}"')
                     valid = False
+        elif (missing := host.unavailable()) is not None:  # e.g. Ray not installed
+            problems.add(
+                (*(origin["isolation"] or where), "isolation"),
+                f'isolation = "{isolation}" {missing}',
+            )
+            valid = False
     host_keys = {key: settings.pop(key) for key in _HOST_KEYS}
     found: list[str] = []
 

@@ -18,7 +18,21 @@ from typing import Any
 
 
 class Invalid(Exception):
-    """A value a key does not accept; the message is the reason shown to the user."""
+    """A value a key does not accept; the message is the reason shown to the user.
+
+    For a table value, ``at`` names the sub-key at fault (``("num_cpus",)``) and
+    ``also`` holds more problems found in the same table.
+    """
+
+    def __init__(
+        self, reason: str, at: tuple[str, ...] = (), also: tuple[Invalid, ...] = ()
+    ) -> None:
+        super().__init__(reason)
+        self.at = at
+        self.also = also
+
+    def each(self) -> tuple[Invalid, ...]:
+        return (self, *self.also)
 
 
 Check = Callable[[Any], Any]

@@ -9,6 +9,7 @@ from pulsing_daemon import log
 from pulsing_daemon.actor import ActorCell, Envelope, StreamSink, new_envelope
 from pulsing_daemon.config import ActorConfig, Config
 from pulsing_daemon.exceptions import PulsingRuntimeError
+from pulsing_daemon.hosts.base import ActorHost
 from pulsing_daemon.hosts.registry import make_host
 from pulsing_daemon.storage.events import EventLog
 from pulsing_daemon.storage.logs import LogStore
@@ -33,12 +34,16 @@ class Supervisor:
     def add(self, actor: ActorConfig) -> ActorCell:
         """A cell for ``actor`` (not started), wired to the event log, its own actor log
         and the metrics."""
-        cell = ActorCell(actor, make_host, self.config.daemon.default_timeout)
+        cell = ActorCell(actor, self.make_host, self.config.daemon.default_timeout)
         self.attach(cell)
         cell.metrics = self.metrics
         cell.start_gate = self.start_gate
         self.cells[actor.name] = cell
         return cell
+
+    def make_host(self, config: ActorConfig) -> ActorHost:
+        """A host for ``config`` with this daemon's settings (``[daemon.ISOLATION]``)."""
+        return make_host(config, self.config.daemon)
 
     def attach(self, cell: ActorCell) -> None:
         """Give a new cell the daemon's event log and its own actor log."""

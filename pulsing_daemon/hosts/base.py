@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextvars
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pulsing_daemon.keyspec import KeySpec
 
 if TYPE_CHECKING:
-    from pulsing_daemon.config import ActorConfig
+    from pulsing_daemon.config import ActorConfig, DaemonConfig
     from pulsing_daemon.hosts.inline import BoundCall
 
 
@@ -68,6 +69,14 @@ class InstanceLost(Exception):
     gets a non-recoverable "outcome unknown" system error and is never run again with
     its key (see pulsing_daemon.handover); other asks get the usual failure error.
     """
+
+
+# The deadline (event loop time) of the ask or stream a host's ``invoke``/``produce`` is
+# starting: set by the cell around those calls, for hosts that send the remaining budget
+# along with the call (a remote instance enforces it on its side too).
+call_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "pulsing_call_deadline", default=None
+)
 
 
 # Finishes a host's key values once every layer is applied: makes paths absolute
@@ -127,9 +136,16 @@ class ActorHost(abc.ABC):
     exited: asyncio.Future[Exit]
 
     @classmethod
-    def for_actor(cls, config: ActorConfig) -> ActorHost:
-        """A host (not started) for one instance of the actor ``config`` describes."""
+    def for_actor(cls, config: ActorConfig, daemon: DaemonConfig) -> ActorHost:
+        """A host (not started) for one instance of the actor ``config`` describes;
+        ``daemon`` holds the host's [daemon.ISOLATION] table (``daemon.hosts``)."""
         return cls(config)  # type: ignore[call-arg]
+
+    @classmethod
+    def unavailable(cls) -> str | None:
+        """Why this kind of host cannot run here (a missing package), or None. A config
+        naming it is then refused with this reason."""
+        return None
 
     @abc.abstractmethod
     async def start(self) -> None:

@@ -25,7 +25,7 @@ from pulsing_daemon.hosts.threads import iterate_in_thread, run_sync, submit_syn
 from pulsing_daemon.remote import NONBLOCKING_ATTR
 
 if TYPE_CHECKING:
-    from pulsing_daemon.config import ActorConfig
+    from pulsing_daemon.config import ActorConfig, DaemonConfig
 
 @dataclass(frozen=True)
 class BoundCall:
@@ -61,7 +61,7 @@ class InlineHost(ActorHost):
         self._run_task: asyncio.Task[Any] | None = None
 
     @classmethod
-    def for_actor(cls, config: ActorConfig) -> InlineHost:
+    def for_actor(cls, config: ActorConfig, daemon: DaemonConfig | None = None) -> InlineHost:
         assert config.cls is not None
         return cls(config.cls, dict(config.args), config.name)
 

@@ -125,8 +125,8 @@ class ProcessHost(ActorHost):
     keys = HostKeys(
         actor=(
             KeySpec("kill_on_timeout", "boolean", False, boolean_key,
-                    "process isolation: kill and restart an instance whose op is still "
-                    "running at its deadline"),
+                    "process and ray isolation: kill and restart an instance whose op is "
+                    "still running at its deadline (counted as a restart with cause timeout)"),
             KeySpec("memory_limit", "integer", None, integer_key(1),
                     "process isolation: memory limit in bytes; exceeding it is a failure",
                     nullable=True),

@@ -16,10 +16,14 @@ from pulsing_daemon.hosts.base import ActorHost
 from pulsing_daemon.keyspec import KeySpec, choice_key
 
 if TYPE_CHECKING:
-    from pulsing_daemon.config import ActorConfig
+    from pulsing_daemon.config import ActorConfig, DaemonConfig
 
 # The modules that register the hosts, in the order their isolation values are listed.
-HOST_MODULES = ("pulsing_daemon.hosts.inline", "pulsing_daemon.hosts.process")
+HOST_MODULES = (
+    "pulsing_daemon.hosts.inline",
+    "pulsing_daemon.hosts.process",
+    "pulsing_daemon.hosts.ray",
+)
 
 _HOSTS: dict[str, type[ActorHost]] = {}
 _loaded = False
@@ -51,9 +55,14 @@ def host_class(isolation: str) -> type[ActorHost]:
     return hosts()[isolation]
 
 
-def make_host(config: ActorConfig) -> ActorHost:
-    """A host for one instance of the actor ``config`` describes (not started)."""
-    return host_class(config.isolation).for_actor(config)
+def make_host(config: ActorConfig, daemon: DaemonConfig | None = None) -> ActorHost:
+    """A host for one instance of the actor ``config`` describes (not started);
+    ``daemon``: the daemon's config, whose ``hosts`` tables some hosts read."""
+    if daemon is None:
+        from pulsing_daemon.config import DaemonConfig
+
+        daemon = DaemonConfig()
+    return host_class(config.isolation).for_actor(config, daemon)
 
 
 def isolation_spec() -> KeySpec:

@@ -280,7 +280,7 @@ def test_unknown_keys_with_suggestions(tmp_path: Path) -> None:
         ("memory_limit = 0", "must be >= 1 (got 0)"),
         ("timeout = inf", "must be a finite number (got inf)"),
         ("restart_policy = 'sometimes'", "unknown restart policy 'sometimes'"),
-        ("isolation = 'thread'", "unknown value 'thread' (expected one of: inline, process)"),
+        ("isolation = 'thread'", "unknown value 'thread' (expected one of: inline, process, ray)"),
         ("during_restart = 'drop'", "unknown value 'drop' (expected one of: queue, fail_fast)"),
         ("min_backoff = true", "expected a number, got boolean (true)"),
         ("max_restarts = true", "expected an integer, got boolean (true)"),

@@ -17,11 +17,12 @@ ECHO = '[actors.w]\nclass = "pulsing_daemon.demo:Echo"\n'
 
 
 def test_isolation_values_are_the_registered_hosts_in_order() -> None:
-    assert list(registry.hosts()) == ["inline", "process"]
+    assert list(registry.hosts()) == ["inline", "process", "ray"]
     assert registry.host_class("process") is ProcessHost
     spec = registry.isolation_spec()
     assert spec.description == (
-        "inline (in the daemon) | process (own child process; survives hard crashes)"
+        "inline (in the daemon) | process (own child process; survives hard crashes) | "
+        "ray (a Ray actor on the cluster of [daemon.ray]; needs the [ray] extra)"
     )
 
 
