@@ -115,3 +115,11 @@ def test_supervision_never_probes_a_host() -> None:
     """What a host can do is declared on ActorHost, not found out with hasattr/getattr."""
     source = (PACKAGE / "actor.py").read_text()
     assert not re.search(r"\b(hasattr|getattr)\(\s*(self\.)?host\b", source)
+
+
+@pytest.mark.parametrize("module", ["http", "ops_routes", "log_routes"])
+def test_handlers_talk_to_the_supervisor_only(module: str) -> None:
+    """No handler reaches past the Supervisor into a cell (issue 12, item 5)."""
+    source = (PACKAGE / f"{module}.py").read_text()
+    assert not re.search(r"\bcells?\b", source), f"{module}.py touches a cell"
+    assert "pulsing_daemon.actor" not in _imports(PACKAGE / f"{module}.py")
