@@ -83,7 +83,7 @@ async def hand_over(cell: ActorCell, envelope: Envelope) -> bool:
         # one is settled when every one is.
         await written[-1]
     except asyncio.CancelledError:  # daemon shutdown past the grace period
-        cell._answer(
+        cell.answer(
             envelope,
             error=PulsingRuntimeError(
                 f"daemon shutting down; {envelope.op} was not executed",
@@ -99,11 +99,11 @@ async def hand_over(cell: ActorCell, envelope: Envelope) -> bool:
     if failed is None:
         if envelope.deadline > loop.time():
             return True
-        cell._answer(envelope, error=cell._expired_error(envelope))  # it will not start
+        cell.answer(envelope, error=cell.expired_error(envelope))  # it will not start
         return False
     for member in batch:  # nothing was written: none of them was handed over
         member.handed = 0.0
-    cell._answer(
+    cell.answer(
         envelope,
         error=PulsingSystemError(
             f"could not record {envelope.op} as handed over: {failed}", recoverable=True
@@ -123,7 +123,7 @@ def revoke_waiting(cell: ActorCell) -> None:
         if 0.0 < queued.handed <= before and queued.state is EnvelopeState.QUEUED:
             queued.handed = 0.0
             queued.handover.revoke()  # type: ignore[union-attr]
-    batch = cell._batch
+    batch = cell.batch
     if not any(0.0 < m.handed <= before and m.state is EnvelopeState.BATCHED for m in batch):
         return
     # Batch members, last first: the op thread goes first to last, so every member

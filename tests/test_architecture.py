@@ -28,8 +28,11 @@ NAMES = sorted({c for c in CODE if re.fullmatch(r"[a-z_]+(\.[A-Za-z_]+)+", c) an
 # The rooms that must never import the HTTP layer.
 CORE = [
     "actor",
+    "batching",
+    "cell_errors",
     "config",
     "deadline",
+    "envelope",
     "exceptions",
     "hosts/base",
     "hosts/child",
@@ -43,6 +46,7 @@ CORE = [
     "journal",
     "keyspec",
     "policy",
+    "running",
     "states",
     "streams",
     "supervisor",
@@ -115,3 +119,11 @@ def test_supervision_never_probes_a_host() -> None:
     """What a host can do is declared on ActorHost, not found out with hasattr/getattr."""
     source = (PACKAGE / "actor.py").read_text()
     assert not re.search(r"\b(hasattr|getattr)\(\s*(self\.)?host\b", source)
+
+
+@pytest.mark.parametrize("module", ["http", "ops_routes", "log_routes"])
+def test_handlers_talk_to_the_supervisor_only(module: str) -> None:
+    """No handler reaches past the Supervisor into a cell (issue 12, item 5)."""
+    source = (PACKAGE / f"{module}.py").read_text()
+    assert not re.search(r"\bcells?\b", source), f"{module}.py touches a cell"
+    assert "pulsing_daemon.actor" not in _imports(PACKAGE / f"{module}.py")

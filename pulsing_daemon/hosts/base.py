@@ -24,6 +24,7 @@ from pulsing_daemon.keyspec import KeySpec
 if TYPE_CHECKING:
     from pulsing_daemon.config import ActorConfig, DaemonConfig
     from pulsing_daemon.hosts.inline import BoundCall
+    from pulsing_daemon.hosts.threads import SyncCall
 
 
 @dataclass(frozen=True)
@@ -166,6 +167,20 @@ class ActorHost(abc.ABC):
         """Resolve and bind an ask without running it (hosts that ``runs_sync_batches``).
 
         Raises the resolution errors, like ``invoke``.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not run sync batches")
+
+    def run_batch(
+        self,
+        calls: list[SyncCall],
+        on_progress: Callable[[], None],
+        on_heavy: Callable[[], None] | None,
+    ) -> asyncio.Future[int]:
+        """Run prepared sync calls back to back, in order (hosts that
+        ``runs_sync_batches``): each call's future gets its outcome as it ends; the
+        returned future, how many calls the batch went through (it stops after a
+        failure). ``on_progress`` runs on the loop after each outcome; ``on_heavy``
+        when an op turned out to burn CPU (see ``hosts.threads.run_sync_batch``).
         """
         raise NotImplementedError(f"{type(self).__name__} does not run sync batches")
 

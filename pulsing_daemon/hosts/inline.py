@@ -21,7 +21,13 @@ from pulsing_daemon.exceptions import PulsingUnsupportedError
 from pulsing_daemon.hosts.base import ActorHost, Exit
 from pulsing_daemon.hosts.ops import OpKind, bind_arguments, resolve_op
 from pulsing_daemon.hosts.registry import register
-from pulsing_daemon.hosts.threads import iterate_in_thread, run_sync, submit_sync
+from pulsing_daemon.hosts.threads import (
+    SyncCall,
+    iterate_in_thread,
+    run_sync,
+    run_sync_batch,
+    submit_sync,
+)
 from pulsing_daemon.remote import NONBLOCKING_ATTR
 
 if TYPE_CHECKING:
@@ -120,6 +126,9 @@ class InlineHost(ActorHost):
         self, op: str, args: list[Any], kwargs: dict[str, Any]
     ) -> asyncio.Future[Any] | Coroutine[Any, Any, Any]:
         return self.prepare(op, args, kwargs).start()
+
+    def run_batch(self, calls: list[SyncCall], *hooks: Any) -> asyncio.Future[int]:
+        return run_sync_batch(calls, *hooks)  # on the op thread pool, following the loop
 
     def produce(self, op: str, args: list[Any], kwargs: dict[str, Any]) -> AsyncIterator[Any]:
         info = resolve_op(self.cls, op, OpKind.STREAM)

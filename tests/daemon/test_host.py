@@ -1,4 +1,4 @@
-"""host.py: op resolution and argument checks (the fast path agrees with Signature.bind)."""
+"""hosts/ops.py: op resolution and argument checks (the fast path agrees with Signature.bind)."""
 
 from __future__ import annotations
 

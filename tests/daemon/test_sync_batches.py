@@ -1,4 +1,4 @@
-"""host.py's sync batch machinery on its own: SyncCall, LoopPost, run_sync_batch.
+"""hosts/threads.py's sync batch machinery on its own: SyncCall, LoopPost, run_sync_batch.
 
 Each test runs its own event loop with ``asyncio.run``; the op thread is the real
 thread pool, and every wait is bounded.
