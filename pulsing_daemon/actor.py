@@ -31,6 +31,7 @@ from pulsing_daemon.exceptions import (
     PulsingTimeoutError,
 )
 from pulsing_daemon.hosts.base import ActorHost
+from pulsing_daemon.pipelining import execute_pipelined
 from pulsing_daemon.policy import ExitKind, RestartTracker
 from pulsing_daemon.running import execute, produce
 from pulsing_daemon.states import ACCEPTING, ActorState, check_transition
@@ -291,7 +292,8 @@ class ActorCell:
             self.answer(envelope, error=self.expired_error(envelope))
             self._check_idle()
 
-    def _pop(self) -> Envelope | None:
+    def pop(self) -> Envelope | None:
+        """The next queued message, out of the mailbox count, its deadline timer off."""
         while self.mailbox:
             envelope = self.mailbox.popleft()
             if envelope.state is EnvelopeState.QUEUED:
@@ -303,7 +305,7 @@ class ActorCell:
 
     def _drain(self, reason: str) -> None:
         """Answer every queued message: the actor will not serve them."""
-        while (envelope := self._pop()) is not None:
+        while (envelope := self.pop()) is not None:
             if self.state in (ActorState.STOPPED, ActorState.FAILED) and not self.accepting:
                 error: PulsingError = PulsingRuntimeError(
                     f"{reason}; {envelope.op} was not executed",
@@ -524,7 +526,7 @@ class ActorCell:
                 end = host.exited.result()
                 kind = ExitKind.FAILURE if end.failed else ExitKind.EXIT
                 return Ended(kind=kind, cause=end.cause, where=end.where)
-            envelope = self._pop()
+            envelope = self.pop()
             if envelope is None:
                 self._check_idle()
                 self._wakeup.clear()
@@ -534,6 +536,8 @@ class ActorCell:
                 ended = await produce(self, host, envelope)
             elif host.runs_sync_batches:
                 ended = await run_batch(self, host, envelope)
+            elif host.pipelines:  # remote: asks are sent ahead, run in order there
+                ended = await execute_pipelined(self, host, envelope)
             else:
                 ended = await execute(self, host, envelope)
             if ended is not None:

@@ -21,7 +21,7 @@ from pulsing_daemon.exceptions import (
     PulsingTimeoutError,
     is_failure,
 )
-from pulsing_daemon.hosts.base import failure_where
+from pulsing_daemon.hosts.base import NotStarted, failure_where
 from pulsing_daemon.policy import ExitKind
 
 if TYPE_CHECKING:
@@ -117,6 +117,10 @@ def classify_exception(
     exc: BaseException,
 ) -> tuple[Any, PulsingError | None, BaseException | None]:
     """(None, error for the caller, failure of the instance): see ``is_failure``."""
+    if isinstance(exc, NotStarted):  # a pipelining host never started it: not a failure
+        if exc.expired:
+            return None, PulsingTimeoutError("ask", 0, message=str(exc), executed=False), None
+        return None, PulsingRuntimeError(f"op {exc}", recoverable=True, status=503), None
     if is_failure(exc):
         return None, None, exc
     assert isinstance(exc, PulsingError)

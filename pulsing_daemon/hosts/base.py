@@ -80,6 +80,17 @@ call_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
 )
 
 
+class NotStarted(Exception):
+    """A host that runs asks sent ahead (``ActorHost.pipelines``) did not start this one:
+    its deadline passed before its turn (``expired``), or an earlier ask failed the
+    instance, or it was taken back. The cell answers it as never executed, or puts it
+    back in the mailbox for the next instance (see pulsing_daemon.pipelining)."""
+
+    def __init__(self, expired: bool) -> None:
+        super().__init__("expired before its turn" if expired else "not started")
+        self.expired = expired
+
+
 # Finishes a host's key values once every layer is applied: makes paths absolute
 # against the config file's directory (the Path), cross-checks values, and reports
 # a problem with ``problem(key, reason)``. It runs for every actor, whatever its
@@ -133,6 +144,13 @@ class ActorHost(abc.ABC):
     # True: sync ops are resolved with ``prepare`` and run by the cell in batches on
     # the op thread pool (hosts/threads.py); False: every ask goes through ``invoke``.
     runs_sync_batches: ClassVar[bool] = False
+    # True: ``invoke`` may be called again before the previous ask answered; the host
+    # runs the asks one at a time in the order of the ``invoke`` calls, starts none after
+    # one that failed the instance (its future fails with :class:`NotStarted`), and
+    # ``withdraw`` takes back one that has not started. When the instance is lost, only
+    # the first unanswered ask may have run (InstanceLost); the ones behind it fail with
+    # NotStarted. A remote instance hides its round trip this way (pipelining.py).
+    pipelines: ClassVar[bool] = False
 
     exited: asyncio.Future[Exit]
 
@@ -199,6 +217,11 @@ class ActorHost(abc.ABC):
     @abc.abstractmethod
     async def stop(self, graceful: bool = True) -> None:
         """End the instance (``on_stop`` when graceful); never raises."""
+
+    def withdraw(self, running: asyncio.Future[Any], expired: bool) -> None:
+        """Hosts that ``pipelines``: do not start this ask if it has not started; it then
+        answers ``NotStarted(expired)``."""
+        return None
 
     def info(self) -> dict[str, Any]:
         """Extra facts for status (a pid, ...)."""
