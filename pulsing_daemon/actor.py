@@ -10,7 +10,9 @@ deadline. Every envelope is answered exactly once, by ``_answer``.
 from __future__ import annotations
 
 import asyncio
+import collections
 import enum
+import functools
 import logging
 import threading
 import time
@@ -34,6 +36,7 @@ from pulsing_daemon.handover import Handover, hand_over, lost_error
 from pulsing_daemon.host import (
     HEAVY_FOR,
     ActorHost,
+    NotStarted,
     SyncCall,
     SyncCallState,
     call_deadline,
@@ -60,6 +63,10 @@ _NOT_STARTED: Any = object()
 
 # Most sync ops handed to the op thread in one trip (see host.run_sync_batch).
 SYNC_BATCH = 64
+# Most asks sent ahead to a host that runs them in order (a remote one: host.pipelines),
+# and how long asks sent ahead may take to confirm they were taken back unstarted.
+PIPELINE = 32
+TAKE_BACK_WAIT = 5.0
 
 
 class StreamSink(Protocol):
@@ -673,6 +680,8 @@ class ActorCell:
                 continue
             if envelope.sink is not None:
                 ended = await self._produce(host, envelope)
+            elif host.pipelines:  # remote: asks are sent ahead, run in order there
+                ended = await self._execute_pipelined(host, envelope)
             elif hasattr(host, "prepare"):  # in-process: sync asks run in batches
                 ended = await self._execute_batch(host, envelope)
             else:
@@ -747,6 +756,175 @@ class ActorCell:
             raise
         finally:
             self.in_flight -= 1
+
+    async def _execute_pipelined(self, host: ActorHost, first: Envelope) -> _Ended | None:
+        """Run an ask on a host that runs asks sent ahead in order (``host.pipelines``),
+        sending up to PIPELINE asks queued right behind it meanwhile, so the round trip
+        to a remote instance is paid once for all of them. What a single ask promises
+        holds for each: mailbox order, one op at a time (the host runs them in order),
+        its own deadline (taken back unstarted when it passes before its turn), and
+        after a failure the asks behind it go back to the mailbox for the next instance.
+        A keyed ask or a stream is never sent ahead: it waits for the window to empty.
+        """
+        loop = asyncio.get_running_loop()
+        if first.deadline <= loop.time():
+            self._answer(first, error=self._expired_error(first))
+            return None
+        first.state = EnvelopeState.RUNNING
+        if first.handover is not None and not await hand_over(self, first):
+            return None
+        running, ended = self._start(first, lambda: host.invoke(first.op, first.args, first.kwargs))
+        if running is _NOT_STARTED:
+            return ended
+        window: collections.deque[tuple[Envelope, asyncio.Future[Any]]] = collections.deque()
+        window.append((first, running))
+        timers: list[asyncio.TimerHandle] = []
+        self.in_flight += 1
+        try:
+            while window:
+                if not self._stop_requested:
+                    self._send_ahead(host, window, timers)
+                envelope, running = window[0]
+                if not running.done():
+                    remaining = envelope.deadline - loop.time()
+                    await asyncio.wait((running,), timeout=max(0.0, remaining))
+                if not running.done():  # the op outlived its deadline
+                    envelope.executed = True
+                    ended = await self._past_deadline(host, envelope, running)
+                    window.popleft()
+                    self.in_flight -= 1
+                    if ended is not None:
+                        await self._take_back(host, window)
+                        return ended
+                    continue
+                window.popleft()
+                self.in_flight -= 1
+                exc = None if running.cancelled() else running.exception()
+                if isinstance(exc, NotStarted):
+                    if envelope.state is not EnvelopeState.DONE:
+                        if exc.expired:
+                            self._answer(envelope, error=self._expired_error(envelope))
+                        else:  # a failure before it was seen first; it goes back
+                            window.appendleft((envelope, running))
+                            self.in_flight += 1
+                            await self._take_back(host, window)
+                            return None
+                    continue
+                envelope.executed = True
+                value, error, failure = _classify(running)
+                if failure is not None:
+                    await self._take_back(host, window)
+                    return _Ended(
+                        kind=ExitKind.FAILURE, cause=failure, envelope=envelope,
+                        where=_where(failure),
+                    )  # fmt: skip
+                self._answer(envelope, value, error)
+                if self._stop_requested and window:
+                    await self._take_back(host, window)  # stop after the current message
+                    return None
+            return None
+        except asyncio.CancelledError:  # daemon shutdown past the grace period
+            for envelope, running in window:
+                host.withdraw(running, expired=False)
+                if not envelope.future.done():
+                    self._answer(envelope, error=_shut_down_while_running(envelope))
+            raise
+        finally:
+            for timer in timers:
+                timer.cancel()
+            self.in_flight -= len(window)
+
+    def _send_ahead(
+        self,
+        host: ActorHost,
+        window: collections.deque[tuple[Envelope, asyncio.Future[Any]]],
+        timers: list[asyncio.TimerHandle],
+    ) -> None:
+        """Send the plain asks right behind the window to the host, in mailbox order."""
+        loop = asyncio.get_running_loop()
+        while len(window) < PIPELINE and self.mailbox:
+            nxt = self.mailbox[0]
+            if nxt.state is not EnvelopeState.QUEUED:
+                self.mailbox.popleft()
+                continue
+            if nxt.sink is not None or nxt.handover is not None:
+                return  # a stream or a keyed ask runs alone, after the window
+            if nxt.deadline <= loop.time():
+                return  # its mailbox timer answers it
+            token = call_deadline.set(nxt.deadline)
+            try:
+                running = host.invoke(nxt.op, nxt.args, nxt.kwargs)
+            except (PulsingBusinessError, PulsingUnsupportedError) as exc:
+                self._pop()
+                self._answer(nxt, error=exc)
+                continue
+            except Exception:
+                return  # it fails the instance when it is reached, as the first ask
+            finally:
+                call_deadline.reset(token)
+            self._pop()  # nxt: out of the mailbox, its timer off
+            nxt.state = EnvelopeState.RUNNING
+            assert isinstance(running, asyncio.Future)
+            running.add_done_callback(functools.partial(self._settled_ahead, nxt))
+            timers.append(loop.call_at(nxt.deadline, host.withdraw, running, True))
+            window.append((nxt, running))
+            self.in_flight += 1
+
+    def _settled_ahead(self, envelope: Envelope, running: asyncio.Future[Any]) -> None:
+        """An ask sent ahead expired before its turn: answer it now, not when the ops
+        before it are done."""
+        if running.cancelled() or envelope.state is EnvelopeState.DONE:
+            return
+        exc = running.exception()
+        if isinstance(exc, NotStarted) and exc.expired:
+            self._answer(envelope, error=self._expired_error(envelope))
+
+    async def _take_back(
+        self, host: ActorHost, window: collections.deque[tuple[Envelope, asyncio.Future[Any]]]
+    ) -> None:
+        """Asks sent ahead that have not started go back to the mailbox front, in order.
+
+        The host answers each (NotStarted) once taken back; one that did run after all
+        is answered as usual."""
+        for _, running in window:
+            host.withdraw(running, expired=False)
+        if window:
+            await asyncio.wait([running for _, running in window], timeout=TAKE_BACK_WAIT)
+        back = []
+        loop = asyncio.get_running_loop()
+        while window:
+            envelope, running = window.popleft()
+            self.in_flight -= 1
+            if envelope.state is EnvelopeState.DONE:
+                continue
+            exc = None if not running.done() or running.cancelled() else running.exception()
+            if isinstance(exc, NotStarted) and not exc.expired:
+                envelope.state = EnvelopeState.QUEUED
+                envelope.timer = loop.call_at(envelope.deadline, self._expire, envelope)
+                back.append(envelope)
+            elif isinstance(exc, NotStarted):
+                self._answer(envelope, error=self._expired_error(envelope))
+            elif not running.done():  # no word from the host: it may have run
+                envelope.executed = True
+                self._answer(
+                    envelope,
+                    error=PulsingSystemError(
+                        f"{envelope.op} was sent to the instance, which did not answer",
+                        recoverable=False,
+                    ),
+                )
+            else:
+                envelope.executed = True
+                value, error, failure = _classify(running)
+                if failure is not None:
+                    error = lost_error(envelope, failure) or PulsingSystemError(
+                        f"{envelope.op} crashed: {_describe(failure)}"
+                    )
+                self._answer(envelope, value, error)
+        self.mailbox.extendleft(reversed(back))
+        self.queued += len(back)
+        if back:
+            self._wakeup.set()
 
     async def _execute_batch(self, host: Any, first: Envelope) -> _Ended | None:
         """Run a sync ask -- and the sync asks queued right behind it -- in one trip to
@@ -1105,6 +1283,10 @@ def _classify_exception(
     exc: BaseException,
 ) -> tuple[Any, PulsingError | None, BaseException | None]:
     """(None, error for the caller, failure of the instance): see ``is_failure``."""
+    if isinstance(exc, NotStarted):  # a pipelining host never started it: not a failure
+        if exc.expired:
+            return None, PulsingTimeoutError("ask", 0, message=str(exc), executed=False), None
+        return None, PulsingRuntimeError(f"op {exc}", recoverable=True, status=503), None
     if is_failure(exc):
         return None, None, exc
     assert isinstance(exc, PulsingError)

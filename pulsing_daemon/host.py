@@ -472,6 +472,17 @@ class InstanceLost(Exception):
     """
 
 
+class NotStarted(Exception):
+    """A host that runs asks sent ahead (``ActorHost.pipelines``) did not start this one:
+    its deadline passed before its turn (``expired``), or an earlier ask failed the
+    instance, or it was taken back. The cell answers it as never executed, or puts it
+    back in the mailbox for the next instance."""
+
+    def __init__(self, expired: bool) -> None:
+        super().__init__("expired before its turn" if expired else "not started")
+        self.expired = expired
+
+
 class ActorHost(abc.ABC):
     """One actor instance, wherever it lives.
 
@@ -492,6 +503,18 @@ class ActorHost(abc.ABC):
     """
 
     exited: asyncio.Future[BaseException | None]
+    # True: ``invoke`` may be called again before the previous ask answered; the host
+    # runs the asks one at a time in the order of the ``invoke`` calls, starts none after
+    # one that failed the instance (its future fails with :class:`NotStarted`), and
+    # ``withdraw`` takes back one that has not started. When the instance is lost, only
+    # the first unanswered ask may have run (InstanceLost); the ones behind it fail with
+    # NotStarted. A remote instance hides its round trip this way.
+    pipelines: bool = False
+
+    def withdraw(self, running: asyncio.Future[Any], expired: bool) -> None:
+        """Pipelining hosts: do not start this ask if it has not started; it answers
+        ``NotStarted(expired)``."""
+        return None
 
     @abc.abstractmethod
     async def start(self) -> None:
