@@ -60,7 +60,6 @@ from pulsing_daemon import log
 from pulsing_daemon.exceptions import (
     PulsingBusinessError,
     PulsingRuntimeError,
-    PulsingTimeoutError,
 )
 from pulsing_daemon.hosts.base import (
     ActorHost,
@@ -68,6 +67,7 @@ from pulsing_daemon.hosts.base import (
     HostFailure,
     HostKeys,
     InstanceLost,
+    NotStarted,
     call_deadline,
 )
 from pulsing_daemon.hosts.ops import OpKind, bind_arguments, resolve_op
@@ -535,6 +535,8 @@ class RayHost(ActorHost):
             found = False
         return None if found else f"needs Ray, which is not installed: {RAY_INSTALL_HINT}"
 
+    pipelines = True  # asks are sent ahead; the worker runs them in order (ray_worker)
+
     def __init__(self, config: ActorConfig, daemon: DaemonConfig) -> None:
         assert config.cls is not None
         self.config = config
@@ -549,6 +551,8 @@ class RayHost(ActorHost):
         self.pid: int | None = None
         self._next_id = 0
         self._calls: dict[int, asyncio.Future[Any]] = {}
+        self._answers: dict[int, concurrent.futures.Future[Any]] = {}  # Ray's, by call id
+        self._seq = 0  # asks in the order the worker must run them
         self._sync_calls: set[int] = set()
         self._streams: dict[int, Any] = {}
         self._death: asyncio.Future[RayDied] | None = None
@@ -667,10 +671,16 @@ class RayHost(ActorHost):
             died = RayDied(f"{text}: {_first_line(exc)}", cause=cause)
             self._death.set_result(died)
             self._kill_quietly()  # an unavailable actor might come back: make sure it is gone
-            lost_error = RayLost(str(died), cause=cause)
-            for future in self._calls.values():
-                if not future.done():
-                    future.set_exception(lost_error)
+            # Asks run in order: only the first one not answered may have started.
+            lost_error: BaseException = RayLost(str(died), cause=cause)
+            for call_id, future in list(self._calls.items()):
+                answer = self._answers.get(call_id)
+                if future.done() or (
+                    answer is not None and answer.done() and answer.exception() is None
+                ):
+                    continue  # answered; the answer is on its way to the loop
+                future.set_exception(lost_error)
+                lost_error = NotStarted(expired=False)
             if not self.exited.done():
                 self.exited.set_result(Exit(cause, None if self._stopping else died))
             if not self._stopping and cause != "timeout":
@@ -710,7 +720,8 @@ class RayHost(ActorHost):
         call_id = self._next()
         if info is None or not info.is_async:
             self._sync_calls.add(call_id)
-        request = {"id": call_id, "op": op, "args": args, "kwargs": kwargs}
+        self._seq += 1
+        request = {"id": call_id, "seq": self._seq, "op": op, "args": args, "kwargs": kwargs}
         request["budget"] = self._budget()
         try:
             body = _encode(request).encode()
@@ -721,7 +732,8 @@ class RayHost(ActorHost):
         future = loop.create_future()
         self._calls[call_id] = future
         # The answer is handed to the loop straight from Ray's callback (no task per call).
-        ref.future().add_done_callback(
+        answer = self._answers[call_id] = ref.future()
+        answer.add_done_callback(
             lambda done: loop.call_soon_threadsafe(self._answered, call_id, done, future)
         )
         return future
@@ -730,6 +742,7 @@ class RayHost(ActorHost):
         self, call_id: int, done: concurrent.futures.Future[Any], future: asyncio.Future[Any]
     ) -> None:
         self._sync_calls.discard(call_id)
+        self._answers.pop(call_id, None)
         exc = done.exception()
         if exc is not None and isinstance(exc, _ray_errors()):
             lost = asyncio.ensure_future(self._lost(exc))  # fails this call too, with RayLost
@@ -750,9 +763,9 @@ class RayHost(ActorHost):
         elif "error" in answer:
             future.set_exception(_exception(answer["error"]))
         elif "expired" in answer:
-            future.set_exception(
-                PulsingTimeoutError("ask", 0, message="the deadline passed before the op started")
-            )
+            future.set_exception(NotStarted(expired=True))
+        elif "not_started" in answer:
+            future.set_exception(NotStarted(expired=False))
         else:  # cancelled at its deadline
             future.cancel()
 
@@ -796,6 +809,13 @@ class RayHost(ActorHost):
                     ray.cancel(generator, force=False)
                 except Exception:
                     pass
+
+    def withdraw(self, running: asyncio.Future[Any], expired: bool) -> None:
+        if running.done() or self._death is not None or self.handle is None:
+            return
+        call_id = next((k for k, v in self._calls.items() if v is running), None)
+        if call_id is not None:
+            self.handle.cancel.remote(call_id, "expired" if expired else "not_started")
 
     async def interrupt(self, running: asyncio.Future[Any]) -> bool:
         if self.config.host_keys["kill_on_timeout"]:

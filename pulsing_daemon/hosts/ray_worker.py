@@ -31,7 +31,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from pulsing_daemon.exceptions import PulsingSystemError
+from pulsing_daemon.exceptions import PulsingSystemError, is_failure
 from pulsing_daemon.hosts.child import describe_exception
 
 BATCH = 64  # most chunks per streamed Ray object
@@ -121,6 +121,13 @@ class PulsingRayWorker:
 
         self.host: Any = None
         self.tasks: dict[int, asyncio.Future[Any]] = {}
+        # Asks run in the order the daemon numbered them (seq), one at a time.
+        self.turn = 1
+        self.waiting: dict[int, asyncio.Future[None]] = {}  # call id -> its turn's waiter
+        self.waiting_seq: dict[int, asyncio.Future[None]] = {}  # the same, by seq
+        self.withdrawn: dict[int, str] = {}  # call id -> how it answers, never started
+        self.skipped: set[int] = set()  # seqs withdrawn before their turn
+        self.failed = False  # an ask failed the instance: no further ask starts
         self.loop: asyncio.AbstractEventLoop | None = None
         self._lines: list[tuple[str, str]] = []
         self._lines_ready: asyncio.Event | None = None
@@ -211,16 +218,53 @@ class PulsingRayWorker:
     async def call(self, request: bytes) -> bytes:
         """One ask, as JSON bytes both ways (one bytes argument is Ray's cheapest to
         send: a third of the submit cost of five plain arguments). ``request`` holds
-        ``id``, ``op``, ``args``, ``kwargs`` and ``budget``, the seconds left: a call whose
-        budget is spent is never started. The answer holds one of ``value``,
-        ``unserializable``, ``error``, ``expired`` or ``cancelled``."""
-        message = json.loads(request)
-        return _encode_answer(await self._call(message))
+        ``id``, ``seq``, ``op``, ``args``, ``kwargs`` and ``budget``, the seconds left.
 
-    async def _call(self, message: dict[str, Any]) -> dict[str, Any]:
-        budget = message["budget"]
-        if budget <= 0:
-            return {"expired": True}
+        The daemon may send asks ahead; they run strictly one at a time in ``seq``
+        order. An ask is never started when its budget is spent, when it was withdrawn
+        (``cancel``) before its turn, or after an earlier ask failed the instance. The
+        answer holds one of ``value``, ``unserializable``, ``error``, ``expired`` (not
+        started: its deadline), ``not_started`` (not started: a failure before it, or
+        taken back) or ``cancelled``."""
+        message = json.loads(request)
+        deadline = time.monotonic() + message["budget"]  # on this machine's clock
+        seq = message["seq"]
+        call_id = message["id"]
+        try:
+            if self.turn != seq:  # wait for our turn (or to be withdrawn): one wake-up
+                waiter = self.waiting[call_id] = asyncio.get_running_loop().create_future()
+                self.waiting_seq[seq] = waiter
+                try:
+                    await waiter
+                finally:
+                    self.waiting_seq.pop(seq, None)
+            if call_id in self.withdrawn:
+                self.skipped.add(seq)
+                return _encode_answer({self.withdrawn.pop(call_id): True})
+            self.waiting.pop(call_id, None)
+            if self.failed:
+                return _encode_answer({"not_started": True})
+            if time.monotonic() >= deadline:
+                return _encode_answer({"expired": True})
+            answer = await self._call(message, deadline - time.monotonic())
+            if "error" in answer and answer.pop("failure", False):
+                self.failed = True  # the asks behind this one go to the next instance
+            return _encode_answer(answer)
+        finally:
+            self.waiting.pop(call_id, None)
+            if self.turn == seq:
+                self._advance()
+
+    def _advance(self) -> None:
+        self.turn += 1
+        while self.turn in self.skipped:
+            self.skipped.discard(self.turn)
+            self.turn += 1
+        waiter = self.waiting_seq.get(self.turn)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _call(self, message: dict[str, Any], budget: float) -> dict[str, Any]:
         try:
             running = self.host.invoke(message["op"], message["args"], message["kwargs"])
         except BaseException as exc:
@@ -243,10 +287,18 @@ class PulsingRayWorker:
             return {"cancelled": True}
         exc = task.exception()
         if exc is not None:
-            return {"error": described(exc)}
+            return {"error": described(exc), "failure": is_failure(exc)}
         return {"value": task.result()}
 
-    async def cancel(self, call_id: int) -> bool:
+    async def cancel(self, call_id: int, reason: str = "expired") -> bool:
+        """Stop a running async op or stream; an ask still waiting for its turn is
+        never started and answers ``reason`` (``expired`` or ``not_started``)."""
+        waiter = self.waiting.get(call_id)
+        if waiter is not None:
+            self.withdrawn[call_id] = reason
+            if not waiter.done():
+                waiter.set_result(None)
+            return True
         task = self.tasks.get(call_id)
         if task is None:
             return False

@@ -108,3 +108,14 @@ def test_loading_a_ray_config_does_not_import_ray(tmp_path: Path) -> None:
         f"load_config({str(path)!r}); assert 'ray' not in sys.modules, 'ray imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_the_daemon_does_not_import_ray_until_an_actor_uses_it() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import pulsing_daemon.server, pulsing_daemon.supervisor, pulsing_cli.app; "
+        "assert 'ray' not in sys.modules, 'ray imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

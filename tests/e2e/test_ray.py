@@ -278,3 +278,19 @@ def test_reload_of_the_ray_table_restarts_the_actor(ray_daemon: Any) -> None:
     assert result.code == 0 and result.json()["restarted"] == ["w"], result.stdout
     status = wait_for(lambda: (s := d.actor("w"))["host"]["actor_id"] != old and s, 30)
     assert status["state"] == "running" and status["operator_restarts"] == 1
+
+
+def test_asks_sent_ahead_behind_a_crash_are_served_once_by_the_next_instance(
+    ray_daemon: Any, tmp_path: Path
+) -> None:
+    effects = tmp_path / "effects"
+    d = ray_daemon(actor_toml("w", extra=f'args = {{ effects = "{effects}" }}\nmin_backoff = 0.05'))
+    d.wait_state("w", "running", timeout=60)
+    crashing = d.cli_background("ask", "w", "block_then_crash", "seconds=0.6")
+    time.sleep(0.3)
+    queued = [d.cli_background("ask", "w", "mark", f"tag=q{i}") for i in range(6)]
+    assert crashing.wait(30) == 4
+    assert [p.wait(30) for p in queued] == [0] * 6
+    marks = effects.read_text().split()
+    assert sorted(marks) == [f"q{i}" for i in range(6)], marks  # each ran exactly once
+    assert d.actor("w")["restarts"] == 1

@@ -86,6 +86,8 @@ def test_sigterm_stops_the_local_instance_and_nothing_lands_in_home(local_daemon
     homes = private_homes([p for p in pids if p not in (d.proc.pid, keeper_of(d)[1])])
     assert homes and all(h.endswith("/home") and h != str(d.home) for h in homes), homes
     assert all((Path(h) / "ray_bootstrap_config.yaml").exists() for h in homes)
+    os.kill(d.proc.pid, signal.SIGHUP)  # reload: SIGHUP is still the daemon's too
+    wait_for(lambda: "signal=SIGHUP action=reload" in d.log(), 10, "SIGHUP handled")
     assert d.stop(signal.SIGTERM, timeout=60) == 0  # graceful: the signal is still ours
     assert "event=shutdown" in d.log() and "event=ray_local_stopped" in d.log()
     wait_for(lambda: not instance_processes(d), 20, "the local Ray instance to exit")
