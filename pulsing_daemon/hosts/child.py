@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import logging
 import os
 import signal
@@ -102,6 +103,11 @@ class Child:
         self.host: Any = None
         self.tasks: dict[int, asyncio.Future[Any]] = {}
         self.memory_limit: int | None = None
+        # Asks run one at a time, in the order they came (the daemon sends them ahead):
+        # (call message, withdrawn as expired: None while still wanted).
+        self.calls: collections.OrderedDict[int, dict[str, Any]] = collections.OrderedDict()
+        self.calls_ready = asyncio.Event()
+        self.failed = False  # an op failed the instance: start nothing more
 
     def send(self, message: dict[str, Any]) -> None:
         try:
@@ -143,6 +149,13 @@ class Child:
             return 1
         self.host.exited.add_done_callback(self._instance_exited)
         self.send({"t": "ready", "pid": os.getpid()})
+        runner = asyncio.ensure_future(self._run_calls())
+        try:
+            return await self._read_messages()
+        finally:
+            runner.cancel()
+
+    async def _read_messages(self) -> int:
         while True:
             try:
                 message = await read_frame(self.reader)
@@ -152,7 +165,13 @@ class Child:
                 return 0
             kind = message.get("t")
             if kind == "call":
-                self._call(message)
+                self.calls[message["id"]] = message
+                self.calls_ready.set()
+            elif kind == "withdraw":
+                if self.calls.pop(message["id"], None) is not None:  # not started: never will
+                    self.send(
+                        {"t": "not_started", "id": message["id"], "expired": message["expired"]}
+                    )
             elif kind == "stream":
                 self.tasks[message["id"]] = asyncio.ensure_future(self._stream(message))
             elif kind == "cancel":
@@ -171,18 +190,35 @@ class Child:
         payload = None if error is None else describe_exception(error, self.memory_limit)
         self.send({"t": "exited", "error": payload})
 
-    def _call(self, message: dict[str, Any]) -> None:
-        call_id = message["id"]
-        try:
-            call = self.host.invoke(
-                message["op"], message.get("args") or [], message.get("kwargs") or {}
-            )
-            running = asyncio.ensure_future(call)
-        except BaseException as exc:
-            self.send({"t": "error", "id": call_id, **describe_exception(exc)})
-            return
-        self.tasks[call_id] = running
-        running.add_done_callback(lambda done: self._answer(call_id, done))
+    async def _run_calls(self) -> None:
+        """Run the asks in the order they came, one at a time. One whose deadline passed
+        before its turn, or that comes after an op that failed the instance, is answered
+        "not started": the daemon answers it as never executed, or gives it to the next
+        instance."""
+        loop = asyncio.get_running_loop()
+        while True:
+            while not self.calls:
+                self.calls_ready.clear()
+                await self.calls_ready.wait()
+            call_id, message = self.calls.popitem(last=False)
+            deadline = message.get("deadline")
+            if self.failed or (deadline is not None and loop.time() >= deadline):
+                self.send({"t": "not_started", "id": call_id, "expired": not self.failed})
+                await self.writer.drain()
+                continue
+            try:
+                call = self.host.invoke(
+                    message["op"], message.get("args") or [], message.get("kwargs") or {}
+                )
+                running = asyncio.ensure_future(call)
+            except BaseException as exc:
+                self.send({"t": "error", "id": call_id, **describe_exception(exc)})
+                await self.writer.drain()
+                continue
+            self.tasks[call_id] = running
+            await asyncio.wait((running,))
+            self._answer(call_id, running)
+            await self.writer.drain()
 
     def _answer(self, call_id: int, done: asyncio.Future[Any]) -> None:
         self.tasks.pop(call_id, None)
@@ -191,6 +227,7 @@ class Child:
             return
         exc = done.exception()
         if exc is not None:
+            self.failed = self.failed or is_failure(exc)
             self.send({"t": "error", "id": call_id, **describe_exception(exc, self.memory_limit)})
             return
         value = done.result()

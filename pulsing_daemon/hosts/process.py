@@ -24,7 +24,15 @@ from typing import TYPE_CHECKING, Any
 
 from pulsing_daemon import affinity, log
 from pulsing_daemon.exceptions import from_wire
-from pulsing_daemon.hosts.base import ActorHost, Exit, HostFailure, HostKeys, InstanceLost
+from pulsing_daemon.hosts.base import (
+    ActorHost,
+    Exit,
+    HostFailure,
+    HostKeys,
+    InstanceLost,
+    NotStarted,
+    call_deadline,
+)
 from pulsing_daemon.hosts.framing import FrameError, encode, read_frame
 from pulsing_daemon.hosts.ops import OpKind, bind_arguments, resolve_op
 from pulsing_daemon.hosts.registry import register
@@ -144,6 +152,10 @@ class ProcessHost(ActorHost):
         finish=_finish_keys,
     )  # fmt: skip
 
+    # Asks are sent ahead (pipelining.py): the child runs them in order, one at a time,
+    # and a round trip to it is paid once for all the asks queued behind the first.
+    pipelines = True
+
     def __init__(self, config: ActorConfig) -> None:
         assert config.cls is not None
         self.config = config
@@ -239,6 +251,10 @@ class ProcessHost(ActorHost):
         elif kind == "start_failed":
             if not self._ready.done():
                 self._ready.set_exception(_exception(message))
+        elif kind == "not_started" and call_id in self._calls:
+            future = self._calls.pop(call_id)
+            if not future.done():
+                future.set_exception(NotStarted(bool(message.get("expired"))))
         elif kind in ("result", "error", "cancelled") and call_id in self._calls:
             future = self._calls.pop(call_id)
             if future.done():
@@ -296,10 +312,13 @@ class ProcessHost(ActorHost):
         died = ProcessDied(text, where=self._kill_cause or "process")
         if not self._ready.done():
             self._ready.set_exception(died)
-        lost = ProcessLost(text, where=died.where)  # the ops sent to it: outcome unknown
+        # The first op still unanswered may have run: its outcome is unknown. The child
+        # runs asks in order, so the ones behind it never started.
+        lost: BaseException = ProcessLost(text, where=died.where)
         for future in self._calls.values():
             if not future.done():
                 future.set_exception(lost)
+                lost = NotStarted(expired=False)
         self._calls.clear()
         for queue in self._streams.values():
             queue.put_nowait(("error", died))
@@ -347,8 +366,22 @@ class ProcessHost(ActorHost):
         self._next_id += 1
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._calls[self._next_id] = future
-        self._send({"t": "call", "id": self._next_id, "op": op, "args": args, "kwargs": kwargs})
+        self._send(
+            {"t": "call", "id": self._next_id, "op": op, "args": args, "kwargs": kwargs,
+             "deadline": call_deadline.get()}
+        )  # fmt: skip
         return future
+
+    def withdraw(self, running: asyncio.Future[Any], expired: bool) -> None:
+        """Take back an ask sent ahead: the child answers "not started" unless it has
+        started it (then its answer comes as usual)."""
+        call_id = next((k for k, v in self._calls.items() if v is running), None)
+        if call_id is None or running.done():
+            return
+        try:
+            self._send({"t": "withdraw", "id": call_id, "expired": expired})
+        except ProcessDied:
+            pass  # the child is gone: _wait answers every call
 
     def produce(self, op: str, args: list[Any], kwargs: dict[str, Any]) -> AsyncIterator[Any]:
         info = resolve_op(self.cls, op, OpKind.STREAM)

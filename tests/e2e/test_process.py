@@ -536,3 +536,31 @@ def test_non_json_result_is_a_system_error_and_the_child_lives_on(daemon_factory
     assert status["state"] == "running" and status["pid"] == pid and status["restarts"] == 0
     ok = d.cli("ask", "w", "hello", "--json")
     assert ok.code == 0 and ok.json()["result"]["calls"] == 1, ok.stdout
+
+
+def test_asks_sent_ahead_to_the_child_run_in_order_and_expire_unstarted(
+    daemon_factory: Any, tmp_path: Path, pool: ThreadPoolExecutor
+) -> None:
+    """A process actor gets the asks queued behind the running one sent ahead (one round
+    trip for many): they run in mailbox order, and one whose deadline passes while it
+    waits in the child is taken back and answered as never executed."""
+    effects = tmp_path / "effects"
+    d = daemon_factory(worker("process", effects=effects))
+    ask_http(d, "w", "pid")
+    head = pool.submit(ask_http, d, "w", "block", 10.0, seconds=2.0)
+    wait_for(lambda: d.actor("w")["in_flight"] == 1, 5, "the first op to run")
+    slow = pool.submit(ask_http, d, "w", "block", 10.0, seconds=2.0)
+    wait_for(lambda: d.actor("w")["mailbox"] == 1, 5, "the slow op queued")
+    late = pool.submit(ask_http, d, "w", "mark", 2.5, tag="late")  # expires while slow runs
+    marks = []
+    wait_for(lambda: d.actor("w")["mailbox"] == 2, 5, "the late mark queued")
+    for i in range(5):  # one at a time: the mailbox order is the order they arrive in
+        marks.append(pool.submit(ask_http, d, "w", "mark", 10.0, tag=f"m{i}"))
+        wait_for(lambda i=i: d.actor("w")["mailbox"] == 3 + i, 5, f"mark m{i} queued")
+    assert head.result(timeout=15)[0] == 200
+    status, _, body = late.result(timeout=15)
+    assert status == 504, (status, body)
+    assert "never executed" in body["error"]["message"] or body["error"].get("executed") is False
+    assert slow.result(timeout=15)[0] == 200
+    assert [f.result(timeout=15)[0] for f in marks] == [200] * 5
+    assert lines(effects) == [f"m{i}" for i in range(5)]  # in order; "late" never ran
