@@ -793,6 +793,16 @@ def cli_startup(ctx: Context) -> None:
         "typer_min ask echo ping, plain conversion": ([typer_plain, "ask", "echo", "ping"], env),
         "pulsing ask echo ping, no .pyc": (ask_cmd, cold_env),
     }
+    # What the installed script runs on TAB after `PROG as`: the command names offered.
+    for program, var in ((PULSING, "_PULSING_COMPLETE"), (typer_min, "_TYPER_MIN_COMPLETE")):
+        prog = Path(program).name
+        tab_env = {**env, var: "complete_bash", "COMP_WORDS": f"{prog} as", "COMP_CWORD": "1"}
+        offered = subprocess.run(
+            [program], env=tab_env, capture_output=True, text=True, timeout=60
+        ).stdout.split()
+        if offered != ["ask"]:
+            raise RuntimeError(f"installed completion: {prog} as<TAB> offered {offered}")
+        cmds[f"{prog} as<TAB> (completion)"] = ([program], tab_env)
     runs = ctx.pick(11, 21)
     times: dict[str, list[float]] = {k: [] for k in cmds}
     cpu: dict[str, list[float]] = {k: [] for k in cmds}
@@ -827,6 +837,7 @@ def cli_startup(ctx: Context) -> None:
         "runs": runs,
         "ms": {k: spread(v) for k, v in times.items()},
         "cpu_ms": {k: spread(v) for k, v in cpu.items()},
+        "ms_per_round": {k: [round(x, 1) for x in v] for k, v in times.items()},
         "exit_codes": {k: sorted(v) for k, v in codes.items()},
         "completion_installed": sorted(installed),
         "importtime_pulsing_ask": imports["pulsing_ask"],
@@ -841,6 +852,10 @@ def cli_startup(ctx: Context) -> None:
                 f"CPU {median(cpu[name]):.0f} vs {median(cpu[base_name]):.0f} ms"
                 + (f" ({cpu_ratio:.2f}x)" if cpu_ratio is not None else "")
             )
+            # Each round runs both sides within a second or so: the ratio per round
+            # follows the load less than the ratio of the medians does.
+            per_round = [a / b for a, b in zip(times[name], times[base_name], strict=True)]
+            parts.append(f"median of per-round ratios {median(per_round):.2f}x")
         return "; ".join(parts)
 
     base = median(times["python -c pass"])
@@ -891,6 +906,19 @@ def cli_startup(ctx: Context) -> None:
         None,
         note_for(cold)
         or "PYTHONDONTWRITEBYTECODE=1 (as in this environment): compiles pulsing_cli",
+    )
+    tab, tab_base = "pulsing as<TAB> (completion)", "typer_min as<TAB> (completion)"
+    tab_ms, tab_base_ms = median(times[tab]), median(times[tab_base])
+    ctx.row(
+        "cli_startup",
+        "TAB completion: pulsing as<TAB> vs typer_min as<TAB>",
+        tab_ms,
+        "ms",
+        tab_base_ms,
+        _ratio(tab_ms, tab_base_ms),
+        "info",
+        None,
+        note_for(tab, tab_base) + "; builds the whole app (every command), offers `ask`",
     )
     for key, label in (("pulsing_ask", "pulsing ask"), ("typer_min_plain", "typer_min, plain")):
         worst = ", ".join(f"{n} {ms:.0f}" for n, ms in imports[key]["top_cumulative_ms"][:4])
