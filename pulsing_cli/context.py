@@ -160,13 +160,23 @@ def settings(
     )
 
 
-def run(options: Settings, main: Callable[[Output], Awaitable[int | None]]) -> NoReturn:
-    """Run a command's coroutine; turn every outcome into output and an exit status."""
+def run(
+    options: Settings,
+    main: Callable[[Output], Awaitable[int | None]],
+    *,
+    follows: bool = False,
+) -> NoReturn:
+    """Run a command's coroutine; turn every outcome into output and an exit status.
+
+    ``follows``: the command waits for things to print (``events -f``, ``logs -f``,
+    ``status --watch``); when its output is a pipe whose reader goes away (``| head``),
+    it ends at once, quietly, instead of at its next write -- which may never come.
+    """
 
     def on_loop(out: Output) -> int | None:
         import asyncio
 
-        return asyncio.run(main(out))
+        return asyncio.run(_until_reader_gone(main(out)) if follows else main(out))
 
     run_blocking(options, on_loop)
 
@@ -210,6 +220,45 @@ def run_blocking(options: Settings, main: Callable[[Output], int | None]) -> NoR
         )
         raise typer.Exit(ExitStatus.FAILURE) from None
     raise typer.Exit(int(code or 0))
+
+
+async def _until_reader_gone(main: Awaitable[int | None]) -> int | None:
+    """Run ``main``; raise BrokenPipeError if stdout is a pipe whose reader closes first.
+
+    The write end of a pipe polls as an error once no reader is left, which the event
+    loop reports to a reader callback on that descriptor. Only for a pipe: a terminal's
+    descriptor also polls readable when the user types.
+    """
+    import asyncio
+    import os
+    import stat
+    import sys
+
+    task = asyncio.ensure_future(main)
+    loop = asyncio.get_running_loop()
+    try:
+        fd = sys.stdout.fileno()
+        is_pipe = stat.S_ISFIFO(os.fstat(fd).st_mode)
+    except (OSError, ValueError, AttributeError):
+        is_pipe = False
+    gone = loop.create_future()
+    watching = False
+    if is_pipe:
+        try:
+            loop.add_reader(fd, lambda: gone.done() or gone.set_result(None))
+            watching = True
+        except (OSError, ValueError):
+            pass
+    try:
+        await asyncio.wait((task, gone), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if watching:
+            loop.remove_reader(fd)
+    if task.done():
+        return task.result()
+    task.cancel()
+    await asyncio.wait((task,))
+    raise BrokenPipeError
 
 
 def quiet_broken_pipe() -> NoReturn:

@@ -234,6 +234,10 @@ class Output:
                         self.line(f"  {text}")
             if actors[0].get("pid"):
                 self.line(f"pid: {actors[0]['pid']}")
+            host = actors[0].get("host")
+            if isinstance(host, dict) and host.get("kind") == "ray":
+                self.line(f"ray node: {host.get('node')}")
+                self.line(f"ray actor: {host.get('actor_id')}")
 
 
 TTY_COLUMNS = (

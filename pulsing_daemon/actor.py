@@ -1,100 +1,45 @@
 """One supervised actor: its mailbox, its state machine, and the loop that serves it.
 
 The cell outlives instances. A lifecycle task starts an instance through a host
-(``pulsing_daemon.host``), serves the mailbox one message at a time, and when the
+(``pulsing_daemon/hosts/``), serves the mailbox one message at a time, and when the
 instance ends asks the restart tracker what to do. The mailbox survives restarts:
 asks queued behind a failure wait for the next instance, each bound by its own
-deadline. Every envelope is answered exactly once, by ``_answer``.
+deadline. Every envelope is answered exactly once, by ``answer``.
+
+How a message runs on the host is in running.py (an ask, a stream) and batching.py
+(sync asks in batches, for hosts that ``runs_sync_batches``); the cell picks the path
+from what the host declares and applies the restart policy to what comes back.
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
-import threading
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any
 
-from pulsing_daemon import log, wire
+from pulsing_daemon import cell_errors, log, wire
+from pulsing_daemon.batching import hold_waiting, run_batch
 from pulsing_daemon.config import ActorConfig
+from pulsing_daemon.envelope import Ended, Envelope, EnvelopeState, StreamSink, new_envelope
 from pulsing_daemon.exceptions import (
-    PulsingBusinessError,
     PulsingError,
     PulsingRuntimeError,
     PulsingSystemError,
     PulsingTimeoutError,
-    PulsingUnsupportedError,
-    is_failure,
 )
-from pulsing_daemon.handover import Handover, hand_over, lost_error
-from pulsing_daemon.host import HEAVY_FOR, ActorHost, SyncCall, SyncCallState, run_sync_batch
+from pulsing_daemon.hosts.base import ActorHost
+from pulsing_daemon.pipelining import execute_pipelined
 from pulsing_daemon.policy import ExitKind, RestartTracker
+from pulsing_daemon.running import execute, produce
 from pulsing_daemon.states import ACCEPTING, ActorState, check_transition
 from pulsing_daemon.storage import logs
 
 _encode_result = wire.encode
 
 OUTCOMES = ("ok", "business", "system", "timeout", "unsupported", "runtime")
-
-
-class EnvelopeState(enum.Enum):
-    QUEUED = "queued"
-    BATCHED = "batched"  # taken into a batch of sync ops, not started yet
-    RUNNING = "running"
-    DONE = "done"
-
-
-# What ``_start`` returns when the op did not start.
-_NOT_STARTED: Any = object()
-
-# Most sync ops handed to the op thread in one trip (see host.run_sync_batch).
-SYNC_BATCH = 64
-
-
-class StreamSink(Protocol):
-    """Where a streaming op's chunks go (the journal)."""
-
-    async def append(self, chunk: Any) -> None: ...
-
-
-@dataclass(eq=False, slots=True)
-class Envelope:
-    """One message in a mailbox and the future its sender waits on."""
-
-    op: str
-    args: list[Any]
-    kwargs: dict[str, Any]
-    timeout: float
-    deadline: float  # event-loop time
-    future: asyncio.Future[Any]
-    sink: StreamSink | None = None  # set for streaming ops
-    # Called with (value, error) when the op really finished after its caller was
-    # already answered (a sync op past its deadline); idempotency records it.
-    on_late: Callable[[Any, PulsingError | None], None] | None = None
-    state: EnvelopeState = EnvelopeState.QUEUED
-    timer: asyncio.TimerHandle | None = None
-    result_json: str | None = None  # the successful result, encoded once
-    call: SyncCall | None = None  # while in a batch of sync ops
-    executed: bool = False  # the op was started
-    handover: Handover | None = None  # a keyed ask: its durable "handed over" record
-    handed: float = 0.0  # loop time that record was written (0: not; see handover.py)
-    interrupted: bool = False  # past its deadline, the op was stopped (not left running)
-
-
-@dataclass
-class _Ended:
-    """How an instance's serving ended."""
-
-    stopped: bool = False  # a stop was requested
-    kind: ExitKind | None = None
-    cause: BaseException | None = None
-    where: str = "op"  # op | start | run | process
-    envelope: Envelope | None = None  # the message that hit the failure, still unanswered
-
 
 HostFactory = Callable[[ActorConfig], ActorHost]
 
@@ -106,42 +51,13 @@ class ActorCell:
     # (an instance dict of this many keys is not key-shared: ~1.6 KB each). "__dict__"
     # keeps any other attribute working, at the old price.
     __slots__ = (
-        "__dict__",
-        "__weakref__",
-        "_batch",
-        "_batch_waiter",
-        "_changed",
-        "_drain_on_stop",
-        "_heavy_until",
-        "_holding",
-        "_idle",
-        "_stop_reason",
-        "_stop_requested",
-        "_task",
-        "_wakeup",
-        "accepting",
-        "backoff_until",
-        "clock",
-        "config",
-        "counts",
-        "default_timeout",
-        "emit",
-        "host",
-        "host_factory",
-        "in_flight",
-        "last_error",
-        "last_failure",
-        "mailbox",
-        "metrics",
-        "name",
-        "operator_restarts",
-        "queued",
-        "running_since",
-        "start_gate",
-        "state",
-        "total_restarts",
-        "tracker",
-    )
+        "__dict__", "__weakref__", "_changed", "_drain_on_stop", "_holding", "_idle",
+        "_stop_reason", "_task", "_wakeup", "accepting", "backoff_until", "batch", "clock",
+        "config", "counts", "default_timeout", "emit", "heavy_until", "host", "host_factory",
+        "in_flight", "last_error", "last_failure", "mailbox", "metrics", "name",
+        "operator_restarts", "queued", "running_since", "start_gate", "state", "stop_requested",
+        "total_restarts", "tracker",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -179,7 +95,7 @@ class ActorCell:
         self.accepting = True  # False while the daemon shuts down
         self.retired: str | None = None  # why, once a reload removed the actor
         self._wakeup = asyncio.Event()
-        self._stop_requested = False
+        self.stop_requested = False
         self._stop_reason = "stopped by operator"
         self._drain_on_stop = True
         self._holding = False  # an operator restart in progress: keep the mailbox
@@ -194,20 +110,25 @@ class ActorCell:
         self.emit: Callable[..., None] = _no_event
         # Where this actor's output goes (storage/logs.py), set by the supervisor.
         self.log_sink: logs.ActorLog | None = None
-        self._batch: list[Envelope] = []  # the sync batch being run, if any
-        self._batch_waiter: asyncio.Future[None] | None = None  # see _await_batched
-        self._heavy_until = 0.0  # loop time until which sync ops do not follow the loop
+        self.batch: list[Envelope] = []  # the sync batch being run, if any (batching.py)
+        self.heavy_until = 0.0  # loop time until which sync ops do not follow the loop
         # Shared by the supervisor's cells: bounds how many instances start at once,
         # so a daemon starting thousands of actors still answers requests meanwhile.
         self.start_gate: asyncio.Semaphore | None = None
 
     # ----------------------------------------------------------------- state machine
-    def _set_state(self, new: ActorState, **fields: Any) -> None:
+    def _enter(self, new: ActorState) -> ActorState:
+        """Move to ``new`` if the state table allows it; returns the state left."""
         check_transition(self.state, new)
         old, self.state = self.state, new
         if self._changed is not None:
             self._changed.set()
             self._changed = None
+        return old
+
+    def _set_state(self, new: ActorState, **fields: Any) -> None:
+        """A state change, logged and sent to the event log."""
+        old = self._enter(new)
         level = logging.WARNING if new in (ActorState.BACKOFF, ActorState.FAILED) else logging.INFO
         log.event(
             "state",
@@ -229,7 +150,7 @@ class ActorCell:
         """Start the lifecycle (from stopped or failed)."""
         if self._task is not None and not self._task.done():
             return
-        self._stop_requested = False
+        self.stop_requested = False
         self.accepting = True
         self.backoff_until = None
         self._set_state(ActorState.STARTING)
@@ -261,12 +182,8 @@ class ActorCell:
             if drain:
                 self._drain(reason)
             return
-        self._stop_requested = True
-        # Batched members not started never will be. Last first, so the op thread
-        # (which goes in order) can never skip a held member and start a later one.
-        for envelope in reversed(self._batch[1:]):
-            if envelope.call is not None:
-                envelope.call.hold()
+        self.stop_requested = True
+        hold_waiting(self.batch)  # batched asks not started never will be
         self._stop_reason = reason
         self._drain_on_stop = drain
         self._wakeup.set()
@@ -337,9 +254,7 @@ class ActorCell:
         if not self.accepting:
             if self.retired is not None:
                 raise self.stamp(PulsingRuntimeError(self.retired, status=404))
-            raise self.stamp(
-                PulsingRuntimeError("daemon is shutting down", recoverable=True, status=503)
-            )
+            raise self.stamp(cell_errors.shutting_down())
         if self.state not in ACCEPTING and not self._holding:
             raise self.stamp(self._not_serving_error())
         if self.config.during_restart == "fail_fast" and self.state in (
@@ -347,54 +262,26 @@ class ActorCell:
             ActorState.STARTING,
         ):
             retry_after = round(max(0.05, self.backoff_remaining() or 0.0), 3)
-            raise self.stamp(
-                PulsingSystemError(
-                    f"actor {self.name} is restarting (during_restart = fail_fast)",
-                    recoverable=True,
-                    retry_after=retry_after,
-                    status=503,
-                )
-            )
+            raise self.stamp(cell_errors.restarting(self.name, retry_after))
         if self.queued >= self.config.mailbox_size:
-            raise self.stamp(
-                PulsingRuntimeError(
-                    f"mailbox of {self.name} is full ({self.config.mailbox_size} messages)",
-                    recoverable=True,
-                    status=503,
-                    retry_after=1.0,
-                )
-            )
+            raise self.stamp(cell_errors.mailbox_full(self.name, self.config.mailbox_size))
         loop = asyncio.get_running_loop()
         if envelope.deadline <= loop.time():
-            raise self.stamp(self._expired_error(envelope))
+            raise self.stamp(self.expired_error(envelope))
         if envelope.sink is None:  # streams are not bound by an ask deadline
-            envelope.timer = loop.call_at(envelope.deadline, self._expire, envelope)
+            envelope.timer = loop.call_at(envelope.deadline, self.expire, envelope)
         self.mailbox.append(envelope)
         self.queued += 1
         self._wakeup.set()
 
     def _not_serving_error(self) -> PulsingRuntimeError:
-        if self.state is ActorState.FAILED:
-            why = (self.last_failure or {}).get("message", "")
-            hint = f"run `pulsing restart {self.name}`"
-            message = f"actor {self.name} is failed" + (f" ({why})" if why else "")
-        else:
-            hint = f"run `pulsing start {self.name}`"
-            message = f"actor {self.name} is stopped"
-        return PulsingRuntimeError(message, recoverable=False, status=409, hint=hint)
+        return cell_errors.not_serving(self.name, self.state, self.last_failure)
 
-    def _expired_error(self, envelope: Envelope) -> PulsingTimeoutError:
-        return PulsingTimeoutError(
-            envelope.op,
-            round(envelope.timeout * 1000, 3),
-            message=(
-                f"{envelope.op} timed out after {envelope.timeout:g}s while queued "
-                f"in the mailbox of {self.name}; it was never executed"
-            ),
-            executed=False,
-        )
+    def expired_error(self, envelope: Envelope) -> PulsingTimeoutError:
+        """The answer to an ask whose deadline passed in this mailbox."""
+        return cell_errors.expired_in_mailbox(self.name, envelope)
 
-    def _expire(self, envelope: Envelope) -> None:
+    def expire(self, envelope: Envelope) -> None:
         """Deadline timer of a queued message: answer it; it will never run."""
         if envelope.state is EnvelopeState.QUEUED or (
             envelope.state is EnvelopeState.BATCHED
@@ -402,10 +289,11 @@ class ActorCell:
             and envelope.call.expire()
         ):
             self.queued -= 1
-            self._answer(envelope, error=self._expired_error(envelope))
+            self.answer(envelope, error=self.expired_error(envelope))
             self._check_idle()
 
-    def _pop(self) -> Envelope | None:
+    def pop(self) -> Envelope | None:
+        """The next queued message, out of the mailbox count, its deadline timer off."""
         while self.mailbox:
             envelope = self.mailbox.popleft()
             if envelope.state is EnvelopeState.QUEUED:
@@ -417,7 +305,7 @@ class ActorCell:
 
     def _drain(self, reason: str) -> None:
         """Answer every queued message: the actor will not serve them."""
-        while (envelope := self._pop()) is not None:
+        while (envelope := self.pop()) is not None:
             if self.state in (ActorState.STOPPED, ActorState.FAILED) and not self.accepting:
                 error: PulsingError = PulsingRuntimeError(
                     f"{reason}; {envelope.op} was not executed",
@@ -429,14 +317,18 @@ class ActorCell:
                 error.message += f"; {envelope.op} was not executed"
             else:
                 error = PulsingRuntimeError(f"{reason}; {envelope.op} was not executed", status=503)
-            self._answer(envelope, error=error, remember=False)
+            self.answer(envelope, error=error, remember=False)
         self._check_idle()
+
+    def wake(self) -> None:
+        """Have the serving task look at the mailbox (something was put back in it)."""
+        self._wakeup.set()
 
     def _check_idle(self) -> None:
         if self._idle is not None and not self.queued and not self.in_flight:
             self._idle.set()
 
-    def _answer(
+    def answer(
         self,
         envelope: Envelope,
         value: Any = None,
@@ -487,7 +379,7 @@ class ActorCell:
             "type": error.type,
             "message": error.message,
             "op": envelope.op,
-            "at": _utc_now(),
+            "at": cell_errors.utc_now(),
         }
         log.event(
             "error",
@@ -520,12 +412,12 @@ class ActorCell:
                 await self.host.stop(graceful=False)
                 self.host = None
             if self.state is not ActorState.STOPPED:
-                self.state = ActorState.STOPPED
+                self._enter(ActorState.STOPPED)  # no event: the daemon is going away
             self.accepting = False
             self._drain("daemon shutting down")
             raise
 
-    async def _run_instance(self) -> _Ended:
+    async def _run_instance(self) -> Ended:
         host = self.host_factory(self.config)
         try:
             if self.start_gate is None:
@@ -537,7 +429,7 @@ class ActorCell:
             raise
         except BaseException as exc:
             await host.stop(graceful=False)
-            return _Ended(kind=ExitKind.FAILURE, cause=exc, where="start")
+            return Ended(kind=ExitKind.FAILURE, cause=exc, where="start")
         self.host = host
         self.running_since = self.clock()
         self.tracker.mark_running()
@@ -550,7 +442,7 @@ class ActorCell:
         self.host = None
         return ended
 
-    async def _after_exit(self, ended: _Ended) -> bool:
+    async def _after_exit(self, ended: Ended) -> bool:
         """Apply the restart policy to an ended instance. True = start again."""
         kind = ended.kind or ExitKind.FAILURE
         decision = self.tracker.on_exit(kind)
@@ -593,7 +485,7 @@ class ActorCell:
         """Wait out the backoff; False when a stop was requested meanwhile."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + delay
-        while not self._stop_requested:
+        while not self.stop_requested:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return True
@@ -604,16 +496,8 @@ class ActorCell:
                 return True
         return False
 
-    def _record_failure(self, ended: _Ended) -> None:
-        cause = ended.cause
-        self.last_failure = {
-            "category": "system",
-            "type": _type_name(cause) if cause is not None else "Exit",
-            "message": str(cause) if cause is not None else "run() exited",
-            "where": ended.where,
-            "at": _utc_now(),
-            "traceback": logs.describe_failure(cause),
-        }
+    def _record_failure(self, ended: Ended) -> None:
+        self.last_failure = cell_errors.failure_record(ended)
         if ended.envelope is None:  # no ask carries it: the failure is the last error
             self.last_error = {k: v for k, v in self.last_failure.items() if k != "traceback"}
         log.event(
@@ -627,420 +511,37 @@ class ActorCell:
         )
         self.emit("failure", self.name, **self.last_failure)
 
-    def _answer_failed(self, ended: _Ended, restart: bool) -> None:
+    def _answer_failed(self, ended: Ended, restart: bool) -> None:
         """Answer the ask that hit the failure, once the next state is known."""
         if ended.envelope is not None:
-            self._answer(ended.envelope, error=self._failure_error(ended, restart))
-
-    def _failure_error(self, ended: _Ended, restart: bool) -> PulsingSystemError:
-        cause = ended.cause
-        lost = lost_error(ended.envelope, cause)  # a keyed ask's instance died under it
-        if lost is not None:
-            return lost
-        if isinstance(cause, PulsingSystemError):
-            message = cause.message
-        else:
-            message = (
-                f"{ended.envelope.op if ended.envelope else 'actor'} crashed: {_describe(cause)}"
-            )
-        error = PulsingSystemError(message, recoverable=restart)
-        if cause is not None and not isinstance(cause, PulsingError):
-            error.type = _type_name(cause)
-        return error
+            self.answer(ended.envelope, error=cell_errors.failure_error(ended, restart))
 
     # ----------------------------------------------------------------- serving
-    async def _serve(self, host: ActorHost) -> _Ended:
+    async def _serve(self, host: ActorHost) -> Ended:
         host.exited.add_done_callback(lambda _: self._wakeup.set())
         while True:
-            if self._stop_requested:
-                return _Ended(stopped=True)
+            if self.stop_requested:
+                return Ended(stopped=True)
             if host.exited.done():
-                cause = host.exited.result()
-                kind = ExitKind.EXIT if cause is None else ExitKind.FAILURE
-                return _Ended(kind=kind, cause=cause, where=getattr(host, "exit_where", "run"))
-            envelope = self._pop()
+                end = host.exited.result()
+                kind = ExitKind.FAILURE if end.failed else ExitKind.EXIT
+                return Ended(kind=kind, cause=end.cause, where=end.where)
+            envelope = self.pop()
             if envelope is None:
                 self._check_idle()
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
             if envelope.sink is not None:
-                ended = await self._produce(host, envelope)
-            elif hasattr(host, "prepare"):  # in-process: sync asks run in batches
-                ended = await self._execute_batch(host, envelope)
+                ended = await produce(self, host, envelope)
+            elif host.runs_sync_batches:
+                ended = await run_batch(self, host, envelope)
+            elif host.pipelines:  # remote: asks are sent ahead, run in order there
+                ended = await execute_pipelined(self, host, envelope)
             else:
-                ended = await self._execute(host, envelope)
+                ended = await execute(self, host, envelope)
             if ended is not None:
                 return ended
-
-    def _start(self, envelope: Envelope, start: Callable[[], Any]) -> tuple[Any, _Ended | None]:
-        """Call a host's ``invoke``/``produce``/``prepare`` for an envelope.
-
-        A bad call (unknown op, bad arguments) answers the caller; an op that cannot
-        even start (a broken instance, its process gone) is a failure of the instance.
-        Returns (what ``start`` returned, None) or (_NOT_STARTED, the end if any).
-        """
-        try:
-            return start(), None
-        except (PulsingBusinessError, PulsingUnsupportedError) as exc:
-            self._answer(envelope, error=exc)
-            return _NOT_STARTED, None
-        except Exception as exc:
-            return _NOT_STARTED, _Ended(
-                kind=ExitKind.FAILURE, cause=exc, envelope=envelope, where=_where(exc)
-            )
-
-    async def _execute(
-        self,
-        host: ActorHost,
-        envelope: Envelope,
-        start: Callable[[], Any] | None = None,
-    ) -> _Ended | None:
-        """Run one ask: ``start`` (default: ``host.invoke``) gives a coroutine to await
-        here or a future of the op running elsewhere."""
-        loop = asyncio.get_running_loop()
-        remaining = envelope.deadline - loop.time()
-        if remaining <= 0:
-            self._answer(envelope, error=self._expired_error(envelope))
-            return None
-        envelope.state = EnvelopeState.RUNNING
-        if envelope.handover is not None and not await hand_over(self, envelope):
-            return None
-        remaining = envelope.deadline - loop.time()
-        running, ended = self._start(
-            envelope, start or (lambda: host.invoke(envelope.op, envelope.args, envelope.kwargs))
-        )
-        if running is _NOT_STARTED:
-            return ended
-        envelope.executed = True
-        self.in_flight += 1
-        if asyncio.iscoroutine(running):
-            try:
-                return await self._execute_here(envelope, running, remaining)
-            finally:
-                self.in_flight -= 1
-        try:
-            done, _ = await asyncio.wait((running,), timeout=remaining)
-            if not done:
-                return await self._past_deadline(host, envelope, running)
-            value, error, failure = _classify(running)
-            if failure is not None:
-                return _Ended(
-                    kind=ExitKind.FAILURE, cause=failure, envelope=envelope, where=_where(failure)
-                )
-            self._answer(envelope, value, error)
-            return None
-        except asyncio.CancelledError:
-            if not running.done():
-                await host.interrupt(running)
-            self._answer(envelope, error=_shut_down_while_running(envelope))
-            raise
-        finally:
-            self.in_flight -= 1
-
-    async def _execute_batch(self, host: Any, first: Envelope) -> _Ended | None:
-        """Run a sync ask -- and the sync asks queued right behind it -- in one trip to
-        the op thread. Mailbox order, one op at a time and every deadline hold as for a
-        single ask: members wait in order, each answered as its op ends or its deadline
-        passes; members still queued keep their mailbox deadline timers.
-        """
-        loop = asyncio.get_running_loop()
-        prepared, ended = self._start(
-            first, lambda: host.prepare(first.op, first.args, first.kwargs)
-        )
-        if prepared is _NOT_STARTED:
-            return ended
-        if prepared.is_async:  # resolved and bound once: start it from here
-            return await self._execute(host, first, prepared.start)
-        if first.deadline <= loop.time():
-            self._answer(first, error=self._expired_error(first))
-            return None
-        first.state = EnvelopeState.RUNNING
-        if first.handover is not None and not await hand_over(self, first):
-            return None
-        lock = threading.Lock()
-        members = [(first, prepared)]
-        while len(members) < SYNC_BATCH and self.mailbox:
-            nxt = self.mailbox[0]
-            if nxt.state is not EnvelopeState.QUEUED:
-                self.mailbox.popleft()
-                continue
-            if nxt.sink is not None or (nxt.handover is not None and not nxt.handed):
-                break  # a keyed ask not handed over yet starts the next batch
-            try:
-                call = host.prepare(nxt.op, nxt.args, nxt.kwargs)
-            except Exception:
-                break  # answered when it is reached, in order
-            if call.is_async:
-                break
-            self.mailbox.popleft()
-            nxt.state = EnvelopeState.BATCHED  # still queued: counted, timer armed
-            members.append((nxt, call))
-        for envelope, bound in members:
-            envelope.call = SyncCall(
-                bound.method,
-                bound.args,
-                bound.kwargs,
-                envelope.deadline,
-                loop.create_future(),
-                lock,
-            )
-        first.state = EnvelopeState.RUNNING
-        envelopes = [envelope for envelope, _ in members]
-        heavy = loop.time() < self._heavy_until  # see host.HEAVY_OP
-        job = run_sync_batch(
-            [envelope.call for envelope in envelopes],  # type: ignore[misc]
-            self._batch_progress,
-            None if heavy else self._ran_heavy_op,
-        )
-        self.in_flight += 1
-        self._batch = envelopes
-        try:
-            for index, envelope in enumerate(envelopes):
-                if index and self._stop_requested:
-                    # Stop after the current message, as unbatched: members not started
-                    # go back (and are drained); ones already started are still answered.
-                    self._requeue(envelopes[index:])
-                if envelope.state is EnvelopeState.QUEUED:
-                    continue
-                call = envelope.call
-                assert call is not None
-                ended = await self._await_batched(envelope, job, index == 0)
-                if ended is not None:
-                    await asyncio.wait((job,))
-                    self._requeue(envelopes[index + 1 :])
-                    return ended
-                if call.state is SyncCallState.HELD:  # taken back by a stop request
-                    self._requeue(envelopes[index:])
-                    continue
-                if call.state is SyncCallState.WAITING:  # the op thread never got to it
-                    if index == 0:
-                        self._answer(
-                            envelope,
-                            error=PulsingRuntimeError(
-                                f"{envelope.op} could not be started on the op thread",
-                                recoverable=True,
-                                status=503,
-                            ),
-                        )
-                        index += 1
-                    self._requeue(envelopes[index:])
-                    return None
-            return None
-        except asyncio.CancelledError:  # daemon shutdown past the grace period
-            for envelope in envelopes:
-                call = envelope.call
-                if call is not None and not call.hold():  # it started: outcome unknown
-                    self._mark_started(envelope, envelope is first)
-                    self._answer(envelope, error=_shut_down_while_running(envelope))
-                elif envelope.state is EnvelopeState.RUNNING:  # popped, never started
-                    self._answer(
-                        envelope,
-                        error=PulsingRuntimeError(
-                            f"daemon shutting down; {envelope.op} was not executed",
-                            recoverable=True,
-                            status=503,
-                        ),
-                    )
-            self._requeue(envelopes)
-            raise
-        finally:
-            self._batch = []
-            self.in_flight -= 1
-            for envelope in envelopes:
-                envelope.call = None
-
-    async def _await_batched(
-        self, envelope: Envelope, job: asyncio.Future[int], is_first: bool
-    ) -> _Ended | None:
-        """Wait for one member of a batch: its answer, its failure, or its deadline."""
-        call = envelope.call
-        assert call is not None
-        loop = asyncio.get_running_loop()
-        while not call.future.done():  # under load it often is, on arrival here
-            if call.state is SyncCallState.HELD:
-                return None  # a stop request took it back; the caller requeues it
-            if call.state is SyncCallState.EXPIRED:
-                if not is_first and envelope.state is EnvelopeState.BATCHED:
-                    self._expire(envelope)  # answered as never executed
-                elif not envelope.future.done():
-                    self._answer(envelope, error=self._expired_error(envelope))
-                return None
-            if job.done() and call.state is SyncCallState.WAITING:
-                return None  # the batch stopped before it: requeued by the caller
-            # Woken by the batch's progress (a result, its end) or this ask's deadline:
-            # one future awaited directly, so an answer takes one loop iteration.
-            waiter = self._batch_waiter = loop.create_future()
-            timer = loop.call_at(envelope.deadline, _wake, waiter)
-            try:
-                await waiter
-            finally:
-                timer.cancel()
-                self._batch_waiter = None
-            if call.future.done() or job.done() or loop.time() < envelope.deadline:
-                continue  # answered, the job ended (expired or never reached), or not yet
-            if call.state is SyncCallState.STARTED:
-                self._mark_started(envelope, is_first)
-                return await self._past_deadline_sync(envelope, call.future)
-            if call.expire() and envelope.state is EnvelopeState.BATCHED:
-                self._expire(envelope)
-                return None
-        self._mark_started(envelope, is_first)
-        value, error, failure = _classify(call.future)
-        if failure is not None:
-            return _Ended(
-                kind=ExitKind.FAILURE, cause=failure, envelope=envelope, where=_where(failure)
-            )
-        self._answer(envelope, value, error)
-        return None
-
-    def _ran_heavy_op(self) -> None:
-        """A sync op burnt CPU: this actor's batches run on any CPU for a while."""
-        self._heavy_until = asyncio.get_running_loop().time() + HEAVY_FOR
-
-    def _batch_progress(self) -> None:
-        """A batched op ended (or the batch did): wake the member being waited for."""
-        waiter = self._batch_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    def _mark_started(self, envelope: Envelope, is_first: bool) -> None:
-        """A batched op has run: it leaves the mailbox count and its timer is off."""
-        if not is_first and envelope.state is EnvelopeState.BATCHED:
-            self.queued -= 1
-            if envelope.timer is not None:
-                envelope.timer.cancel()
-        envelope.state = EnvelopeState.RUNNING
-        envelope.executed = True
-
-    async def _past_deadline_sync(
-        self, envelope: Envelope, running: asyncio.Future[Any]
-    ) -> _Ended | None:
-        """A sync op outlived its deadline: answer now, wait for the thread, record late."""
-        self._answer(envelope, error=self._deadline_error(envelope))
-        return await self._finish_late(envelope, running)
-
-    async def _finish_late(self, envelope: Envelope, running: asyncio.Future[Any]) -> _Ended | None:
-        """Wait for an op whose caller already has its timeout; its real outcome goes to
-        ``on_late`` (idempotency records it), and a crash is still a failure."""
-        await asyncio.wait((running,))  # the actor is busy until the op ends
-        value, error, failure = _classify(running)
-        if envelope.on_late is not None:
-            if failure is not None:
-                error = lost_error(envelope, failure) or PulsingSystemError(
-                    f"{envelope.op} crashed after its deadline"
-                )
-            envelope.on_late(value, error)
-        if failure is not None:
-            return _Ended(kind=ExitKind.FAILURE, cause=failure, where=_where(failure))
-        return None
-
-    def _requeue(self, envelopes: list[Envelope]) -> None:
-        """Batch members that never started go back to the mailbox front, in order.
-
-        Their calls are expired first, so the op thread can never start them later.
-        """
-        back = []
-        for envelope in reversed(envelopes):  # last first: see stop()
-            if envelope.state is not EnvelopeState.BATCHED:
-                continue
-            if envelope.call is not None and not envelope.call.hold():
-                continue  # it started after all; its outcome is on its way
-            envelope.state = EnvelopeState.QUEUED
-            envelope.call = None
-            back.append(envelope)
-        back.reverse()
-        self.mailbox.extendleft(reversed(back))
-        if back:
-            self._wakeup.set()
-
-    async def _execute_here(
-        self, envelope: Envelope, call: Coroutine[Any, Any, Any], remaining: float
-    ) -> _Ended | None:
-        """Await an in-process async op in this task, under the ask's deadline.
-
-        No task per op and no hop through the loop: a trivial op finishes within this
-        step, so a busy actor drains its mailbox in few loop iterations.
-        """
-        deadline = _deadline_scope(remaining)
-        try:
-            async with deadline:
-                value = await call
-        except asyncio.CancelledError:
-            self._answer(envelope, error=_shut_down_while_running(envelope))
-            raise
-        except BaseException as exc:
-            if isinstance(exc, TimeoutError) and deadline.expired():
-                envelope.interrupted = True  # cancelled at its deadline
-                self._answer(envelope, error=self._deadline_error(envelope))
-                return None
-            _, error, failure = _classify_exception(exc)
-            if failure is not None:
-                return _Ended(
-                    kind=ExitKind.FAILURE, cause=failure, envelope=envelope, where=_where(failure)
-                )
-            self._answer(envelope, error=error)
-            return None
-        self._answer(envelope, value)
-        return None
-
-    async def _past_deadline(
-        self, host: ActorHost, envelope: Envelope, running: asyncio.Future[Any]
-    ) -> _Ended | None:
-        """The op outlived its deadline: stop it if the host can, answer the caller."""
-        envelope.interrupted = await host.interrupt(running)
-        self._answer(envelope, error=self._deadline_error(envelope))
-        if envelope.interrupted:
-            return None
-        return await self._finish_late(envelope, running)
-
-    def _deadline_error(self, envelope: Envelope) -> PulsingTimeoutError:
-        return PulsingTimeoutError(
-            envelope.op,
-            round(envelope.timeout * 1000, 3),
-            message=f"{envelope.op} did not finish within its {envelope.timeout:g}s deadline",
-            executed=True,
-        )
-
-    async def _produce(self, host: ActorHost, envelope: Envelope) -> _Ended | None:
-        """Run a streaming op to completion, appending each chunk to its sink."""
-        assert envelope.sink is not None
-        envelope.state = EnvelopeState.RUNNING
-        chunks, ended = self._start(
-            envelope, lambda: host.produce(envelope.op, envelope.args, envelope.kwargs)
-        )
-        if chunks is _NOT_STARTED:
-            return ended
-        envelope.executed = True
-        self.in_flight += 1
-        try:
-            async for chunk in chunks:
-                await envelope.sink.append(chunk)
-                if self._stop_requested:
-                    await _aclose(chunks)
-                    self._answer(
-                        envelope,
-                        error=PulsingRuntimeError(
-                            f"actor {self.name} was stopped while streaming {envelope.op}",
-                            status=503,
-                        ),
-                    )
-                    return None
-        except asyncio.CancelledError:
-            self._answer(envelope, error=_shut_down_while_running(envelope))
-            raise
-        except BaseException as exc:
-            value, error, failure = _classify_exception(exc)
-            if failure is not None:
-                return _Ended(
-                    kind=ExitKind.FAILURE, cause=failure, envelope=envelope, where=_where(failure)
-                )
-            self._answer(envelope, value, error)
-            return None
-        finally:
-            self.in_flight -= 1
-        self._answer(envelope, None)
-        return None
 
     # ----------------------------------------------------------------- status
     def backoff_remaining(self) -> float | None:
@@ -1076,126 +577,8 @@ class ActorCell:
         return status
 
 
-def _wake(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
-
-
-def _classify(done: asyncio.Future[Any]) -> tuple[Any, PulsingError | None, BaseException | None]:
-    """(value, error for the caller, failure of the instance) of a finished op."""
-    if done.cancelled():
-        return None, PulsingRuntimeError("op was cancelled", status=503), None
-    exc = done.exception()
-    if exc is None:
-        return done.result(), None, None
-    return _classify_exception(exc)
-
-
-def _classify_exception(
-    exc: BaseException,
-) -> tuple[Any, PulsingError | None, BaseException | None]:
-    """(None, error for the caller, failure of the instance): see ``is_failure``."""
-    if is_failure(exc):
-        return None, None, exc
-    assert isinstance(exc, PulsingError)
-    return None, exc, None
-
-
-async def _aclose(chunks: Any) -> None:
-    aclose = getattr(chunks, "aclose", None)
-    if aclose is not None:
-        try:
-            await aclose()
-        except Exception:
-            pass
-
-
-def _describe(exc: BaseException | None) -> str:
-    if exc is None:
-        return "run() exited"
-    text = str(exc)
-    if isinstance(exc, PulsingError):
-        return text
-    return f"{_type_name(exc)}: {text}" if text else _type_name(exc)
-
-
-def _shut_down_while_running(envelope: Envelope) -> PulsingRuntimeError:
-    return PulsingRuntimeError(f"daemon shut down while {envelope.op} was running", status=503)
-
-
-def _deadline_scope(seconds: float) -> Any:
-    """``asyncio.timeout`` (Python >= 3.11), or a shim with the same two methods."""
-    timeout = getattr(asyncio, "timeout", None)
-    if timeout is not None:
-        return timeout(seconds)
-    return _TimeoutShim(seconds)
-
-
-class _TimeoutShim:
-    """Python 3.10: cancel the current task at the deadline, report it as TimeoutError."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self._expired = False
-        self._handle: asyncio.TimerHandle | None = None
-
-    def expired(self) -> bool:
-        return self._expired
-
-    def _fire(self, task: asyncio.Task[Any]) -> None:
-        self._expired = True
-        task.cancel()
-
-    async def __aenter__(self) -> _TimeoutShim:
-        task = asyncio.current_task()
-        assert task is not None
-        self._handle = asyncio.get_running_loop().call_later(self.seconds, self._fire, task)
-        return self
-
-    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
-        if self._handle is not None:
-            self._handle.cancel()
-        if self._expired and exc_type is asyncio.CancelledError:
-            raise TimeoutError from exc
-        return False
-
-
-def _type_name(exc: BaseException) -> str:
-    """The exception's type name (a child process's exception keeps its original name)."""
-    return getattr(exc, "type_name", None) or type(exc).__name__
-
-
-def _where(failure: BaseException) -> str:
-    """Where a failure during an op happened: the op itself, or its process died."""
-    return getattr(failure, "cause", None) or "op"
-
-
 def _no_event(kind: str, actor: str | None = None, **fields: Any) -> None:
     """The emit of a cell no supervisor has given an event log."""
 
 
-def _utc_now() -> str:
-    now = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
-
-
-def new_envelope(
-    op: str,
-    args: list[Any],
-    kwargs: dict[str, Any],
-    timeout: float,
-    sink: StreamSink | None = None,
-) -> Envelope:
-    loop = asyncio.get_running_loop()
-    return Envelope(
-        op=op,
-        args=args,
-        kwargs=kwargs,
-        timeout=timeout,
-        deadline=loop.time() + timeout,
-        future=loop.create_future(),
-        sink=sink,
-    )
-
-
-__all__ = ["ActorCell", "Envelope", "StreamSink", "new_envelope"]
+__all__ = ["ActorCell", "Envelope", "EnvelopeState", "StreamSink", "new_envelope"]

@@ -28,11 +28,25 @@ import math
 import os
 import re
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pulsing_daemon.hosts import registry
+from pulsing_daemon.keyspec import (
+    Invalid,
+    KeySpec,
+    boolean_key,
+    choice_key,
+    got,
+    integer_key,
+    number_key,
+    path_key,
+    path_list_key,
+    string_key,
+    table_key,
+)
 from pulsing_daemon.policy import RestartPolicy
 from pulsing_daemon.remote import class_options
 
@@ -110,15 +124,12 @@ class ActorConfig:
     timeout: float | None = None
     mailbox_size: int = 1024
     isolation: str = "inline"
-    kill_on_timeout: bool = False
-    memory_limit: int | None = None
-    cpu_limit: float | None = None
     during_restart: str = "queue"
     reset_after: float | None = 300.0
-    env: dict[str, str] = field(default_factory=dict)
-    cwd: str | None = None
     autostart: bool = True
     log_max_bytes: int = 10485760
+    # The keys the hosts declare (hosts/registry.py), every host's, by key name.
+    host_keys: dict[str, Any] = field(default_factory=registry.default_host_keys)
     # The imported class; None when the config was read with import_classes=False.
     cls: type | None = field(default=None, compare=False, repr=False)
 
@@ -144,6 +155,8 @@ class DaemonConfig:
     events_keep: int = 10000
     socket_group: str | None = None
     socket_mode: int = 0o600
+    # The [daemon.ISOLATION] tables of the hosts that declare daemon keys, read whole.
+    hosts: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def is_unix(self) -> bool:
@@ -183,154 +196,35 @@ class Config:
 
 
 # --------------------------------------------------------------------------- value checks
-#
-# A check takes the raw value (from TOML, or from @remote(...) in Python) and returns
-# the value to store, or raises _Invalid with the reason shown to the user.
-
-
-class _Invalid(Exception):
-    pass
-
-
-Check = Callable[[Any], Any]
-
-
-def _type_name(value: Any) -> str:
-    names = {bool: "boolean", int: "integer", float: "float", str: "string",
-             list: "array", tuple: "array", dict: "table"}  # fmt: skip
-    for kind, name in names.items():
-        if isinstance(value, kind):
-            return name
-    return type(value).__name__
-
-
-def _got(value: Any) -> str:
-    """``boolean (true)``, ``string ('x')``: what the user wrote, briefly."""
-    if isinstance(value, bool):
-        shown = "true" if value else "false"
-    elif isinstance(value, (dict, list, tuple)):
-        return _type_name(value)
-    else:
-        shown = repr(value)
-    if len(shown) > 60:
-        shown = shown[:57] + "..."
-    return f"{_type_name(value)} ({shown})"
-
-
-def _integer(minimum: int) -> Check:
-    def check(value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise _Invalid(f"expected an integer, got {_got(value)}")
-        if value < minimum:
-            raise _Invalid(f"must be >= {minimum} (got {value})")
-        return value
-
-    return check
-
-
-def _number(*, minimum: float | None = None, positive: bool = False) -> Check:
-    def check(value: Any) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise _Invalid(f"expected a number, got {_got(value)}")
-        number = float(value)
-        if not math.isfinite(number):
-            raise _Invalid(f"must be a finite number (got {number})")
-        if positive and number <= 0:
-            raise _Invalid(f"must be > 0 (got {number!r})")
-        if minimum is not None and number < minimum:
-            raise _Invalid(f"must be >= {minimum:g} (got {number!r})")
-        return number
-
-    return check
-
-
-def _boolean(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise _Invalid(f"expected a boolean (true or false), got {_got(value)}")
-    return value
-
-
-def _string(value: Any) -> str:
-    if not isinstance(value, str):
-        raise _Invalid(f"expected a string, got {_got(value)}")
-    if not value.strip():
-        raise _Invalid("must not be empty")
-    return value
-
-
-def _choice(*choices: str) -> Check:
-    """A string among ``choices``, any case, with ``-`` accepted for ``_``."""
-
-    def check(value: Any) -> str:
-        normalised = _string(value).strip().lower().replace("-", "_")
-        if normalised not in choices:
-            raise _Invalid(f"unknown value {value!r} (expected one of: {', '.join(choices)})")
-        return normalised
-
-    return check
+# The daemon's own checks; the generic ones are in keyspec.py.
 
 
 def _restart_policy(value: Any) -> RestartPolicy:
     if isinstance(value, RestartPolicy):
         return value
     try:
-        return RestartPolicy.parse(_string(value))
+        return RestartPolicy.parse(string_key(value))
     except ValueError as exc:
-        raise _Invalid(str(exc)) from None
-
-
-def _table(value: Any) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise _Invalid(f"expected a table, got {_got(value)}")
-    return dict(value)
-
-
-def _string_table(value: Any) -> dict[str, str]:
-    table = _table(value)
-    for key, item in table.items():
-        if not key or "=" in key or "\0" in key:
-            raise _Invalid(f"invalid variable name {key!r}")
-        if not isinstance(item, str):
-            raise _Invalid(f"{key}: expected a string, got {_got(item)}")
-    return table
-
-
-def _path(value: Any) -> Path:
-    """A path as written (``~`` expanded); made absolute against the config dir later."""
-    if isinstance(value, Path):  # from @remote(...)
-        return value.expanduser()
-    return Path(_string(value)).expanduser()
-
-
-def _path_list(value: Any) -> tuple[Path, ...]:
-    if not isinstance(value, (list, tuple)):
-        raise _Invalid(f"expected an array of strings, got {_got(value)}")
-    paths = []
-    for index, item in enumerate(value):
-        try:
-            paths.append(_path(item))
-        except _Invalid as exc:
-            raise _Invalid(f"item {index}: {exc}") from None
-    return tuple(paths)
+        raise Invalid(str(exc)) from None
 
 
 def _cpu_list(value: Any) -> tuple[int, ...]:
     """CPU numbers this process may run on (checked against this machine)."""
     if not isinstance(value, (list, tuple)) or not value:
-        raise _Invalid(f"expected a non-empty array of CPU numbers, got {_got(value)}")
+        raise Invalid(f"expected a non-empty array of CPU numbers, got {got(value)}")
     cpus = []
     for index, item in enumerate(value):
         if isinstance(item, bool) or not isinstance(item, int) or item < 0:
-            raise _Invalid(
-                f"item {index}: expected a CPU number (an integer >= 0), got {_got(item)}"
+            raise Invalid(
+                f"item {index}: expected a CPU number (an integer >= 0), got {got(item)}"
             )
         cpus.append(item)
     if not hasattr(os, "sched_setaffinity"):
-        raise _Invalid("CPU affinity is not supported on this platform")
+        raise Invalid("CPU affinity is not supported on this platform")
     allowed = os.sched_getaffinity(0)
     missing = sorted(set(cpus) - allowed)
     if missing:
-        raise _Invalid(
+        raise Invalid(
             f"CPU {', '.join(map(str, missing))} not available here "
             f"(this process may use {', '.join(map(str, sorted(allowed)))})"
         )
@@ -338,18 +232,18 @@ def _cpu_list(value: Any) -> tuple[int, ...]:
 
 
 def _socket_mode(value: Any) -> int:
-    mode = _integer(0)(value)
+    mode = integer_key(0)(value)
     if mode & ~0o770 or (mode & 0o600) != 0o600:
-        raise _Invalid(
+        raise Invalid(
             f"must give the owner read and write and others nothing (0o600 or 0o660), got {mode:#o}"
         )
     return mode
 
 
 def _nonempty_token(value: Any) -> str:
-    token = _string(value)
+    token = string_key(value)
     if not _TOKEN_RE.fullmatch(token):
-        raise _Invalid("must be printable ASCII without spaces (it is sent in an HTTP header)")
+        raise Invalid("must be printable ASCII without spaces (it is sent in an HTTP header)")
     return token
 
 
@@ -359,9 +253,9 @@ _CLASS_PATH_RE = re.compile(rf"{_IDENT}(?:\.{_IDENT})*(?::{_IDENT}(?:\.{_IDENT})
 
 
 def _class_path(value: Any) -> str:
-    path = _string(value).strip()
+    path = string_key(value).strip()
     if not _CLASS_PATH_RE.fullmatch(path) or (":" not in path and "." not in path):
-        raise _Invalid(f"expected 'module:Class' or 'module.Class' (got {path!r})")
+        raise Invalid(f"expected 'module:Class' or 'module.Class' (got {path!r})")
     return path
 
 
@@ -427,87 +321,56 @@ def _parse_listen(listen: str) -> _Endpoint:
 
 
 def _listen(value: Any) -> str:
-    listen = _string(value).strip()
+    listen = string_key(value).strip()
     try:
         _parse_listen(listen)
     except ValueError as exc:
-        raise _Invalid(str(exc)) from None
+        raise Invalid(str(exc)) from None
     return listen
 
 
 # --------------------------------------------------------------------------- key specs
 
 
-@dataclass(frozen=True)
-class KeySpec:
-    """One config key: how it is checked, its default, and what it means (for docs)."""
-
-    name: str
-    type: str  # as documented: "float", "integer", "string", "table", ...
-    default: Any
-    check: Check
-    description: str
-    # None is accepted (from @remote(...); TOML has no null) and means "unset".
-    nullable: bool = False
-
-    @property
-    def toml_default(self) -> str:
-        """The default as it would be written in TOML ("" when there is none)."""
-        value = self.default
-        if value is None:
-            return ""
-        if isinstance(value, bool):
-            return "true" if value else "false"
-        if isinstance(value, RestartPolicy):
-            return json.dumps(value.value)
-        if isinstance(value, (str, Path)):
-            return json.dumps(str(value))
-        if isinstance(value, (tuple, list)):
-            return json.dumps([str(v) for v in value])
-        if isinstance(value, dict):
-            return "{}" if not value else json.dumps(value)
-        return repr(value)
-
-
 DAEMON_SPECS: tuple[KeySpec, ...] = (
     KeySpec("listen", "string", "127.0.0.1:7480", _listen,
             "address to serve on: 'HOST:PORT', '[IPv6]:PORT' or 'unix:/path' "
             "(any address but loopback or a Unix socket requires a token)"),
-    KeySpec("state_dir", "path", Path(".pulsing"), _path,
+    KeySpec("state_dir", "path", Path(".pulsing"), path_key,
             "directory for durable state (stream journal, idempotency store); "
             "relative to the config file"),
-    KeySpec("default_timeout", "float", 30.0, _number(positive=True),
+    KeySpec("default_timeout", "float", 30.0, number_key(positive=True),
             "seconds an ask may take when neither the ask nor its actor sets a timeout"),
     KeySpec("token", "string", None, _nonempty_token,
             "bearer token every request but /v1/health must present", nullable=True),
-    KeySpec("token_file", "path", None, _path,
+    KeySpec("token_file", "path", None, path_key,
             "file whose content (stripped) is the token; relative to the config file",
             nullable=True),
-    KeySpec("grace_period", "float", 10.0, _number(minimum=0),
+    KeySpec("grace_period", "float", 10.0, number_key(minimum=0),
             "seconds in-flight asks get to finish on SIGTERM/SIGINT before they are cancelled"),
-    KeySpec("max_body", "integer", 1048576, _integer(1024),
+    KeySpec("max_body", "integer", 1048576, integer_key(1024),
             "largest request body accepted, in bytes (at least 1024)"),
-    KeySpec("pythonpath", "array of paths", (), _path_list,
+    KeySpec("pythonpath", "array of paths", (), path_list_key,
             "directories prepended to sys.path before actor classes are imported; "
             "relative to the config file"),
-    KeySpec("stream_retention_age", "float", 604800.0, _number(positive=True),
+    KeySpec("stream_retention_age", "float", 604800.0, number_key(positive=True),
             "seconds the chunks of a finished stream are kept"),
-    KeySpec("stream_retention_chunks", "integer", 1000000, _integer(1),
+    KeySpec("stream_retention_chunks", "integer", 1000000, integer_key(1),
             "most chunks kept per stream (the oldest go first)"),
-    KeySpec("stream_retention_bytes", "integer", 1073741824, _integer(1),
+    KeySpec("stream_retention_bytes", "integer", 1073741824, integer_key(1),
             "most journal bytes kept across all streams (the oldest chunks go first)"),
-    KeySpec("idempotency_retention", "float", 86400.0, _number(positive=True),
+    KeySpec("idempotency_retention", "float", 86400.0, number_key(positive=True),
             "seconds the outcome of an ask with an idempotency key is remembered"),
-    KeySpec("max_stream_readers", "integer", 1024, _integer(1),
+    KeySpec("max_stream_readers", "integer", 1024, integer_key(1),
             "most stream readers connected at once"),
     KeySpec("cpu_affinity", "array of integers", None, _cpu_list,
             "CPUs the daemon runs on (Linux), event loop included (sync ops follow the "
             "loop's CPU anyway); one CPU also keeps the loop from moving: lower latency "
             "for sync asks. Process-isolated actors are not confined (unset: any CPU)",
             nullable=True),
-    KeySpec("events_keep", "integer", 10000, _integer(100),
+    KeySpec("events_keep", "integer", 10000, integer_key(100),
             "newest events kept in state_dir for `pulsing events` and resuming followers"),
-    KeySpec("socket_group", "string", None, _string,
+    KeySpec("socket_group", "string", None, string_key,
             "Unix socket: group that owns the socket, so its members can use the CLI "
             "(with socket_mode = 0o660)", nullable=True),
     KeySpec("socket_mode", "integer", 0o600, _socket_mode,
@@ -515,58 +378,54 @@ DAEMON_SPECS: tuple[KeySpec, ...] = (
             "socket_group); no bits for others"),
 )  # fmt: skip
 
-ACTOR_SPECS: tuple[KeySpec, ...] = (
+# The keys every actor has; ACTOR_SPECS adds isolation and the hosts' keys.
+_COMMON_ACTOR_SPECS: tuple[KeySpec, ...] = (
     KeySpec("class", "string", None, _class_path,
             "the actor class, 'module:Class' or 'module.Class' (required)"),
-    KeySpec("args", "table", {}, _table,
+    KeySpec("args", "table", {}, table_key,
             "keyword arguments for the class's constructor"),
     KeySpec("restart_policy", "string", RestartPolicy.ON_FAILURE, _restart_policy,
             "never | on_failure | always ('on-failure' accepted): restart after a failure, "
             "and with always also after run() returns"),
-    KeySpec("max_restarts", "integer", 5, _integer(0),
+    KeySpec("max_restarts", "integer", 5, integer_key(0),
             "automatic restarts allowed (within restart_window when set) before the actor "
             "is left failed"),
-    KeySpec("restart_window", "float", None, _number(positive=True),
+    KeySpec("restart_window", "float", None, number_key(positive=True),
             "seconds of the sliding window max_restarts counts within (unset: since the "
             "last reset)", nullable=True),
-    KeySpec("min_backoff", "float", 0.2, _number(minimum=0),
+    KeySpec("min_backoff", "float", 0.2, number_key(minimum=0),
             "seconds before the first restart; later delays double, with jitter"),
-    KeySpec("max_backoff", "float", 10.0, _number(minimum=0),
+    KeySpec("max_backoff", "float", 10.0, number_key(minimum=0),
             "cap on the restart delay in seconds (at least min_backoff)"),
-    KeySpec("timeout", "float", None, _number(positive=True),
+    KeySpec("timeout", "float", None, number_key(positive=True),
             "default ask timeout in seconds for this actor (unset: daemon.default_timeout)",
             nullable=True),
-    KeySpec("mailbox_size", "integer", 1024, _integer(1),
+    KeySpec("mailbox_size", "integer", 1024, integer_key(1),
             "messages that may wait for the actor; a full mailbox rejects asks"),
-    KeySpec("isolation", "string", "inline", _choice("inline", "process"),
-            "inline (in the daemon) | process (own child process; survives hard crashes)"),
-    KeySpec("kill_on_timeout", "boolean", False, _boolean,
-            "process isolation: kill and restart an instance whose op is still running "
-            "at its deadline"),
-    KeySpec("memory_limit", "integer", None, _integer(1),
-            "process isolation: memory limit in bytes; exceeding it is a failure",
-            nullable=True),
-    KeySpec("cpu_limit", "float", None, _number(positive=True),
-            "process isolation: CPU time limit in seconds; exceeding it is a failure",
-            nullable=True),
-    KeySpec("during_restart", "string", "queue", _choice("queue", "fail_fast"),
+    KeySpec("during_restart", "string", "queue", choice_key("queue", "fail_fast"),
             "queue (asks wait for the restart within their deadline) | fail_fast "
             "(recoverable error with retry-after; 'fail-fast' accepted)"),
-    KeySpec("reset_after", "float", 300.0, _number(positive=True),
+    KeySpec("reset_after", "float", 300.0, number_key(positive=True),
             "seconds of healthy running after which backoff and restart count start over",
             nullable=True),
-    KeySpec("env", "table of strings", {}, _string_table,
-            "process isolation: extra environment variables for the child process"),
-    KeySpec("cwd", "path", None, _path,
-            "process isolation: working directory of the child process; relative to the "
-            "config file", nullable=True),
-    KeySpec("autostart", "boolean", True, _boolean,
+    KeySpec("autostart", "boolean", True, boolean_key,
             "start with the daemon; false leaves the actor stopped until 'pulsing start'"),
-    KeySpec("log_max_bytes", "integer", 10485760, _integer(4096),
+    KeySpec("log_max_bytes", "integer", 10485760, integer_key(4096),
             "bytes of this actor's logs kept in state_dir/logs (output, logging records, "
             "the daemon's events about it); the oldest half goes first"),
 )  # fmt: skip
 
+
+
+def _actor_specs() -> tuple[KeySpec, ...]:
+    """Every actor key: the common ones, with ``isolation`` and the keys each host
+    brings (hosts/registry.py) after ``mailbox_size``."""
+    common = _COMMON_ACTOR_SPECS
+    at = next(i for i, spec in enumerate(common) if spec.name == "mailbox_size") + 1
+    return (*common[:at], registry.isolation_spec(), *registry.actor_keys(), *common[at:])
+
+
+ACTOR_SPECS = _actor_specs()
 DAEMON_KEYS: dict[str, str] = {spec.name: spec.description for spec in DAEMON_SPECS}
 ACTOR_KEYS: dict[str, str] = {spec.name: spec.description for spec in ACTOR_SPECS}
 
@@ -575,8 +434,8 @@ _ACTOR = {spec.name: spec for spec in ACTOR_SPECS}
 # Keys only an actor's own table may set; every other actor key is layered.
 _PER_ACTOR = {"class": "set it in each [actors.NAME] table", "args": "set it per actor"}
 _LAYERED = {name: spec for name, spec in _ACTOR.items() if name not in _PER_ACTOR}
-# Keys that only mean something with isolation = "process".
-_PROCESS_ONLY = ("memory_limit", "cpu_limit", "env", "cwd")
+# The keys the hosts declare: they go to ActorConfig.host_keys.
+_HOST_KEYS = tuple(spec.name for spec in registry.actor_keys())
 
 
 # --------------------------------------------------------------------------- line locator
@@ -702,8 +561,9 @@ def _read_table(
         else:
             try:
                 values[key] = spec.check(raw)
-            except _Invalid as exc:
-                problems.add(path, str(exc), at=at)
+            except Invalid as exc:
+                for each in exc.each():
+                    problems.add((*path, *each.at), str(each), at=at)
                 values[key] = _INVALID
     return values
 
@@ -718,7 +578,7 @@ def _sub_table(
 ) -> dict[str, Any]:
     value = data.get(key, {})
     if not isinstance(value, dict):
-        problems.add((*where, key), f"expected a table, got {_got(value)}")
+        problems.add((*where, key), f"expected a table, got {got(value)}")
         return {}
     return value
 
@@ -732,10 +592,12 @@ def _absolute(base: Path, path: Path) -> Path:
 
 def _daemon_config(table: Mapping[str, Any], base: Path, problems: _Problems) -> DaemonConfig:
     """The [daemon] table; invalid values (already reported) are replaced by defaults."""
+    table, hosts = _host_tables(table, problems)
     values = _read_table(table, _DAEMON, ("daemon",), problems)
     invalid = {key for key, value in values.items() if value is _INVALID}
-    settings = {spec.name: spec.default for spec in DAEMON_SPECS}
+    settings: dict[str, Any] = {spec.name: spec.default for spec in DAEMON_SPECS}
     settings.update((key, value) for key, value in values.items() if key not in invalid)
+    settings["hosts"] = hosts
 
     settings["state_dir"] = _absolute(base, settings["state_dir"])
     settings["pythonpath"] = tuple(_absolute(base, p) for p in settings["pythonpath"])
@@ -770,6 +632,28 @@ def _daemon_config(table: Mapping[str, Any], base: Path, problems: _Problems) ->
                 f"listening on {endpoint.host} requires a token (set token or token_file)",
             )
     return DaemonConfig(**settings)
+
+
+def _host_tables(
+    table: Mapping[str, Any], problems: _Problems
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """Take the [daemon.ISOLATION] tables of the hosts with daemon keys out of [daemon]:
+    (the rest of [daemon], each host's values with its defaults filled in)."""
+    rest = dict(table)
+    hosts: dict[str, dict[str, Any]] = {}
+    for isolation, host in registry.hosts().items():
+        if not host.keys.daemon:
+            continue
+        where = ("daemon", isolation)
+        raw = rest.pop(isolation, {})
+        if not isinstance(raw, dict):
+            problems.add(where, f"expected a table, got {got(raw)}")
+            raw = {}
+        specs = {spec.name: spec for spec in host.keys.daemon}
+        values = _read_table(raw, specs, where, problems)
+        hosts[isolation] = {spec.name: spec.default for spec in host.keys.daemon}
+        hosts[isolation].update((k, v) for k, v in values.items() if v is not _INVALID)
+    return rest, hosts
 
 
 def _token_file_problem(token_file: Path) -> str | None:
@@ -915,23 +799,34 @@ def _actor_config(
             f"({settings['max_backoff']:g})",
         )
         valid = False
-    if settings["isolation"] != "process":
-        # Only the actor's own table: [defaults] may well serve inline actors too.
-        for key in _PROCESS_ONLY:
-            if key in own:
-                problems.add((*where, key), 'only applies with isolation = "process"')
-                valid = False
-    if settings["cwd"] is not None:
-        settings["cwd"] = str(_absolute(base, settings["cwd"]))
-        if not Path(settings["cwd"]).is_dir():
+    for isolation, host in registry.hosts().items():
+        if settings["isolation"] != isolation:
+            # Only the actor's own table: [defaults] may well serve other actors too.
+            for key in host.keys.exclusive:
+                if key in own:
+                    problems.add((*where, key), f'only applies with isolation = "{isolation}"')
+                    valid = False
+        elif (missing := host.unavailable()) is not None:  # e.g. Ray not installed
             problems.add(
-                (*(origin["cwd"] or where), "cwd"), f"no such directory: {settings['cwd']}"
+                (*(origin["isolation"] or where), "isolation"),
+                f'isolation = "{isolation}" {missing}',
             )
             valid = False
-    if not valid:
+    host_keys = {key: settings.pop(key) for key in _HOST_KEYS}
+    found: list[str] = []
+
+    def problem(key: str, reason: str) -> None:
+        problems.add((*(origin[key] or where), key), reason)
+        found.append(key)
+
+    for host in registry.hosts().values():
+        if host.keys.finish is not None:
+            host.keys.finish(host_keys, base, problem)
+    if not valid or found:
         return None
-    settings["env"] = dict(settings["env"])
-    return ActorConfig(name=name, class_path=class_path, args=args, cls=cls, **settings)
+    return ActorConfig(
+        name=name, class_path=class_path, args=args, cls=cls, host_keys=host_keys, **settings
+    )
 
 
 # --------------------------------------------------------------------------- entry points
@@ -980,7 +875,7 @@ def parse_config(
     actors: dict[str, ActorConfig] = {}
     for name, table in _sub_table(data, "actors", (), problems).items():
         if not isinstance(table, dict):
-            problems.add(("actors", name), f"expected a table, got {_got(table)}")
+            problems.add(("actors", name), f"expected a table, got {got(table)}")
             continue
         actor = _actor_config(name, table, defaults, base, problems, import_classes=import_classes)
         if actor is not None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Any
 
 Clock = Callable[[], float]  # seconds; only differences between readings mean anything
 
@@ -54,3 +55,41 @@ class Deadline:
 
     def __repr__(self) -> str:
         return f"Deadline(at={self.at!r}, remaining={self.remaining():.3f})"
+
+
+def deadline_scope(seconds: float) -> Any:
+    """Cancel the current task ``seconds`` from now, reported as ``TimeoutError``:
+    ``asyncio.timeout`` (Python >= 3.11), or a shim with the same ``expired()``."""
+    timeout = getattr(asyncio, "timeout", None)
+    if timeout is not None:
+        return timeout(seconds)
+    return _TimeoutShim(seconds)
+
+
+class _TimeoutShim:
+    """Python 3.10: cancel the current task at the deadline, report it as TimeoutError."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._expired = False
+        self._handle: asyncio.TimerHandle | None = None
+
+    def expired(self) -> bool:
+        return self._expired
+
+    def _fire(self, task: asyncio.Task[Any]) -> None:
+        self._expired = True
+        task.cancel()
+
+    async def __aenter__(self) -> _TimeoutShim:
+        task = asyncio.current_task()
+        assert task is not None
+        self._handle = asyncio.get_running_loop().call_later(self.seconds, self._fire, task)
+        return self
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+        if self._handle is not None:
+            self._handle.cancel()
+        if self._expired and exc_type is asyncio.CancelledError:
+            raise TimeoutError from exc
+        return False

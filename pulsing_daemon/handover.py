@@ -25,7 +25,8 @@ import asyncio
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pulsing_daemon.exceptions import PulsingRuntimeError, PulsingSystemError
-from pulsing_daemon.host import InstanceLost, SyncCallState
+from pulsing_daemon.hosts.base import InstanceLost
+from pulsing_daemon.hosts.threads import SyncCallState
 
 if TYPE_CHECKING:
     from pulsing_daemon.actor import ActorCell, Envelope
@@ -78,9 +79,11 @@ async def hand_over(cell: ActorCell, envelope: Envelope) -> bool:
     if len(batch) > 1:
         loop.call_later(AHEAD_FOR, revoke_waiting, cell)
     try:
-        await asyncio.wait(written)  # one group commit holds them all
+        # One group commit holds them all (queued together, before any flush): the last
+        # one is settled when every one is.
+        await written[-1]
     except asyncio.CancelledError:  # daemon shutdown past the grace period
-        cell._answer(
+        cell.answer(
             envelope,
             error=PulsingRuntimeError(
                 f"daemon shutting down; {envelope.op} was not executed",
@@ -89,15 +92,18 @@ async def hand_over(cell: ActorCell, envelope: Envelope) -> bool:
             ),
         )
         raise
-    failed = next((f.exception() for f in written if f.exception() is not None), None)
+    except Exception:  # the commit failed: every member's future says so (read below)
+        pass
+    errors = [f.exception() for f in written]  # each retrieved: no "never retrieved" noise
+    failed = next((e for e in errors if e is not None), None)
     if failed is None:
         if envelope.deadline > loop.time():
             return True
-        cell._answer(envelope, error=cell._expired_error(envelope))  # it will not start
+        cell.answer(envelope, error=cell.expired_error(envelope))  # it will not start
         return False
     for member in batch:  # nothing was written: none of them was handed over
         member.handed = 0.0
-    cell._answer(
+    cell.answer(
         envelope,
         error=PulsingSystemError(
             f"could not record {envelope.op} as handed over: {failed}", recoverable=True
@@ -117,7 +123,7 @@ def revoke_waiting(cell: ActorCell) -> None:
         if 0.0 < queued.handed <= before and queued.state is EnvelopeState.QUEUED:
             queued.handed = 0.0
             queued.handover.revoke()  # type: ignore[union-attr]
-    batch = cell._batch
+    batch = cell.batch
     if not any(0.0 < m.handed <= before and m.state is EnvelopeState.BATCHED for m in batch):
         return
     # Batch members, last first: the op thread goes first to last, so every member
@@ -135,7 +141,7 @@ def revoke_waiting(cell: ActorCell) -> None:
 
 def lost_error(envelope: Envelope | None, cause: BaseException | None) -> PulsingSystemError | None:
     """The answer to a keyed ask whose instance was lost after its op was handed over
-    (see ``host.InstanceLost``): its outcome is unknown, and it is never run again with
+    (see ``hosts.base.InstanceLost``): its outcome is unknown, and it is never run again with
     its key. None for anything else (the usual failure error applies)."""
     if envelope is None or not envelope.handed or not isinstance(cause, InstanceLost):
         return None

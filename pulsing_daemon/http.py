@@ -228,8 +228,7 @@ def parse_timeout(request: web.Request, body: dict[str, Any]) -> float | None:
 # ---------------------------------------------------------------------- handlers
 async def health(request: web.Request) -> web.Response:
     """Liveness: 200 while serving; "degraded" names the failed actors (readiness.py: ready)."""
-    cells = request.app[SUPERVISOR].cells.values()
-    failed = [cell.name for cell in cells if cell.state.value == "failed"]
+    failed = request.app[SUPERVISOR].failed()
     return json_response(
         {
             "status": "degraded" if failed else "ok",
@@ -252,10 +251,7 @@ def status_payload(request: web.Request, name: str | None = None) -> dict[str, A
             "config": str(supervisor.config.path),
             "listen": supervisor.config.daemon.listen,
         },
-        "actors": [
-            {**actor, "autostart": supervisor.cells[actor["name"]].config.autostart}
-            for actor in supervisor.status(name)
-        ],
+        "actors": supervisor.status(name),
     }
 
 
@@ -271,23 +267,17 @@ async def ask(request: web.Request) -> web.Response:
     body = await read_json(request)
     op, args, kwargs = parse_call(body)
     timeout = parse_timeout(request, body)
-    supervisor = request.app[SUPERVISOR]
     key = parse_key(request.headers.get("Idempotency-Key"))
-    cell, envelope = supervisor.envelope(request.match_info["name"], op, args, kwargs, timeout)
-    if key is None:
-        cell.submit(envelope)
-        await envelope.future
-    else:
-        value, replayed = await request.app[IDEMPOTENCY].ask(cell, envelope, key)
-        if replayed:
-            return web.Response(
-                text=wire.replayed_body(value),
-                content_type=JSON_TYPE,
-                headers={wire.REPLAYED: "true"},
-            )
-    return web.Response(
-        text=wire.result_body(envelope.result_json or "null"), content_type=JSON_TYPE
+    answer, replayed = await request.app[SUPERVISOR].ask(
+        request.match_info["name"], op, args, kwargs, timeout, key
     )
+    if replayed:
+        return web.Response(
+            text=wire.replayed_body(answer),
+            content_type=JSON_TYPE,
+            headers={wire.REPLAYED: "true"},
+        )
+    return web.Response(text=wire.result_body(answer), content_type=JSON_TYPE)
 
 
 async def start_stream(request: web.Request) -> web.Response:
@@ -373,19 +363,9 @@ async def stream_info(request: web.Request) -> web.Response:
 
 async def control(request: web.Request) -> web.Response:
     name, action = request.match_info["name"], request.match_info["action"]
-    cell = request.app[SUPERVISOR].cell(name)
-    before = cell.state.value
-    request.app[SUPERVISOR].events.emit("operator", name, action=action, before=before)
-    if action == "restart":
-        await cell.restart()
-    elif action == "stop":
-        await cell.stop()
-    else:
-        cell.start()
-    if action != "stop":
-        await cell.settle(timeout=10.0)
+    before, after = await request.app[SUPERVISOR].control(name, action)
     payload = status_payload(request, name)
-    payload["action"] = {"name": action, "before": before, "after": cell.state.value}
+    payload["action"] = {"name": action, "before": before, "after": after}
     return json_response(payload)
 
 
@@ -427,6 +407,7 @@ def build_app(
     app[SUPERVISOR] = supervisor
     app[STREAMS] = streams
     app[IDEMPOTENCY] = idempotency
+    supervisor.idempotency = idempotency  # keyed asks go through it
     app[MAX_READERS] = max_readers
     app[METRICS] = Metrics()
     app[METRICS].attach(supervisor, streams)

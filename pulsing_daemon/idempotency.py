@@ -23,7 +23,7 @@ Rules (also in pulsing.toml(5)):
 - A record still *started* when the daemon starts means the daemon died after the op
   was handed over: a repeat gets a non-recoverable system error saying the outcome is
   unknown. So does the ask itself when its instance is lost after the handover (a
-  process-isolated actor's child dies: ``host.InstanceLost``); that answer is stored.
+  process-isolated actor's child dies: ``hosts.base.InstanceLost``); that answer is stored.
 """
 
 from __future__ import annotations

@@ -56,7 +56,7 @@ def _since(request: web.Request) -> tuple[str | None, bool]:
 async def actor_logs(request: web.Request) -> web.StreamResponse:
     supervisor = request.app[SUPERVISOR]
     name = request.match_info["name"]
-    supervisor.cell(name)  # 404 for an unknown actor
+    supervisor.actor_config(name)  # 404 for an unknown actor
     store = supervisor.logs
     lines = _lines(request)
     since, seen = _since(request)

@@ -76,49 +76,49 @@ class NotifyConfig:
 
 
 def _command(value: Any) -> tuple[str, ...]:
-    from pulsing_daemon.config import _Invalid
+    from pulsing_daemon.keyspec import Invalid
 
     if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-        raise _Invalid(
+        raise Invalid(
             'expected a non-empty array of strings, e.g. ["/usr/local/bin/page-me", "--urgent"]'
         )
     if not value[0].strip():
-        raise _Invalid("the program (first element) must not be empty")
+        raise Invalid("the program (first element) must not be empty")
     return tuple(value)
 
 
 def _url(value: Any) -> str:
-    from pulsing_daemon.config import _Invalid, _string
+    from pulsing_daemon.keyspec import Invalid, string_key
 
-    text = _string(value).strip()
+    text = string_key(value).strip()
     if not text.startswith(("http://", "https://")) or len(text) <= len("https://"):
-        raise _Invalid(f"expected an http:// or https:// URL, got {text[:60]!r}")
+        raise Invalid(f"expected an http:// or https:// URL, got {text[:60]!r}")
     return text
 
 
 def _kinds(value: Any) -> tuple[str, ...]:
-    from pulsing_daemon.config import _Invalid
+    from pulsing_daemon.keyspec import Invalid
 
     if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-        raise _Invalid(f"expected a non-empty array of event kinds ({', '.join(EVENT_KINDS)}, *)")
+        raise Invalid(f"expected a non-empty array of event kinds ({', '.join(EVENT_KINDS)}, *)")
     unknown = [v for v in value if v != "*" and v not in EVENT_KINDS]
     if unknown:
-        raise _Invalid(
+        raise Invalid(
             f"unknown event kind {unknown[0]!r} (expected: {', '.join(EVENT_KINDS)}, or *)"
         )
     return tuple(value)
 
 
 def _patterns(value: Any) -> tuple[str, ...]:
-    from pulsing_daemon.config import _Invalid
+    from pulsing_daemon.keyspec import Invalid
 
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise _Invalid("expected an array of actor names or shell patterns ('worker-*')")
+        raise Invalid("expected an array of actor names or shell patterns ('worker-*')")
     return tuple(value)
 
 
 def _specs() -> tuple[Any, ...]:
-    from pulsing_daemon.config import KeySpec, _number, _string_table
+    from pulsing_daemon.keyspec import KeySpec, number_key, string_table_key
 
     return (
         KeySpec("command", "array", None, _command,
@@ -132,13 +132,13 @@ def _specs() -> tuple[Any, ...]:
         KeySpec("actors", "array", None, _patterns,
                 "only events of these actors (names or shell patterns); unset: every actor "
                 "(daemon events have no actor and pass only when unset)", nullable=True),
-        KeySpec("timeout", "float", 10.0, _number(positive=True),
+        KeySpec("timeout", "float", 10.0, number_key(positive=True),
                 "seconds a delivery may take; a command still running then is killed "
                 "(its process group)"),
-        KeySpec("min_interval", "float", 1.0, _number(minimum=0),
+        KeySpec("min_interval", "float", 1.0, number_key(minimum=0),
                 "seconds between the starts of two deliveries of this hook; events in "
                 "between are coalesced into the next one"),
-        KeySpec("headers", "table", None, _string_table,
+        KeySpec("headers", "table", None, string_table_key,
                 "extra HTTP headers for url (e.g. Authorization)", nullable=True),
     )  # fmt: skip
 
@@ -148,17 +148,18 @@ NOTIFY_SPECS: tuple[Any, ...] = _specs()
 
 def parse_notify(raw: Any, problems: Any) -> tuple[NotifyConfig, ...]:
     """The ``[[notify]]`` tables of a config file (problems are added to ``problems``)."""
-    from pulsing_daemon.config import _INVALID, _got, _read_table
+    from pulsing_daemon.config import _INVALID, _read_table
+    from pulsing_daemon.keyspec import got
 
     if not isinstance(raw, list):
-        problems.add(("notify",), f"expected [[notify]] tables, got {_got(raw)}")
+        problems.add(("notify",), f"expected [[notify]] tables, got {got(raw)}")
         return ()
     specs = {spec.name: spec for spec in NOTIFY_SPECS}
     hooks: list[NotifyConfig] = []
     for number, table in enumerate(raw, start=1):
         where = ("notify", str(number))
         if not isinstance(table, dict):
-            problems.add(where, f"expected a table, got {_got(table)}")
+            problems.add(where, f"expected a table, got {got(table)}")
             continue
         values = _read_table(table, specs, where, problems)
         if any(value is _INVALID for value in values.values()):

@@ -95,7 +95,7 @@ async def streams(request: web.Request) -> web.Response:
     limit = _int_param(request, "limit", request.query.get("limit"))
     rows = request.app[STREAMS].listing(actor, DEFAULT_LIMIT if limit is None else limit)
     if actor is not None and not rows:
-        request.app[SUPERVISOR].cell(actor)  # an unknown actor is a 404, not an empty list
+        request.app[SUPERVISOR].actor_config(actor)  # an unknown actor: 404, not an empty list
     if state is not None:
         rows = [row for row in rows if row["state"] == state]
     return json_response({"schema": 1, "streams": rows})
@@ -104,10 +104,10 @@ async def streams(request: web.Request) -> web.Response:
 async def actor_ops(request: web.Request) -> web.Response:
     """``GET /v1/actors/{name}/ops``: the actor's public ops (for shell completion and
     humans): name, kind (ask | stream), parameters, and whether it takes raw messages."""
-    from pulsing_daemon.host import describe_ops
+    from pulsing_daemon.hosts.ops import describe_ops
 
-    cell = request.app[SUPERVISOR].cell(request.match_info["name"])
-    cls = cell.config.cls
+    config = request.app[SUPERVISOR].actor_config(request.match_info["name"])
+    cls = config.cls
     ops = []
     for name, info in sorted(describe_ops(cls).items()) if cls is not None else ():
         params = (
@@ -117,7 +117,7 @@ async def actor_ops(request: web.Request) -> web.Response:
         )
         ops.append({"name": name, "kind": info.kind.value, "params": params})
     raw = cls is not None and callable(getattr(cls, "receive", None))
-    return json_response({"actor": cell.name, "ops": ops, "receive": raw})
+    return json_response({"actor": config.name, "ops": ops, "receive": raw})
 
 
 def _frame(event: dict[str, Any], ndjson: bool) -> str:

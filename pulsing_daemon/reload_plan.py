@@ -81,6 +81,7 @@ def _effective(actor: ActorConfig, daemon: DaemonConfig) -> dict[str, Any]:
     """Every key of an actor as the cell sees it (``timeout`` after the daemon default)."""
     values = {f.name: getattr(actor, f.name) for f in dataclasses.fields(actor) if f.compare}
     del values["name"]
+    values.update(values.pop("host_keys"))  # a host's keys by their own names
     values["timeout"] = actor.timeout or daemon.default_timeout
     return values
 

@@ -25,7 +25,6 @@ from pulsing_daemon.exceptions import (
     PulsingRuntimeError,
     PulsingSystemError,
 )
-from pulsing_daemon.host import OpKind, bind_arguments, resolve_op
 from pulsing_daemon.journal import Journal, StreamRecord
 from pulsing_daemon.supervisor import Supervisor
 from pulsing_daemon.wire import END, encode_chunk, fingerprint, terminal_body
@@ -172,11 +171,7 @@ class StreamManager:
 
         Returns (stream id, attached). No await: check-and-create is atomic on the loop.
         """
-        cell = self.supervisor.cell(actor)
-        if cell.config.cls is not None:  # unknown / non-streaming op, bad arguments: fail now
-            info = resolve_op(cell.config.cls, op, OpKind.STREAM)
-            if info is not None:
-                bind_arguments(info, args, kwargs)
+        self.supervisor.check_stream(actor, op, args, kwargs)
         request_fingerprint = fingerprint(op, args, kwargs)
         if key is not None:
             existing = self.journal.stream_by_key(actor, key)
@@ -191,7 +186,6 @@ class StreamManager:
                 return existing.id, True
         stream_id = "s" + secrets.token_hex(8)
         stream = LiveStream(stream_id, actor, op, self.journal, self.config.stream_retention_chunks)
-        _, envelope = self.supervisor.envelope(actor, op, args, kwargs, timeout=None, sink=stream)
         created = self.journal.wall_clock()
         self.journal.create_stream(
             StreamRecord(
@@ -199,7 +193,7 @@ class StreamManager:
             )
         )
         try:
-            cell.submit(envelope)
+            envelope = self.supervisor.stream(actor, op, args, kwargs, stream)
         except PulsingError:
             self.journal.delete_stream(stream_id)
             raise

@@ -17,9 +17,12 @@ Block kinds:
     ``config check``), read from the Typer command tree: names, metavars, help,
     defaults, ranges, environment variables (``OPTIONS`` alone: the global
     options of ``pulsing`` itself);
-``KEYS daemon`` / ``KEYS actors`` / ``KEYS notify``
+``KEYS daemon`` / ``KEYS actors`` / ``KEYS daemon.ISOLATION`` / ``KEYS actors.ray`` /
+``KEYS notify``
     the config keys, from ``DAEMON_SPECS`` / ``ACTOR_SPECS`` in
-    ``pulsing_daemon/config.py`` and ``NOTIFY_SPECS`` in ``pulsing_daemon/notify.py``
+    ``pulsing_daemon/config.py``, a host's ``keys.daemon`` (hosts/registry.py), the
+    ``ray`` table's ``RAY_OPTION_SPECS`` in ``pulsing_daemon/hosts/ray.py`` and
+    ``NOTIFY_SPECS`` in ``pulsing_daemon/notify.py``
     (name, type, default, description).
 
 ``@VERSION@`` is replaced by the package version. Every command must be covered by
@@ -270,14 +273,24 @@ def render_commands(nodes: dict[tuple[str, ...], Node], pages: set[str]) -> list
 
 def render_keys(table: str) -> list[str]:
     from pulsing_daemon import config, notify
+    from pulsing_daemon.hosts import registry
 
     specs = {
         "daemon": config.DAEMON_SPECS,
         "actors": config.ACTOR_SPECS,
         "notify": notify.NOTIFY_SPECS,
     }.get(table)
+    if specs is None and table.startswith("daemon.") and table[7:] in registry.hosts():
+        specs = registry.host_class(table[7:]).keys.daemon  # [daemon.ISOLATION]
+    elif specs is None and table == "actors.ray":
+        from pulsing_daemon.hosts.ray import RAY_OPTION_SPECS
+
+        specs = RAY_OPTION_SPECS
     if specs is None:
-        raise GenerationError(f"KEYS {table}: expected 'daemon', 'actors' or 'notify'")
+        raise GenerationError(
+            f"KEYS {table}: expected 'daemon', 'actors', 'daemon.ISOLATION', 'actors.ray' "
+            "or 'notify'"
+        )
     lines: list[str] = []
     for spec in specs:
         if spec.toml_default:

@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 from e2e_helpers import pulsing_command
+from raytest import ray_cluster, ray_netns  # noqa: F401 - session fixtures of the Ray tests
 
 TESTS_DIR = Path(__file__).resolve().parent
 ACTORS_DIR = TESTS_DIR / "e2e"  # e2e_actors.py lives here
@@ -160,9 +161,10 @@ class Daemon:
         timeout: float = 30.0,
         raw: bytes | None = None,
     ) -> tuple[int, dict[str, str], Any]:
-        """A plain HTTP request (TCP endpoints); returns (status, headers, parsed JSON or text)."""
-        assert self.port is not None
+        """A plain HTTP request; returns (status, headers, parsed JSON or text)."""
         data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+        if self.port is None:
+            return self._unix_http(method, path, data, headers or {}, timeout)
         request = urllib.request.Request(
             f"http://127.0.0.1:{self.port}{path}", data=data, method=method
         )
@@ -180,6 +182,32 @@ class Daemon:
             return status, head, json.loads(payload)
         except ValueError:
             return status, head, payload.decode(errors="replace")
+
+    def _unix_http(
+        self, method: str, path: str, data: bytes | None, headers: dict[str, str], timeout: float
+    ) -> tuple[int, dict[str, str], Any]:
+        import http.client
+
+        class Connection(http.client.HTTPConnection):
+            def connect(conn) -> None:  # conn: the connection; self: the daemon
+                conn.sock = socket.socket(socket.AF_UNIX)
+                conn.sock.settimeout(timeout)
+                conn.sock.connect(self.endpoint.removeprefix("unix:"))
+
+        connection = Connection("localhost", timeout=timeout)
+        head = {"Content-Type": "application/json", **headers}
+        if self.token:
+            head["Authorization"] = f"Bearer {self.token}"
+        try:
+            connection.request(method, path, body=data, headers=head)
+            response = connection.getresponse()
+            status, head_out, payload = response.status, dict(response.headers), response.read()
+        finally:
+            connection.close()
+        try:
+            return status, head_out, json.loads(payload)
+        except ValueError:
+            return status, head_out, payload.decode(errors="replace")
 
     def ask(self, actor: str, op: str, timeout: float | None = None, **kwargs: Any) -> Any:
         headers = {"Pulsing-Timeout": str(timeout)} if timeout else {}

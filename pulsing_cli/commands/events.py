@@ -74,4 +74,4 @@ def events(
                     out.line(event_line(event))
         return 0
 
-    run(options, main)
+    run(options, main, follows=follow)

@@ -82,4 +82,4 @@ def logs(
                     out.line(log_line(record))
         return 0
 
-    run(options, main)
+    run(options, main, follows=follow)

@@ -113,7 +113,7 @@ def status(
                     return code
                 await asyncio.sleep(interval)
 
-    run(options, main)
+    run(options, main, follows=watch)
 
 
 async def _fetch(client, words: list[str]) -> tuple[dict[str, Any], list[tuple[str, Any]]]:  # type: ignore[no-untyped-def]

@@ -115,7 +115,7 @@ class RunCrashes:
 
 
 class SyncWorker:
-    """Sync ops only, so queued asks are taken into batches (host.run_sync_batch)."""
+    """Sync ops only, so queued asks are taken into batches (batching.run_batch)."""
 
     def mark(self, token: str) -> str:
         RAN.append(token)

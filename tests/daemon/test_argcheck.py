@@ -8,7 +8,7 @@ import pytest
 
 from pulsing_daemon.argcheck import validator
 from pulsing_daemon.exceptions import PulsingBusinessError
-from pulsing_daemon.host import bind_arguments, describe_ops
+from pulsing_daemon.hosts.ops import bind_arguments, describe_ops
 
 CASES: list[tuple[Any, list[Any], list[Any]]] = [
     (int, [0, -5, 10**20], [True, 1.0, "1", None, [1]]),

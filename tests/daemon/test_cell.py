@@ -29,8 +29,8 @@ from pulsing_daemon.exceptions import (
     PulsingTimeoutError,
     PulsingUnsupportedError,
 )
+from pulsing_daemon.hosts.registry import make_host
 from pulsing_daemon.states import ActorState
-from pulsing_daemon.supervisor import make_host
 
 HERE = Path(__file__).resolve().parent
 BOUND = 3.0  # the longest any single wait in these tests may take
@@ -703,7 +703,7 @@ def test_run_crash_is_a_failure(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------ sync batches
 # Sync asks queued behind each other run in one trip to the op thread
-# (actor._execute_batch): order, deadlines of members still waiting in the batch,
+# (batching.run_batch): order, deadlines of members still waiting in the batch,
 # and a failure mid-batch.
 def submit_all(cell: ActorCell, calls: list[tuple[str, dict, float]]) -> list:
     envelopes = [new_envelope(op, [], kwargs, timeout) for op, kwargs, timeout in calls]

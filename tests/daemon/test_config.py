@@ -90,9 +90,9 @@ def test_example_with_every_process_key_enabled_loads(tmp_path: Path) -> None:
     config = parse_config(text, tmp_path / "pulsing.toml")
     actor = config.actors["worker"]
     assert actor.isolation == "process"
-    assert actor.memory_limit == 536870912
-    assert actor.env == {"PYTHONUNBUFFERED": "1"}
-    assert actor.cwd == str(tmp_path)
+    assert actor.host_keys["memory_limit"] == 536870912
+    assert actor.host_keys["env"] == {"PYTHONUNBUFFERED": "1"}
+    assert actor.host_keys["cwd"] == str(tmp_path)
 
 
 def test_empty_file_is_a_valid_daemon_with_defaults(tmp_path: Path) -> None:
@@ -280,7 +280,7 @@ def test_unknown_keys_with_suggestions(tmp_path: Path) -> None:
         ("memory_limit = 0", "must be >= 1 (got 0)"),
         ("timeout = inf", "must be a finite number (got inf)"),
         ("restart_policy = 'sometimes'", "unknown restart policy 'sometimes'"),
-        ("isolation = 'thread'", "unknown value 'thread' (expected one of: inline, process)"),
+        ("isolation = 'thread'", "unknown value 'thread' (expected one of: inline, process, ray)"),
         ("during_restart = 'drop'", "unknown value 'drop' (expected one of: queue, fail_fast)"),
         ("min_backoff = true", "expected a number, got boolean (true)"),
         ("max_restarts = true", "expected an integer, got boolean (true)"),
@@ -348,8 +348,8 @@ def test_process_only_keys_need_process_isolation(tmp_path: Path) -> None:
     found = problems(tmp_path, base)
     assert found["actors.w.memory_limit"].reason == 'only applies with isolation = "process"'
     config = load(tmp_path, base + 'isolation = "process"\ncwd = "."\nenv = { A = "1" }\n')
-    assert config.actors["w"].cwd == str(tmp_path)
-    assert config.actors["w"].env == {"A": "1"}
+    assert config.actors["w"].host_keys["cwd"] == str(tmp_path)
+    assert config.actors["w"].host_keys["env"] == {"A": "1"}
 
 
 def test_missing_cwd_directory(tmp_path: Path) -> None:

@@ -13,8 +13,8 @@ from virtual_time import run_virtual
 from pulsing_daemon.actor import ActorCell, new_envelope
 from pulsing_daemon.deadline import Deadline, loop_clock
 from pulsing_daemon.exceptions import PulsingTimeoutError
+from pulsing_daemon.hosts.registry import make_host
 from pulsing_daemon.states import ActorState
-from pulsing_daemon.supervisor import make_host
 
 REAL_BOUND = 2.0  # real seconds any virtual-time test may take
 

@@ -1,4 +1,4 @@
-"""host.py: op resolution and argument checks (the fast path agrees with Signature.bind)."""
+"""hosts/ops.py: op resolution and argument checks (the fast path agrees with Signature.bind)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from pulsing_daemon.exceptions import PulsingBusinessError
-from pulsing_daemon.host import PlainParameters, bind_arguments, describe_ops
+from pulsing_daemon.hosts.ops import PlainParameters, bind_arguments, describe_ops
 
 
 class Shapes:

@@ -94,7 +94,7 @@ def test_capture_routes_by_the_running_actor() -> None:
                 print(f"{tag} thread")
                 thread_lines.append("ran")
 
-            from pulsing_daemon.host import run_sync
+            from pulsing_daemon.hosts.threads import run_sync
 
             await run_sync(in_thread)
             assert thread_lines == ["ran"]

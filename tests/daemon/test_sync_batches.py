@@ -1,4 +1,4 @@
-"""host.py's sync batch machinery on its own: SyncCall, LoopPost, run_sync_batch.
+"""hosts/threads.py's sync batch machinery on its own: SyncCall, LoopPost, run_sync_batch.
 
 Each test runs its own event loop with ``asyncio.run``; the op thread is the real
 thread pool, and every wait is bounded.
@@ -15,7 +15,13 @@ from typing import Any
 import pytest
 
 from pulsing_daemon.exceptions import PulsingBusinessError, PulsingSystemError
-from pulsing_daemon.host import LoopPost, SyncCall, SyncCallState, loop_post, run_sync_batch
+from pulsing_daemon.hosts.threads import (
+    LoopPost,
+    SyncCall,
+    SyncCallState,
+    loop_post,
+    run_sync_batch,
+)
 
 BOUND = 3.0  # the longest any single wait in these tests may take
 

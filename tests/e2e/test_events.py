@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import select
 import time
 from typing import Any
 
@@ -127,9 +128,14 @@ def test_sse_resumes_from_last_event_id_and_follows(daemon_factory: Any) -> None
 def test_events_follow_rides_through_a_daemon_restart(daemon_factory: Any) -> None:
     d = daemon_factory(CRASHER)
     wait_for(lambda: events_of(d), what="events")
-    follower = d.cli_background("events", "-f", "--json", "--lines", "0")
+    follower = d.cli_background("events", "-f", "--json", "--lines", "1")
     try:
-        time.sleep(0.5)
+        assert follower.stdout is not None
+        # The last event arrives first: the follower is connected (a fixed sleep here
+        # lost the race to a slow CLI start-up on a busy machine).
+        ready, _, _ = select.select([follower.stdout], [], [], 20)
+        assert ready, "the follower printed nothing"
+        follower.stdout.readline()
         d.stop()
         d.start()
         d.ask("crasher", "crash", message="after restart")

@@ -96,7 +96,13 @@ def test_status_is_readable_at_80_columns(daemon_factory: Any) -> None:
 
 def test_a_closed_pipe_ends_any_command_quietly(daemon_factory: Any) -> None:
     d = daemon_factory(ACTORS)
-    for command in ("status --watch --interval 0.1", "events -f --lines 100"):
+    # A follower that has printed its one line and has nothing more to say still ends
+    # when its reader goes away (it would otherwise wait for its next write).
+    for command in (
+        "status --watch --interval 0.1",
+        "events -f --lines 1",
+        "logs steady -f -n 1",
+    ):
         started = time.monotonic()
         result = subprocess.run(
             f"{' '.join(pulsing_command())} {command} | head -1",

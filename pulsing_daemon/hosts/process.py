@@ -18,29 +18,36 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from pulsing_daemon import affinity, log
-from pulsing_daemon.config import ActorConfig
 from pulsing_daemon.exceptions import from_wire
-from pulsing_daemon.framing import FrameError, encode, read_frame
-from pulsing_daemon.host import (
-    ActorHost,
-    InstanceLost,
-    OpKind,
-    bind_arguments,
-    queued_chunks,
-    resolve_op,
+from pulsing_daemon.hosts.base import ActorHost, Exit, HostFailure, HostKeys, InstanceLost
+from pulsing_daemon.hosts.framing import FrameError, encode, read_frame
+from pulsing_daemon.hosts.ops import OpKind, bind_arguments, resolve_op
+from pulsing_daemon.hosts.registry import register
+from pulsing_daemon.hosts.threads import queued_chunks
+from pulsing_daemon.keyspec import (
+    KeySpec,
+    boolean_key,
+    integer_key,
+    number_key,
+    path_key,
+    string_table_key,
 )
 from pulsing_daemon.storage import logs
+
+if TYPE_CHECKING:
+    from pulsing_daemon.config import ActorConfig
 
 START_TIMEOUT = 60.0
 STOP_GRACE = 5.0
 CANCEL_GRACE = 1.0
 
 
-class ChildError(Exception):
+class ChildError(HostFailure):
     """An exception raised in the child, by type name and message."""
 
     def __init__(self, type_name: str, message: str) -> None:
@@ -48,14 +55,15 @@ class ChildError(Exception):
         self.type_name = type_name
 
 
-class ProcessDied(Exception):
-    """The child process ended while it was supposed to run."""
+class ProcessDied(HostFailure):
+    """The child process ended while it was supposed to run; ``where`` says why
+    ("process": it died, "timeout": killed at an op's deadline, "protocol")."""
 
     type_name = "ProcessExit"
 
-    def __init__(self, message: str, *, cause: str = "process") -> None:
+    def __init__(self, message: str, *, where: str = "process") -> None:
         super().__init__(message)
-        self.cause = cause
+        self.where = where
 
 
 class ProcessLost(ProcessDied, InstanceLost):
@@ -99,15 +107,51 @@ def describe_exit(returncode: int, memory_limit: int | None, cpu_limit: float | 
     return text
 
 
+def _finish_keys(values: dict[str, Any], base: Path, problem: Callable[[str, str], None]) -> None:
+    """``cwd`` relative to the config file, and a directory; ``env`` a plain dict."""
+    values["env"] = dict(values["env"])
+    if values["cwd"] is not None:
+        values["cwd"] = str(base / values["cwd"])
+        if not Path(values["cwd"]).is_dir():
+            problem("cwd", f"no such directory: {values['cwd']}")
+
+
+@register
 class ProcessHost(ActorHost):
+    """The instance lives in a child process (``python -m pulsing_daemon.hosts.child``)."""
+
+    isolation = "process"
+    summary = "own child process; survives hard crashes"
+    keys = HostKeys(
+        actor=(
+            KeySpec("kill_on_timeout", "boolean", False, boolean_key,
+                    "process and ray isolation: kill and restart an instance whose op is "
+                    "still running at its deadline (counted as a restart with cause timeout)"),
+            KeySpec("memory_limit", "integer", None, integer_key(1),
+                    "process isolation: memory limit in bytes; exceeding it is a failure",
+                    nullable=True),
+            KeySpec("cpu_limit", "float", None, number_key(positive=True),
+                    "process isolation: CPU time limit in seconds; exceeding it is a failure",
+                    nullable=True),
+            KeySpec("env", "table of strings", {}, string_table_key,
+                    "process isolation: extra environment variables for the child process"),
+            KeySpec("cwd", "path", None, path_key,
+                    "process isolation: working directory of the child process; relative "
+                    "to the config file", nullable=True),
+        ),
+        # kill_on_timeout is accepted on any actor (it changes nothing inline).
+        exclusive=("memory_limit", "cpu_limit", "env", "cwd"),
+        finish=_finish_keys,
+    )  # fmt: skip
+
     def __init__(self, config: ActorConfig) -> None:
         assert config.cls is not None
         self.config = config
+        self.settings = config.host_keys
         self.cls = config.cls
         self.name = config.name
         loop = asyncio.get_running_loop()
-        self.exited = loop.create_future()
-        self.exit_where = "process"
+        self.exited: asyncio.Future[Exit] = loop.create_future()
         self.proc: asyncio.subprocess.Process | None = None
         self.writer: asyncio.StreamWriter | None = None
         self._calls: dict[int, asyncio.Future[Any]] = {}
@@ -123,14 +167,14 @@ class ProcessHost(ActorHost):
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         parent_sock, child_sock = socket.socketpair()
-        env = {**os.environ, **self.config.env}
+        env = {**os.environ, **self.settings["env"]}
         cpus = affinity.released_cpus()  # a pinned daemon does not pin its children
         extra = ["--cpus", ",".join(map(str, sorted(cpus)))] if cpus else []
         try:
             self.proc = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
-                "pulsing_daemon.child",
+                "pulsing_daemon.hosts.child",
                 "--fd",
                 str(child_sock.fileno()),
                 "--parent",
@@ -141,7 +185,7 @@ class ProcessHost(ActorHost):
                 stderr=asyncio.subprocess.PIPE,
                 pass_fds=(child_sock.fileno(),),
                 env=env,
-                cwd=self.config.cwd,
+                cwd=self.settings["cwd"],
                 start_new_session=True,  # a Ctrl-C on the daemon's terminal is the daemon's
             )
         finally:
@@ -161,8 +205,8 @@ class ProcessHost(ActorHost):
                     "class": self.config.class_path,
                     "args": dict(self.config.args),
                     "sys_path": [p for p in sys.path if p],
-                    "memory_limit": self.config.memory_limit,
-                    "cpu_limit": self.config.cpu_limit,
+                    "memory_limit": self.settings["memory_limit"],
+                    "cpu_limit": self.settings["cpu_limit"],
                 }
             )
         )
@@ -218,9 +262,9 @@ class ProcessHost(ActorHost):
                 queue.put_nowait(("end", None))
         elif kind == "exited":
             payload = message.get("error")
-            self.exit_where = "run"
             if not self.exited.done():
-                self.exited.set_result(None if payload is None else _exception(payload))
+                cause = None if payload is None else _exception(payload)
+                self.exited.set_result(Exit("run", cause))
         elif kind == "stopped" and not self._stopped.done():
             self._stopped.set_result(None)
         elif kind == "log" and self._log is not None:
@@ -246,14 +290,13 @@ class ProcessHost(ActorHost):
     async def _wait(self) -> None:
         assert self.proc is not None
         returncode = await self.proc.wait()
-        text = describe_exit(returncode, self.config.memory_limit, self.config.cpu_limit)
+        text = describe_exit(returncode, self.settings["memory_limit"], self.settings["cpu_limit"])
         if self._kill_cause == "timeout":
             text = f"killed at an op's deadline (kill_on_timeout); {text}"
-            self.exit_where = "timeout"
-        died = ProcessDied(text, cause=self._kill_cause or "process")
+        died = ProcessDied(text, where=self._kill_cause or "process")
         if not self._ready.done():
             self._ready.set_exception(died)
-        lost = ProcessLost(text, cause=died.cause)  # the ops sent to it: outcome unknown
+        lost = ProcessLost(text, where=died.where)  # the ops sent to it: outcome unknown
         for future in self._calls.values():
             if not future.done():
                 future.set_exception(lost)
@@ -261,7 +304,8 @@ class ProcessHost(ActorHost):
         for queue in self._streams.values():
             queue.put_nowait(("error", died))
         if not self.exited.done():
-            self.exited.set_result(None if self._stopping else died)
+            where = "timeout" if self._kill_cause == "timeout" else "process"
+            self.exited.set_result(Exit(where, None if self._stopping else died))
         if not self._stopped.done():
             self._stopped.set_result(None)
         if not self._stopping:
@@ -327,7 +371,7 @@ class ProcessHost(ActorHost):
             self._streams.pop(call_id, None)
 
     async def interrupt(self, running: asyncio.Future[Any]) -> bool:
-        if self.config.kill_on_timeout:
+        if self.settings["kill_on_timeout"]:
             self._kill("timeout")
             if self.proc is not None:
                 await self.proc.wait()
@@ -372,4 +416,4 @@ class ProcessHost(ActorHost):
         if proc is not None and proc.returncode is not None:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         if not self.exited.done():
-            self.exited.set_result(None)
+            self.exited.set_result(Exit("process"))

@@ -1,7 +1,8 @@
-"""The child side of ``isolation = "process"``: ``python -m pulsing_daemon.child --fd N``.
+"""The child side of ``isolation = "process"``:
+``python -m pulsing_daemon.hosts.child --fd N``.
 
 Hosts one actor instance with the same ``InlineHost`` the daemon uses in-process, and
-speaks length-prefixed JSON frames (``pulsing_daemon.framing``) over an inherited
+speaks length-prefixed JSON frames (``pulsing_daemon.hosts.framing``) over an inherited
 socket. Exits when the daemon goes away: end of the socket, a parent-death signal
 (Linux), or a changed parent pid.
 """
@@ -20,7 +21,7 @@ import traceback
 from typing import Any
 
 from pulsing_daemon.exceptions import PulsingError, is_failure
-from pulsing_daemon.framing import FrameError, encode, read_frame
+from pulsing_daemon.hosts.framing import FrameError, encode, read_frame
 
 
 def _die_with_parent() -> None:
@@ -122,7 +123,7 @@ class Child:
         init = await read_frame(self.reader)
         if init is None or init.get("t") != "init":
             return 2
-        from pulsing_daemon.host import InlineHost
+        from pulsing_daemon.hosts.inline import InlineHost
 
         self.memory_limit = init.get("memory_limit")
         _capture_logging(self)
@@ -166,7 +167,7 @@ class Child:
             await self.writer.drain()
 
     def _instance_exited(self, done: asyncio.Future[Any]) -> None:
-        error = done.result()
+        error = done.result().cause
         payload = None if error is None else describe_exception(error, self.memory_limit)
         self.send({"t": "exited", "error": payload})
 
@@ -236,7 +237,7 @@ async def main(fd: int, parent: int) -> int:
 
 if __name__ == "__main__":
     _die_with_parent()
-    parser = argparse.ArgumentParser(prog="python -m pulsing_daemon.child")
+    parser = argparse.ArgumentParser(prog="python -m pulsing_daemon.hosts.child")
     parser.add_argument("--fd", type=int, required=True)
     parser.add_argument("--parent", type=int, required=True)
     parser.add_argument("--cpus", default="", help="CPUs to run on (a pinned daemon's own)")
