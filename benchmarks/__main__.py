@@ -21,33 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import harness
+from benchmarks.readme import fmt_value, verdict
 from benchmarks.suites import ALL, Context, Row
 
 QUICK_SKIP = {"scale", "reload"}
 # Soft budgets: a benchmark that would start after this many seconds is skipped.
 BUDGET = {True: 105.0, False: 540.0}
-
-
-def _fmt_value(value: float | None, unit: str) -> str:
-    if value is None:
-        return "-"
-    if unit in ("req/s", "chunks/s"):
-        return f"{value:,.0f} {unit}"
-    if unit == "readers":
-        return f"{value:.0f}"
-    if unit == "ms":
-        return f"{value:.2f} ms" if value < 100 else f"{value:.0f} ms"
-    if unit == "s":
-        return f"{value:.2f} s"
-    if unit in ("KB", "MB"):
-        return f"{value:.1f} {unit}"
-    return f"{value:g} {unit}"
-
-
-def _verdict(row: Row) -> str:
-    if row.ok is None:
-        return "info" if row.target else ""
-    return "PASS" if row.ok else "FAIL"
 
 
 def render_table(rows: list[Row]) -> str:
@@ -58,11 +37,11 @@ def render_table(rows: list[Row]) -> str:
             (
                 row.benchmark,
                 row.figure,
-                _fmt_value(row.value, row.unit),
-                _fmt_value(row.baseline, row.unit) if row.baseline is not None else "",
+                fmt_value(row.value, row.unit),
+                fmt_value(row.baseline, row.unit) if row.baseline is not None else "",
                 f"{row.ratio:.2f}x" if row.ratio is not None else "",
                 row.target,
-                _verdict(row),
+                verdict(row.ok, row.target),
             )
         )
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]

@@ -279,13 +279,14 @@ def ask_throughput(ctx: Context) -> None:
         note="load generator limit; others should stay well below",
     )
     ctx.row("ask_throughput", "bare aiohttp echo", base, "req/s", note=_tput_note(summary["bare"]))
+    # Targets of issue 17 (performance, round two).
     for name, label, target in (
-        ("sync", "sync op", 0.6),
-        ("async", "async op", 0.6),
+        ("sync", "sync op", 0.7),
+        ("async", "async op", 0.8),
         ("nonblocking", "sync op, @nonblocking", None),
         ("pinned", f"sync op, cpu_affinity = [{pinned_cpu()}]", None),
-        ("sync_idem", "sync op + Idempotency-Key", 0.4),
-        ("async_idem", "async op + Idempotency-Key", 0.4),
+        ("sync_idem", "sync op + Idempotency-Key", 0.6),
+        ("async_idem", "async op + Idempotency-Key", 0.6),
     ):
         if name not in summary:
             continue
@@ -418,13 +419,21 @@ def ask_latency(ctx: Context) -> None:
         ("nonblocking", "sync op, @nonblocking"),
         ("pinned", f"sync op, cpu_affinity = [{pinned_cpu()}]"),
     ]
+    # A sync op runs on a thread by contract (issue 17): its p50 may add the hop's.
+    limits = {
+        "sync": (2.0 * b["p50_ms"] + hop, "<= 2x bare + hop"),
+        "async": (2.0 * b["p50_ms"], "<= 2.0x bare"),
+    }
     for name, label in variants:
         if name not in stats:
             continue
         s = stats[name]
         ratio = _ratio(s["p50_ms"], b["p50_ms"])
-        ok = ratio is not None and ratio <= 2.0 and not s["errors"]
-        informative = name in ("nonblocking", "pinned")
+        limit, target = limits.get(name, (None, "info"))
+        ok = limit is not None and s["p50_ms"] <= limit and not s["errors"]
+        notes = [f"limit {limit:.3f} ms"] if name == "sync" else []
+        if s["errors"]:
+            notes.append(f"{s['errors']} errors!")
         ctx.row(
             "ask_latency",
             f"{label} p50",
@@ -432,9 +441,9 @@ def ask_latency(ctx: Context) -> None:
             "ms",
             b["p50_ms"],
             ratio,
-            "info" if informative else "<= 2.0x bare",
-            None if informative else ok,
-            f"{s['errors']} errors!" if s["errors"] else "",
+            target,
+            ok if limit is not None else None,
+            "; ".join(notes),
         )
         ctx.row(
             "ask_latency",
@@ -458,14 +467,16 @@ def process_vs_inline(ctx: Context) -> None:
     ctx.details["process_vs_inline"] = {"latency": lat, "throughput": tput}
     i, p = lat["sync"], lat["proc"]
     ctx.row("process_vs_inline", "inline p50", i["p50_ms"], "ms", note=f"p99 {i['p99_ms']:.2f} ms")
+    p50_ratio = _ratio(p["p50_ms"], i["p50_ms"])
     ctx.row(
         "process_vs_inline",
         "process p50",
         p["p50_ms"],
         "ms",
         i["p50_ms"],
-        _ratio(p["p50_ms"], i["p50_ms"]),
-        "info (vs inline)",
+        p50_ratio,
+        "<= 1.2x inline",
+        p50_ratio is not None and p50_ratio <= 1.2 and not p["errors"],
     )
     ctx.row(
         "process_vs_inline",
@@ -478,15 +489,16 @@ def process_vs_inline(ctx: Context) -> None:
     )
     ti, tp = tput["sync"]["rps_median"], tput["proc"]["rps_median"]
     ctx.row("process_vs_inline", "inline throughput", ti, "req/s", note=_tput_note(tput["sync"]))
+    tput_ratio = _ratio(tp, ti)
     ctx.row(
         "process_vs_inline",
         "process throughput",
         tp,
         "req/s",
         ti,
-        _ratio(tp, ti),
-        "info (vs inline)",
-        None,
+        tput_ratio,
+        ">= 0.6x inline",
+        tput_ratio is not None and tput_ratio >= 0.6 and not tput["proc"]["errors"],
         _tput_note(tput["proc"]),
     )
 
@@ -615,8 +627,8 @@ def stream(ctx: Context) -> None:
         "chunks/s",
         b_rate,
         ratio,
-        ">= 0.5x bare",
-        ratio is not None and ratio >= 0.5 and not note,
+        ">= 0.8x bare",
+        ratio is not None and ratio >= 0.8 and not note,
         note or f"{p_wall:.2f} s",
     )
     ctx.row(
@@ -709,10 +721,66 @@ def _importtime(stderr: str, top: int = 15) -> dict[str, Any]:
     }
 
 
+def _console_script(bindir: Path, name: str, module: str, function: str) -> str:
+    """A launcher like the one pip wrote for ``pulsing`` (same interpreter, same text),
+    calling ``module.function`` instead: both sides start the same way."""
+    template = Path(PULSING).read_text()
+    if "from pulsing_cli.app import main" not in template:
+        raise RuntimeError(f"{PULSING} is not the console script pip writes")
+    path = bindir / name
+    path.write_text(
+        template.replace(
+            "from pulsing_cli.app import main", f"from {module} import {function}"
+        ).replace("sys.exit(main())", f"sys.exit({function}())")
+    )
+    path.chmod(0o755)
+    return str(path)
+
+
+def _install_completion(programs: list[str], env: dict[str, str]) -> dict[str, str]:
+    """``PROGRAM --install-completion`` for bash in ``env``'s HOME, from a bash (Typer
+    detects the shell from its parent), as a user would. Returns what it wrote."""
+    home = Path(env["HOME"])
+    for program in programs:
+        proc = subprocess.run(
+            ["bash", "-c", f"'{program}' --install-completion"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        script = home / ".bash_completions" / f"{Path(program).name}.sh"
+        if proc.returncode != 0 or not script.is_file():
+            raise RuntimeError(
+                f"{Path(program).name} --install-completion failed ({proc.returncode}): "
+                f"{(proc.stdout + proc.stderr)[-300:]}"
+            )
+    return {
+        str(path.relative_to(home)): path.read_text()
+        for path in sorted([home / ".bashrc", *(home / ".bash_completions").iterdir()])
+    }
+
+
 def cli_startup(ctx: Context) -> None:
+    """``pulsing ask`` against a minimal Typer CLI doing one HTTP call (``typer_min``).
+
+    Both run from console scripts of the same form, with bash completion installed in
+    a temporary HOME (``--install-completion``: a ``source`` line in ``~/.bashrc`` and
+    a script in ``~/.bash_completions``). Installed completion changes nothing in a
+    command's own start-up: the script only sets ``_PULSING_COMPLETE`` /
+    ``_TYPER_MIN_COMPLETE`` when the shell asks for completions, and both CLIs read
+    that variable on every start. The runs are interleaved; figures are medians.
+    """
     wd = ctx.workdir("cli")
     daemon = ctx.own(Daemon(wd, '[actors.echo]\nclass = "actors:Echo"\n')).start()
-    env = child_env(PULSING_ENDPOINT=daemon.endpoint)
+    home = wd / "home"
+    bindir = wd / "bin"
+    home.mkdir()
+    bindir.mkdir()
+    typer_min = _console_script(bindir, "typer_min", "benchmarks.typer_min", "main")
+    typer_plain = _console_script(bindir, "typer_min_plain", "benchmarks.typer_min", "main_plain")
+    env = child_env(PULSING_ENDPOINT=daemon.endpoint, HOME=str(home), SHELL="/bin/bash")
+    installed = _install_completion([PULSING, typer_min], env)
     # As this environment runs by default: no .pyc for the (editable) project.
     cold_env = {k: v for k, v in env.items() if k != "PYTHONPYCACHEPREFIX"}
     cold_env["PYTHONDONTWRITEBYTECODE"] = "1"
@@ -721,60 +789,147 @@ def cli_startup(ctx: Context) -> None:
         "python -c pass": ([PYTHON, "-c", "pass"], env),
         "pulsing --help": ([PULSING, "--help"], env),
         "pulsing ask echo ping": (ask_cmd, env),
+        "typer_min ask echo ping": ([typer_min, "ask", "echo", "ping"], env),
+        "typer_min ask echo ping, plain conversion": ([typer_plain, "ask", "echo", "ping"], env),
         "pulsing ask echo ping, no .pyc": (ask_cmd, cold_env),
     }
-    runs = ctx.pick(11, 15)
+    # What the installed script runs on TAB after `PROG as`: the command names offered.
+    for program, var in ((PULSING, "_PULSING_COMPLETE"), (typer_min, "_TYPER_MIN_COMPLETE")):
+        prog = Path(program).name
+        tab_env = {**env, var: "complete_bash", "COMP_WORDS": f"{prog} as", "COMP_CWORD": "1"}
+        offered = subprocess.run(
+            [program], env=tab_env, capture_output=True, text=True, timeout=60
+        ).stdout.split()
+        if offered != ["ask"]:
+            raise RuntimeError(f"installed completion: {prog} as<TAB> offered {offered}")
+        cmds[f"{prog} as<TAB> (completion)"] = ([program], tab_env)
+    runs = ctx.pick(11, 21)
     times: dict[str, list[float]] = {k: [] for k in cmds}
+    cpu: dict[str, list[float]] = {k: [] for k in cmds}
     codes: dict[str, set[int]] = {k: set() for k in cmds}
     for cmd, cmd_env in cmds.values():  # warm the page cache and the .pyc files
         timed(cmd, env=cmd_env)
     for r in range(runs):
         for name in _rotate(list(cmds), r):
             cmd, cmd_env = cmds[name]
-            wall, code = timed(cmd, env=cmd_env)
+            wall, used, code = harness.timed_usage(cmd, env=cmd_env)
             times[name].append(wall * 1000)
+            cpu[name].append(used * 1000)
             codes[name].add(code)
-    # -X importtime of `pulsing ask`: the least noisy of three runs.
-    imports: dict[str, Any] = {}
-    for _ in range(3):
-        proc = subprocess.run(
-            [PYTHON, "-X", "importtime", *ask_cmd],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=60,
-        )
-        candidate = _importtime(proc.stderr)
-        if not imports or candidate["total_ms"] < imports["total_ms"]:
-            imports = candidate
+    # -X importtime of `pulsing ask` and of the baseline: the least noisy of three runs.
+    imports: dict[str, dict[str, Any]] = {}
+    for key, cmd in (
+        ("pulsing_ask", ask_cmd),
+        ("typer_min_plain", cmds["typer_min ask echo ping, plain conversion"][0]),
+    ):
+        for _ in range(3):
+            proc = subprocess.run(
+                [PYTHON, "-X", "importtime", *cmd],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=60,
+            )
+            candidate = _importtime(proc.stderr)
+            if key not in imports or candidate["total_ms"] < imports[key]["total_ms"]:
+                imports[key] = candidate
     ctx.details["cli_startup"] = {
         "runs": runs,
         "ms": {k: spread(v) for k, v in times.items()},
+        "cpu_ms": {k: spread(v) for k, v in cpu.items()},
+        "ms_per_round": {k: [round(x, 1) for x in v] for k, v in times.items()},
         "exit_codes": {k: sorted(v) for k, v in codes.items()},
-        "importtime_pulsing_ask": imports,
+        "completion_installed": sorted(installed),
+        "importtime_pulsing_ask": imports["pulsing_ask"],
+        "importtime_typer_min_plain": imports["typer_min_plain"],
     }
+
+    def note_for(name: str, base_name: str | None = None) -> str:
+        parts = [] if codes[name] == {0} else [f"exit codes {sorted(codes[name])}"]
+        if base_name is not None:
+            cpu_ratio = _ratio(median(cpu[name]), median(cpu[base_name]))
+            parts.append(
+                f"CPU {median(cpu[name]):.0f} vs {median(cpu[base_name]):.0f} ms"
+                + (f" ({cpu_ratio:.2f}x)" if cpu_ratio is not None else "")
+            )
+            # Each round runs both sides within a second or so: the ratio per round
+            # follows the load less than the ratio of the medians does.
+            per_round = [a / b for a, b in zip(times[name], times[base_name], strict=True)]
+            parts.append(f"median of per-round ratios {median(per_round):.2f}x")
+        return "; ".join(parts)
+
     base = median(times["python -c pass"])
     ctx.row("cli_startup", "python -c pass", base, "ms")
-    for name in ("pulsing --help", "pulsing ask echo ping", "pulsing ask echo ping, no .pyc"):
-        value = median(times[name])
-        note = "" if codes[name] == {0} else f"exit codes {sorted(codes[name])}"
-        if name.endswith("no .pyc"):
-            target, ok = "info", None
-            note = (
-                note or "PYTHONDONTWRITEBYTECODE=1 (as in this environment): compiles pulsing_cli"
-            )
-        else:
-            target, ok = "<= 150 ms", value is not None and value <= 150.0 and codes[name] == {0}
-        ctx.row("cli_startup", name, value, "ms", base, _ratio(value, base), target, ok, note)
-    worst = ", ".join(f"{n} {ms:.0f}" for n, ms in imports["top_cumulative_ms"][:4])
+    help_ms = median(times["pulsing --help"])
     ctx.row(
         "cli_startup",
-        "import time of pulsing ask (-X importtime)",
-        imports["total_ms"],
+        "pulsing --help",
+        help_ms,
         "ms",
-        target="info",
-        note=f"top: {worst}",
+        base,
+        _ratio(help_ms, base),
+        "<= 150 ms",
+        help_ms is not None and help_ms <= 150.0 and codes["pulsing --help"] == {0},
+        note_for("pulsing --help"),
     )
+    ask_ms = median(times["pulsing ask echo ping"])
+    for base_name, figure in (
+        ("typer_min ask echo ping", "pulsing ask echo ping"),
+        ("typer_min ask echo ping, plain conversion", "pulsing ask echo ping, vs plain"),
+    ):
+        base_ms = median(times[base_name])
+        ctx.row("cli_startup", base_name, base_ms, "ms", note=note_for(base_name))
+        ratio = _ratio(ask_ms, base_ms)
+        ctx.row(
+            "cli_startup",
+            figure,
+            ask_ms,
+            "ms",
+            base_ms,
+            ratio,
+            "<= 1.05x",
+            ratio is not None
+            and ratio <= 1.05
+            and codes["pulsing ask echo ping"] == codes[base_name] == {0},
+            note_for("pulsing ask echo ping", base_name),
+        )
+    cold = "pulsing ask echo ping, no .pyc"
+    cold_ms = median(times[cold])
+    ctx.row(
+        "cli_startup",
+        cold,
+        cold_ms,
+        "ms",
+        base,
+        _ratio(cold_ms, base),
+        "info",
+        None,
+        note_for(cold)
+        or "PYTHONDONTWRITEBYTECODE=1 (as in this environment): compiles pulsing_cli",
+    )
+    tab, tab_base = "pulsing as<TAB> (completion)", "typer_min as<TAB> (completion)"
+    tab_ms, tab_base_ms = median(times[tab]), median(times[tab_base])
+    ctx.row(
+        "cli_startup",
+        "TAB completion: pulsing as<TAB> vs typer_min as<TAB>",
+        tab_ms,
+        "ms",
+        tab_base_ms,
+        _ratio(tab_ms, tab_base_ms),
+        "info",
+        None,
+        note_for(tab, tab_base) + "; builds the whole app (every command), offers `ask`",
+    )
+    for key, label in (("pulsing_ask", "pulsing ask"), ("typer_min_plain", "typer_min, plain")):
+        worst = ", ".join(f"{n} {ms:.0f}" for n, ms in imports[key]["top_cumulative_ms"][:4])
+        ctx.row(
+            "cli_startup",
+            f"import time of {label} (-X importtime)",
+            imports[key]["total_ms"],
+            "ms",
+            target="info",
+            note=f"top: {worst}",
+        )
 
 
 # ---------------------------------------------------------------------- restart_latency

@@ -1,8 +1,12 @@
 """The ``cli_startup`` baseline: a minimal Typer CLI doing what ``pulsing ask`` does, one
 HTTP call, with Typer's defaults (``--install-completion`` / ``--show-completion`` on).
 
-``python -m benchmarks.typer_min ask ACTOR OP`` posts ``{"op": OP, "args": {}}`` to
+``typer_min ask ACTOR OP`` posts ``{"op": OP, "args": {}}`` to
 ``$PULSING_ENDPOINT/v1/actors/ACTOR/ask`` with ``http.client`` and prints the result.
+The benchmark runs it from a console script like the one pip writes for ``pulsing``
+(``main``), and a second time with Typer's parameter conversion replaced by the plain
+one ``pulsing`` installs (``main_plain``): Typer 0.29 converts values through
+pydantic, older Typers do not, and that variant is the stricter baseline.
 """
 
 from __future__ import annotations
@@ -42,5 +46,18 @@ def ask(actor: str, op: str, timeout: float = 30.0) -> None:
     print(json.dumps(body["result"]))
 
 
-if __name__ == "__main__":
+def main() -> None:
+    """The console-script entry point."""
     app()
+
+
+def main_plain() -> None:
+    """The same CLI with ``pulsing``'s plain-type parameter conversion (no pydantic)."""
+    from pulsing_cli.fastparams import install
+
+    install()
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -17,33 +17,34 @@ reliability page's recovery strategy so callers do not write the loop by hand.
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import random
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
-from urllib.parse import quote
 
-from pulsing_cli.transport import (
-    HTTPTransport,
-    Response,
-    TransportConnectError,
-    TransportError,
-    parse_endpoint,
+from pulsing_cli.asks import (
+    DEADLINE_SLACK,
+    DEFAULT_ENDPOINT,
+    AskResult,
+    ask_request,
+    ask_result,
+    ask_timed_out,
+    decode_error,
+    decode_json,
+    is_retryable,
+    json_body,
+    new_idempotency_key,
+    request_headers,
+    resolve_endpoint,
+    resolve_token,
+    retry_delay,
+    unreachable,
 )
-from pulsing_daemon.exceptions import (
-    PulsingBusinessError,
-    PulsingError,
-    PulsingRuntimeError,
-    PulsingSystemError,
-    PulsingTimeoutError,
-    PulsingUnsupportedError,
-    from_wire,
-)
+from pulsing_cli.asks import seg as _seg
+from pulsing_cli.transport import HTTPTransport, Response, TransportError
+from pulsing_daemon.exceptions import PulsingError, PulsingRuntimeError
 
 __all__ = [
+    "DEADLINE_SLACK",
     "DEFAULT_ENDPOINT",
     "ActorRef",
     "AskResult",
@@ -52,28 +53,14 @@ __all__ = [
     "ask",
     "ask_with_timeout",
     "connect",
+    "decode_error",
     "is_retryable",
+    "new_idempotency_key",
     "retry",
+    "retry_delay",
 ]
 
-DEFAULT_ENDPOINT = "http://127.0.0.1:7480"
-# The daemon answers at the deadline; the client waits this much longer for that
-# answer before concluding on its own that the ask timed out.
-DEADLINE_SLACK = 2.0
-
 T = TypeVar("T")
-
-
-@dataclass
-class AskResult:
-    """A successful ask: the op's value and the metadata the daemon sent beside it."""
-
-    value: Any
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def replayed(self) -> bool:
-        return bool(self.meta.get("replayed"))
 
 
 @dataclass
@@ -94,14 +81,8 @@ class Client:
         *,
         connect_timeout: float = 5.0,
     ) -> None:
-        self.endpoint_text = endpoint or os.environ.get("PULSING_ENDPOINT") or DEFAULT_ENDPOINT
-        try:
-            self.endpoint = parse_endpoint(self.endpoint_text)
-        except ValueError as exc:
-            raise PulsingRuntimeError(
-                f"bad endpoint {self.endpoint_text!r}: {exc}", status=400
-            ) from None
-        self.token = token if token is not None else os.environ.get("PULSING_TOKEN") or None
+        self.endpoint_text, self.endpoint = resolve_endpoint(endpoint)
+        self.token = resolve_token(token)
         self.transport = HTTPTransport(self.endpoint, connect_timeout=connect_timeout)
 
     async def __aenter__(self) -> Client:
@@ -118,29 +99,12 @@ class Client:
 
     # ------------------------------------------------------------------ plumbing
     def headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
-        headers = {"Accept": "application/json"}
-        if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
-        if extra:
-            headers.update(extra)
-        return headers
+        return request_headers(self.token, extra)
 
     def unreachable(self, exc: BaseException) -> PulsingRuntimeError:
         """The daemon could not be reached (``sent=False``) or the connection dropped
         after the request went out (``sent=True``: it may have been carried out)."""
-        if isinstance(exc, TransportConnectError):
-            return PulsingRuntimeError(
-                f"daemon not reachable at {self.endpoint}: {exc.reason}",
-                recoverable=True,
-                sent=False,
-                hint="is `pulsing daemon` running? (see --endpoint / PULSING_ENDPOINT)",
-            )
-        return PulsingRuntimeError(
-            f"connection to {self.endpoint} lost: {exc}",
-            recoverable=True,
-            sent=True,
-            hint="retry; with an idempotency key a retry never runs the op twice",
-        )
+        return unreachable(self.endpoint, exc)
 
     async def request(
         self,
@@ -155,7 +119,7 @@ class Client:
         body = None
         all_headers = self.headers(headers)
         if payload is not None:
-            body = json.dumps(payload, separators=(",", ":")).encode()
+            body = json_body(payload)
             all_headers["Content-Type"] = "application/json"
         try:
             response = await self.transport.request(
@@ -168,7 +132,7 @@ class Client:
         return response
 
     async def get_json(self, path: str, timeout: float | None = 30.0) -> Any:
-        return _decode_json(await self.request("GET", path, timeout=timeout))
+        return decode_json(await self.request("GET", path, timeout=timeout))
 
     # ------------------------------------------------------------------ API
     async def ask(
@@ -182,36 +146,23 @@ class Client:
         idempotency_key: str | None = None,
     ) -> AskResult:
         """Send one ask; return its result or raise its error. No retries."""
-        payload: dict[str, Any] = {"op": op}
-        if args:
-            payload["args"] = list(args)
-            if kwargs:
-                payload["kwargs"] = kwargs
-        else:
-            payload["args"] = kwargs or {}
-        headers: dict[str, str] = {}
-        if timeout is not None:
-            headers["Pulsing-Timeout"] = f"{timeout:g}"
-        if idempotency_key:
-            headers["Idempotency-Key"] = idempotency_key
-        wait = None if timeout is None else timeout + DEADLINE_SLACK
+        request = ask_request(
+            self.token, actor, op, args, kwargs, timeout=timeout, idempotency_key=idempotency_key
+        )
         try:
-            response = await self.request(
-                "POST", f"/v1/actors/{_seg(actor)}/ask", payload, headers=headers, timeout=wait
+            response = await self.transport.request(
+                "POST",
+                request.path,
+                headers=request.headers,
+                body=request.body,
+                timeout=request.wait,
             )
+        except TransportError as exc:
+            raise self.unreachable(exc) from None
         except asyncio.TimeoutError:
             assert timeout is not None
-            raise PulsingTimeoutError(
-                op,
-                round(timeout * 1000, 3),
-                message=f"{op} on {actor}: no answer from the daemon within {timeout:g}s",
-                actor=actor,
-            ) from None
-        body = _decode_json(response)
-        if not isinstance(body, dict) or "result" not in body:
-            raise PulsingRuntimeError(f"malformed answer from daemon: {str(body)[:200]}")
-        meta = {k: v for k, v in body.items() if k != "result"}
-        return AskResult(body["result"], meta)
+            raise ask_timed_out(actor, op, timeout) from None
+        return ask_result(response)
 
     async def status(self, actor: str | None = None) -> dict[str, Any]:
         path = "/v1/status" if actor is None else f"/v1/actors/{_seg(actor)}"
@@ -220,14 +171,14 @@ class Client:
     async def control(self, actor: str, action: str) -> dict[str, Any]:
         if action not in ("restart", "stop", "start"):
             raise ValueError(f"unknown action {action!r}")
-        return _decode_json(
+        return decode_json(
             await self.request("POST", f"/v1/actors/{_seg(actor)}/{action}", timeout=120.0)
         )
 
     async def reload(self, *, dry_run: bool = False) -> dict[str, Any]:
         """``POST /v1/reload``: the plan; a file with problems raises an error whose
         ``type`` is ``"ConfigError"`` with ``extra["problems"]``."""
-        return _decode_json(
+        return decode_json(
             await self.request("POST", "/v1/reload", {"dry_run": dry_run}, timeout=120.0)
         )
 
@@ -323,34 +274,6 @@ async def ask_with_timeout(
 
 
 # ---------------------------------------------------------------------- retries
-def is_retryable(error: BaseException) -> bool:
-    """The reliability page's recovery rules.
-
-    Business and unsupported errors: never. System errors: only when ``recoverable``.
-    Timeouts: yes. Runtime errors: when ``recoverable`` (daemon unreachable, mailbox
-    full, restarting) -- not for an unknown actor, a stopped one or a bad request,
-    which no retry can fix. A replayed outcome (idempotency key) is never retried.
-    """
-    if not isinstance(error, PulsingError):
-        return False
-    if isinstance(error, (PulsingBusinessError, PulsingUnsupportedError)):
-        return False
-    if error.extra.get("replayed"):  # a stored outcome: it will not change on retry
-        return False
-    if isinstance(error, PulsingTimeoutError):
-        return True
-    if isinstance(error, (PulsingSystemError, PulsingRuntimeError)):
-        return error.recoverable
-    return False
-
-
-def retry_delay(
-    attempt: int, base: float, cap: float, rand: Callable[[], float] = random.random
-) -> float:
-    """Full-jitter exponential backoff: uniform in [0, min(cap, base * 2**attempt)]."""
-    return rand() * min(cap, base * (2 ** min(attempt, 30)))
-
-
 async def retry(
     call: Callable[[], Awaitable[T]],
     retries: int = 3,
@@ -377,30 +300,3 @@ async def retry(
                 on_retry(attempt + 1, error, delay)
             await asyncio.sleep(delay)
             attempt += 1
-
-
-def new_idempotency_key() -> str:
-    return f"pulsing-{uuid.uuid4().hex}"
-
-
-# ---------------------------------------------------------------------- helpers
-def decode_error(body: bytes, status: int) -> PulsingError:
-    try:
-        envelope = json.loads(body)
-    except ValueError:
-        text = body.decode(errors="replace").strip()[:200]
-        return PulsingRuntimeError(f"daemon answered HTTP {status}: {text}", status=status)
-    return from_wire(envelope, status=status)
-
-
-def _decode_json(response: Response) -> Any:
-    try:
-        return json.loads(response.body)
-    except ValueError:
-        raise PulsingRuntimeError(
-            f"daemon sent a body that is not JSON (HTTP {response.status})"
-        ) from None
-
-
-def _seg(name: str) -> str:
-    return quote(name, safe="")

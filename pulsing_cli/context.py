@@ -16,6 +16,7 @@ from pulsing_cli.exit import ExitStatus
 
 if TYPE_CHECKING:
     from pulsing_cli.client import Client
+    from pulsing_cli.oneshot import OneShotClient
     from pulsing_cli.render import Output
 
 
@@ -116,12 +117,19 @@ class Settings:
         check_endpoint(self.endpoint)
         return Client(self.endpoint, self.token)
 
+    def oneshot_client(self) -> OneShotClient:
+        """A blocking client for a command that sends one request (no event loop)."""
+        from pulsing_cli.oneshot import OneShotClient
+
+        check_endpoint(self.endpoint)
+        return OneShotClient(self.endpoint, self.token)
+
 
 def check_endpoint(endpoint: str | None) -> None:
     """A malformed --endpoint / PULSING_ENDPOINT is a usage error (exit 2), not a runtime one."""
     import os
 
-    from pulsing_cli.transport import parse_endpoint
+    from pulsing_cli.http11 import parse_endpoint
 
     text = endpoint or os.environ.get("PULSING_ENDPOINT")
     if not text:
@@ -164,13 +172,23 @@ def run(
     ``status --watch``); when its output is a pipe whose reader goes away (``| head``),
     it ends at once, quietly, instead of at its next write -- which may never come.
     """
-    import asyncio
 
+    def on_loop(out: Output) -> int | None:
+        import asyncio
+
+        return asyncio.run(_until_reader_gone(main(out)) if follows else main(out))
+
+    run_blocking(options, on_loop)
+
+
+def run_blocking(options: Settings, main: Callable[[Output], int | None]) -> NoReturn:
+    """Run a command's blocking body (no event loop: ``pulsing ask``); the same
+    boundary as ``run``: every outcome becomes output and an exit status."""
     from pulsing_daemon.exceptions import PulsingError
 
     out = options.output()
     try:
-        code = asyncio.run(_until_reader_gone(main(out)) if follows else main(out))
+        code = main(out)
     except KeyboardInterrupt:
         message = options.on_interrupt() if options.on_interrupt else None
         out.notice(message or "interrupted")

@@ -11,112 +11,37 @@ modules are imported (``json`` lazily); https is deliberately not supported.
 from __future__ import annotations
 
 import asyncio
-import errno
-import socket
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import Any
 
-USER_AGENT = "pulsing-cli"
+from pulsing_cli.http11 import (
+    READ_SIZE,
+    USER_AGENT,
+    Endpoint,
+    Response,
+    TransportClosedError,
+    TransportConnectError,
+    TransportError,
+    TransportProtocolError,
+    body_framing,
+    build_request,
+    chunk_size,
+    connect_reason,
+    parse_endpoint,
+    parse_head,
+)
 
-_HEX = frozenset(b"0123456789abcdefABCDEF")
-_READ_SIZE = 65536
-
-
-class TransportError(Exception):
-    """Base class for all transport failures."""
-
-
-class TransportConnectError(TransportError):
-    """The connection could not be established."""
-
-    def __init__(self, endpoint: Endpoint, reason: str) -> None:
-        super().__init__(f"cannot connect to {endpoint}: {reason}")
-        self.endpoint = endpoint
-        self.reason = reason
-
-
-class TransportClosedError(TransportError):
-    """The peer closed (or reset) the connection before the response was complete."""
-
-
-class TransportProtocolError(TransportError):
-    """The peer sent something that is not valid HTTP/1.x."""
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    kind: str  # "tcp" or "unix"
-    host: str = ""
-    port: int = 0
-    path: str = ""
-
-    def __str__(self) -> str:
-        if self.kind == "unix":
-            return f"unix:{self.path}"
-        return f"http://{self.host_port}"
-
-    @property
-    def host_port(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
-
-
-def parse_endpoint(s: str) -> Endpoint:
-    """Parse ``http://HOST[:PORT]``, ``HOST:PORT``, ``unix:/path`` or ``unix:///path``."""
-    text = s.strip()
-    if not text:
-        raise ValueError("empty endpoint")
-    if text.startswith("unix:"):
-        path = text[len("unix:") :]
-        if path.startswith("//"):
-            path = path[2:]
-            if not path.startswith("/"):
-                raise ValueError(f"invalid unix endpoint {s!r}: use unix:/abs/path")
-        if not path:
-            raise ValueError(f"invalid unix endpoint {s!r}: missing socket path")
-        return Endpoint("unix", path=path)
-    scheme, sep, rest = text.partition("://")
-    if not sep:
-        scheme, rest = "http", text
-    if scheme.lower() == "https":
-        raise ValueError(f"https is not supported: {s!r} (use http:// or unix:)")
-    if scheme.lower() != "http":
-        raise ValueError(f"unsupported scheme {scheme!r} in endpoint {s!r}")
-    rest = rest.removesuffix("/")
-    if any(c in "/?#" for c in rest):
-        raise ValueError(f"endpoint {s!r} must not contain a path, query or fragment")
-    if rest.startswith("["):  # [IPv6]:port
-        host, bracket, tail = rest[1:].partition("]")
-        if not bracket or (tail and not tail.startswith(":")):
-            raise ValueError(f"invalid IPv6 address in endpoint {s!r}")
-        port_text = tail[1:] if tail else None
-    else:
-        host, colon, port_text = rest.partition(":")
-        port_text = port_text if colon else None
-    if not host or any(c.isspace() or c in "@[]" for c in host):
-        raise ValueError(f"invalid host in endpoint {s!r}")
-    if port_text is None:
-        return Endpoint("tcp", host=host, port=80)
-    if not (port_text.isascii() and port_text.isdigit() and 0 < int(port_text) < 65536):
-        raise ValueError(f"invalid port {port_text!r} in endpoint {s!r}")
-    return Endpoint("tcp", host=host, port=int(port_text))
-
-
-@dataclass
-class Response:
-    status: int
-    reason: str
-    headers: dict[str, str]  # lower-case names
-    body: bytes
-
-    def header(self, name: str, default: str | None = None) -> str | None:
-        return self.headers.get(name.lower(), default)
-
-    def json(self) -> Any:
-        import json
-
-        return json.loads(self.body)
+__all__ = [
+    "USER_AGENT",
+    "Endpoint",
+    "HTTPTransport",
+    "Response",
+    "StreamResponse",
+    "TransportClosedError",
+    "TransportConnectError",
+    "TransportError",
+    "TransportProtocolError",
+    "parse_endpoint",
+]
 
 
 class _Conn:
@@ -161,9 +86,9 @@ class _Body:
 
     async def _read_chunk(self) -> bytes:
         if self._mode == "close":
-            return await self._reader.read(_READ_SIZE)
+            return await self._reader.read(READ_SIZE)
         if self._mode == "length":
-            data = await self._reader.read(min(self._remaining, _READ_SIZE))
+            data = await self._reader.read(min(self._remaining, READ_SIZE))
             if not data:
                 raise TransportClosedError(
                     f"connection closed with {self._remaining} bytes of the response body missing"
@@ -173,10 +98,7 @@ class _Body:
                 self.done = True
             return data
         # chunked
-        size_line = (await self._readline()).split(b";", 1)[0].strip()
-        if not size_line or not _HEX.issuperset(size_line):
-            raise TransportProtocolError(f"invalid chunk size line {size_line!r}")
-        size = int(size_line, 16)
+        size = chunk_size(await self._readline())
         if size == 0:
             while (await self._readline()).strip():  # skip trailers
                 pass
@@ -360,23 +282,7 @@ class HTTPTransport:
     def _build_request(
         self, method: str, path: str, headers: dict[str, str] | None, body: bytes | None
     ) -> bytes:
-        if not path.startswith("/") or any(c.isspace() for c in path):
-            raise ValueError(f"invalid request path {path!r}")
-        host = "localhost" if self.endpoint.kind == "unix" else self.endpoint.host_port
-        all_headers = {"Host": host, "User-Agent": USER_AGENT, "Connection": "keep-alive"}
-        if body is not None:
-            all_headers["Content-Length"] = str(len(body))
-        elif method.upper() in ("POST", "PUT", "PATCH"):
-            all_headers["Content-Length"] = "0"
-        for name, value in (headers or {}).items():
-            if any(c in "\r\n" for c in name + value):
-                raise ValueError(f"invalid header {name!r}")
-            for existing in [k for k in all_headers if k.lower() == name.lower()]:
-                del all_headers[existing]
-            all_headers[name] = value
-        lines = [f"{method} {path} HTTP/1.1"] + [f"{k}: {v}" for k, v in all_headers.items()]
-        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-        return head + body if body else head
+        return build_request(self.endpoint, method, path, headers, body)
 
     def _take_idle(self) -> _Conn | None:
         while self._idle:
@@ -399,7 +305,7 @@ class HTTPTransport:
         except asyncio.TimeoutError:
             raise TransportConnectError(ep, f"timed out after {timeout:g}s") from None
         except OSError as e:
-            raise TransportConnectError(ep, _connect_reason(ep, e)) from None
+            raise TransportConnectError(ep, connect_reason(ep, e)) from None
         return _Conn(reader, writer)
 
     async def _send_and_read_head(
@@ -423,64 +329,12 @@ class HTTPTransport:
             raise TransportClosedError(
                 f"connection lost while reading response head: {e}"
             ) from None
-        return _parse_head(head)
+        return parse_head(head)
 
 
 def _body_for(
     conn: _Conn, method: str, status: int, headers: dict[str, str], version: str
 ) -> tuple[_Body, bool]:
     """Return the body reader and whether the connection may be reused afterwards."""
-    conn_tokens = {t.strip().lower() for t in headers.get("connection", "").split(",")}
-    if version == "HTTP/1.1":
-        keep_alive = "close" not in conn_tokens
-    else:
-        keep_alive = "keep-alive" in conn_tokens
-    if method.upper() == "HEAD" or status in (204, 304) or status < 200:
-        return _Body(conn.reader, "none"), keep_alive
-    te = headers.get("transfer-encoding", "").lower()
-    if te:
-        if te.split(",")[-1].strip() != "chunked":
-            raise TransportProtocolError(f"unsupported Transfer-Encoding {te!r}")
-        return _Body(conn.reader, "chunked"), keep_alive
-    if "content-length" in headers:
-        value = headers["content-length"].strip()
-        if not value.isdigit():
-            raise TransportProtocolError(f"invalid Content-Length {value!r}")
-        return _Body(conn.reader, "length", int(value)), keep_alive
-    return _Body(conn.reader, "close"), False
-
-
-def _parse_head(head: bytes) -> tuple[int, str, dict[str, str], str]:
-    lines = head.decode("latin-1").split("\r\n")
-    parts = lines[0].split(" ", 2)
-    if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
-        raise TransportProtocolError(f"malformed status line {lines[0][:100]!r}")
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        if not line:
-            continue
-        name, sep, value = line.partition(":")
-        if not sep or not name or name != name.strip():
-            raise TransportProtocolError(f"malformed header line {line[:100]!r}")
-        key = name.lower()
-        value = value.strip()
-        headers[key] = f"{headers[key]}, {value}" if key in headers else value
-    return int(parts[1]), parts[2] if len(parts) > 2 else "", headers, parts[0]
-
-
-def _connect_reason(ep: Endpoint, e: OSError) -> str:
-    if isinstance(e, socket.gaierror):
-        return f"cannot resolve host {ep.host!r}"
-    if isinstance(e, ConnectionRefusedError) or e.errno == errno.ECONNREFUSED:
-        return "connection refused"
-    if isinstance(e, FileNotFoundError):
-        return "no such socket file"
-    if isinstance(e, PermissionError):
-        return "permission denied"
-    if isinstance(e, TimeoutError):
-        return "connection timed out"
-    message = str(e)
-    # asyncio reports several failed addresses (e.g. ::1 and 127.0.0.1) as one OSError.
-    if message.startswith("Multiple exceptions") and f"[Errno {errno.ECONNREFUSED}]" in message:
-        return "connection refused"
-    return e.strerror.lower() if e.strerror else message
+    mode, length, keep_alive = body_framing(method, status, headers, version)
+    return _Body(conn.reader, mode, length), keep_alive

@@ -15,7 +15,7 @@ from pulsing_cli.context import (
     TokenOpt,
     call_arguments,
     completion,
-    run,
+    run_blocking,
     settings,
 )
 
@@ -91,30 +91,32 @@ def ask(
     """Ask an actor to run an op and print the result."""
     options = settings(ctx, endpoint, token, json_output, debug)
 
-    async def main(out) -> int:  # type: ignore[no-untyped-def]
-        from pulsing_cli.client import new_idempotency_key, retry
+    # One request, one answer: blocking, without an event loop (see oneshot.py).
+    def main(out) -> int:  # type: ignore[no-untyped-def]
+        from pulsing_cli.asks import new_idempotency_key
+        from pulsing_cli.oneshot import retry
 
         args, kwargs = call_arguments(words, data)
         key = idempotency_key
         if retries and not key:
             key = new_idempotency_key()
-        async with options.client() as client:
+        client = options.oneshot_client()
 
-            def announce(attempt: int, error, delay: float) -> None:  # type: ignore[no-untyped-def]
-                out.notice(
-                    f"retry {attempt}/{retries} in {delay:.2f}s after {error.category} error: "
-                    f"{error.message}"
-                )
-
-            result = await retry(
-                lambda: client.ask(actor, op, args, kwargs, timeout=timeout, idempotency_key=key),
-                retries,
-                on_retry=announce,
+        def announce(attempt: int, error, delay: float) -> None:  # type: ignore[no-untyped-def]
+            out.notice(
+                f"retry {attempt}/{retries} in {delay:.2f}s after {error.category} error: "
+                f"{error.message}"
             )
+
+        result = retry(
+            lambda: client.ask(actor, op, args, kwargs, timeout=timeout, idempotency_key=key),
+            retries,
+            on_retry=announce,
+        )
         meta = dict(result.meta)
         if key and idempotency_key is None and options.json:
             meta.setdefault("idempotency_key", key)
         out.result(result.value, meta)
         return 0
 
-    run(options, main)
+    run_blocking(options, main)

@@ -57,5 +57,9 @@ def test_one_shot_ask_imports_nothing_it_does_not_need() -> None:
     assert code == 6  # unreachable daemon: a runtime error
     for heavy in ("aiohttp", "rich.console", "pydantic", "pulsing_daemon.actor"):
         assert heavy not in modules
+    # One request needs no event loop (oneshot.py): asyncio would bring ssl, logging and
+    # concurrent.futures; a str host would bring the idna codec.
+    for unneeded in ("asyncio", "ssl", "logging", "encodings.idna", "random"):
+        assert unneeded not in modules
     others = {f"pulsing_cli.commands.{name}" for name in ("stream", "status", "daemon")}
     assert not others & set(modules)
