@@ -19,7 +19,8 @@ Block kinds:
     options of ``pulsing`` itself);
 ``KEYS daemon`` / ``KEYS actors`` / ``KEYS notify``
     the config keys, from ``DAEMON_SPECS`` / ``ACTOR_SPECS`` in
-    ``pulsing_daemon/config.py`` and ``NOTIFY_SPECS`` in ``pulsing_daemon/notify.py``
+    ``pulsing_daemon/config_keys.py`` (with each host's keys) and ``NOTIFY_SPECS`` in
+    ``pulsing_daemon/notify.py``
     (name, type, default, description).
 
 ``@VERSION@`` is replaced by the package version. Every command must be covered by
