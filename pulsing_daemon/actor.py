@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -23,6 +22,7 @@ from typing import Any
 from pulsing_daemon import cell_errors, log, wire
 from pulsing_daemon.batching import hold_waiting, run_batch
 from pulsing_daemon.config import ActorConfig
+from pulsing_daemon.deadline import Clock, Deadline, loop_clock
 from pulsing_daemon.envelope import Ended, Envelope, EnvelopeState, StreamSink, new_envelope
 from pulsing_daemon.exceptions import (
     PulsingError,
@@ -64,13 +64,15 @@ class ActorCell:
         config: ActorConfig,
         host_factory: HostFactory,
         default_timeout: float,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock | None = None,
     ) -> None:
         self.name = config.name
         self.config = config
         self.host_factory = host_factory
         self.default_timeout = config.timeout or default_timeout
-        self.clock = clock
+        # Backoff, uptime and the restart window on the loop's clock, like every deadline
+        # (a test's virtual-time loop moves them all).
+        self.clock = clock if clock is not None else loop_clock()
         self.state = ActorState.STOPPED
         self.tracker = RestartTracker(
             config.restart_policy,
@@ -158,12 +160,11 @@ class ActorCell:
 
     async def settle(self, timeout: float) -> None:
         """Wait (bounded) until a just started instance is past ``starting``."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        deadline = Deadline.after(timeout)
         while self._task is not None and not self._task.done():
             if self.state not in (ActorState.STOPPED, ActorState.STARTING):
                 return
-            remaining = deadline - loop.time()
+            remaining = deadline.remaining()
             if remaining <= 0:
                 return
             if self._changed is None:
@@ -483,10 +484,9 @@ class ActorCell:
 
     async def _sleep_backoff(self, delay: float) -> bool:
         """Wait out the backoff; False when a stop was requested meanwhile."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + delay
+        deadline = Deadline.after(delay)
         while not self.stop_requested:
-            remaining = deadline - loop.time()
+            remaining = deadline.remaining()
             if remaining <= 0:
                 return True
             self._wakeup.clear()

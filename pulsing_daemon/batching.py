@@ -81,6 +81,7 @@ async def run_batch(cell: ActorCell, host: ActorHost, first: Envelope) -> Ended 
             envelope.deadline,
             loop.create_future(),
             lock,
+            loop.time,
         )
     first.state = EnvelopeState.RUNNING
     batch = SyncBatch(cell, [envelope for envelope, _ in members])

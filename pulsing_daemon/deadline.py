@@ -5,6 +5,11 @@ asyncio schedules its timers on (``call_at``, ``wait_for``, ``sleep``), so a dea
 and the timer that enforces it always agree. With the default loop that clock is
 ``time.monotonic()``, which may also be read from an op thread.
 
+What reads it: the mailbox expiry (``loop.call_at`` at an envelope's ``deadline``),
+an async op's deadline (:func:`deadline_scope`), a batched sync op claimed on its
+thread (``hosts.threads.SyncCall`` reads ``loop.time``), the cell's backoff, uptime
+and restart window (``ActorCell.clock``), and idempotency's wait for a running key.
+
 Tests inject a clock by running a loop whose ``time()`` they drive (a virtual-time
 loop: timers fire as soon as nothing else is ready, with no real sleep), or by
 handing ``Deadline`` a clock function directly.

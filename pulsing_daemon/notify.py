@@ -148,7 +148,7 @@ NOTIFY_SPECS: tuple[Any, ...] = _specs()
 
 def parse_notify(raw: Any, problems: Any) -> tuple[NotifyConfig, ...]:
     """The ``[[notify]]`` tables of a config file (problems are added to ``problems``)."""
-    from pulsing_daemon.config import _INVALID, _read_table
+    from pulsing_daemon.config_tables import INVALID, read_table
     from pulsing_daemon.keyspec import got
 
     if not isinstance(raw, list):
@@ -161,8 +161,8 @@ def parse_notify(raw: Any, problems: Any) -> tuple[NotifyConfig, ...]:
         if not isinstance(table, dict):
             problems.add(where, f"expected a table, got {got(table)}")
             continue
-        values = _read_table(table, specs, where, problems)
-        if any(value is _INVALID for value in values.values()):
+        values = read_table(table, specs, where, problems)
+        if any(value is INVALID for value in values.values()):
             continue
         if values.get("command") is None and values.get("url") is None:
             problems.add(where, "set command, url or both")

@@ -20,9 +20,8 @@ Block kinds:
 ``KEYS daemon`` / ``KEYS actors`` / ``KEYS daemon.ISOLATION`` / ``KEYS actors.ray`` /
 ``KEYS notify``
     the config keys, from ``DAEMON_SPECS`` / ``ACTOR_SPECS`` in
-    ``pulsing_daemon/config.py``, a host's ``keys.daemon`` (hosts/registry.py), the
-    ``ray`` table's ``RAY_OPTION_SPECS`` in ``pulsing_daemon/hosts/ray.py`` and
-    ``NOTIFY_SPECS`` in ``pulsing_daemon/notify.py``
+    ``pulsing_daemon/config_keys.py`` (with each host's keys) and ``NOTIFY_SPECS`` in
+    ``pulsing_daemon/notify.py``
     (name, type, default, description).
 
 ``@VERSION@`` is replaced by the package version. Every command must be covered by

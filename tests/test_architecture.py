@@ -31,6 +31,8 @@ CORE = [
     "batching",
     "cell_errors",
     "config",
+    "config_keys",
+    "config_tables",
     "deadline",
     "envelope",
     "exceptions",

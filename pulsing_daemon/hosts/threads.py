@@ -120,7 +120,7 @@ class SyncCall:
     call either runs or is answered as expired -- never both.
     """
 
-    __slots__ = ("args", "deadline", "future", "kwargs", "lock", "method", "state")
+    __slots__ = ("args", "clock", "deadline", "future", "kwargs", "lock", "method", "state")
 
     def __init__(
         self,
@@ -130,9 +130,12 @@ class SyncCall:
         deadline: float,
         future: asyncio.Future[Any],
         lock: threading.Lock,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.method, self.args, self.kwargs = method, args, kwargs
-        self.deadline = deadline  # in time.monotonic() seconds, the event loop's clock
+        # On the event loop's clock (its ``time``, which an op thread may read too).
+        self.deadline = deadline
+        self.clock = clock
         self.future = future
         self.lock = lock
         self.state = SyncCallState.WAITING
@@ -142,7 +145,7 @@ class SyncCall:
         with self.lock:
             if self.state is not SyncCallState.WAITING:
                 return False
-            if time.monotonic() >= self.deadline:
+            if self.clock() >= self.deadline:
                 self.state = SyncCallState.EXPIRED
                 return False
             self.state = SyncCallState.STARTED

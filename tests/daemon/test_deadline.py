@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -100,6 +101,40 @@ def test_a_cell_times_out_an_hour_long_op_on_the_virtual_clock(tmp_path: Path) -
                 await envelope.future
             assert loop.time() - started == pytest.approx(after)
         assert queued.executed is False and running.interrupted is True
+        await cell.stop()
+
+    started = time.monotonic()
+    run_virtual(main())
+    assert time.monotonic() - started < REAL_BOUND
+
+
+async def _until(predicate: Callable[[], bool]) -> None:
+    """Wait without a timer (so virtual time stands still), bounded in real time."""
+    give_up = time.monotonic() + REAL_BOUND
+    while not predicate() and time.monotonic() < give_up:
+        await asyncio.sleep(0)
+    assert predicate()
+
+
+def test_backoff_and_status_run_on_the_loops_clock(tmp_path: Path) -> None:
+    """The cell's clock is the loop's: backoff, its remaining time in status and the
+    restart tracker all follow a virtual loop."""
+    config = config_with(tmp_path, {"w": "cell_actors:Worker"}).actors["w"]
+
+    async def main() -> None:
+        cell = ActorCell(config, make_host, default_timeout=5.0)
+        assert cell.clock == asyncio.get_running_loop().time
+        cell.start()
+        await _until(lambda: cell.state is ActorState.RUNNING)
+        cell.submit(new_envelope("crash", [], {}, 5.0))
+        await _until(lambda: cell.state is ActorState.BACKOFF)
+        first = cell.status()["backoff_remaining"]
+        assert first > 0
+        await asyncio.sleep(first / 2)  # fires before the backoff timer: time jumps to it
+        assert cell.status()["backoff_remaining"] == pytest.approx(first / 2, abs=0.002)
+        await asyncio.sleep(first)  # past the backoff: time jumps to its timer, then here
+        await _until(lambda: cell.state is ActorState.RUNNING)
+        assert cell.status()["restarts"] == 1
         await cell.stop()
 
     started = time.monotonic()

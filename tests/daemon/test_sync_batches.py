@@ -78,6 +78,22 @@ def test_a_call_past_its_deadline_expires_when_the_thread_reaches_it() -> None:
     asyncio.run(main())
 
 
+def test_a_call_is_claimed_against_the_loops_clock() -> None:
+    """The op thread reads the deadline on the clock it was set on (a fake one here)."""
+    now = [100.0]
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        lock = threading.Lock()
+        on_time = SyncCall(int, [], {}, 100.5, loop.create_future(), lock, lambda: now[0])
+        late = SyncCall(int, [], {}, 100.5, loop.create_future(), lock, lambda: now[0])
+        assert on_time.claim() is True
+        now[0] = 100.5
+        assert late.claim() is False and late.state is SyncCallState.EXPIRED
+
+    asyncio.run(main())
+
+
 def test_a_held_call_goes_back_unstarted() -> None:
     async def main() -> None:
         call = _call(asyncio.get_running_loop(), int)
