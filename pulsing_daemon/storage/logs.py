@@ -14,12 +14,8 @@ A record is ``{"at", "actor", "instance", "stream", "text"}``; ``stream`` is
 ``instance`` counts the actor's instances (one more at every start), continuing
 across daemon restarts.
 
-Capture of inline actors routes by the actor that is *running*, not by thread or
-by stream: the cell's lifecycle task sets :data:`CURRENT` to its :class:`ActorLog`
-(see :func:`enter`); asyncio tasks and the op thread pool copy the context, so an
-op, ``run()``, hooks and the tasks they spawn all write to their own actor's log,
-and concurrent actors never mix lines. Outside any actor, ``sys.stdout``/``stderr``
-write through to the real streams.
+Capture of inline actors (``storage/capture.py``) routes by the actor that is
+*running*, not by thread or by stream, so concurrent actors never mix lines.
 
 Writing never blocks the writer: a record is appended to its actor's pending queue
 (any thread); a timer on the event loop writes the pending records every
@@ -33,18 +29,16 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextvars
 import json
 import logging
 import os
 import re
-import sys
 import threading
 import time
 import traceback
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from pulsing_daemon import log
 
@@ -56,10 +50,6 @@ FOLLOWER_BACKLOG = 10_000  # records queued for one follower before it is cut of
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 STREAMS = ("stdout", "stderr", "log", "event")
 
-# The log of the actor whose code is running here (None: the daemon's own code).
-CURRENT: contextvars.ContextVar[ActorLog | None] = contextvars.ContextVar(
-    "pulsing_actor_log", default=None
-)
 
 
 def stamp(when: float) -> str:
@@ -471,116 +461,14 @@ def parse_since(text: str, now: float | None = None) -> str:
     return stamp(moment.astimezone(timezone.utc).timestamp())
 
 
-# ---------------------------------------------------------------------- capture
-class _Capture:
-    """Stands in for ``sys.stdout``/``sys.stderr``: an actor's writes go to its log,
-    everyone else's to the real stream."""
-
-    def __init__(self, real: TextIO, stream: str) -> None:
-        self._real = real
-        self._stream = stream
-
-    def write(self, text: str) -> int:
-        actor_log = CURRENT.get()
-        if actor_log is None:
-            return self._real.write(text)
-        actor_log.write_partial(self._stream, text)
-        return len(text)
-
-    def writelines(self, lines: Any) -> None:
-        for line in lines:
-            self.write(line)
-
-    def flush(self) -> None:
-        actor_log = CURRENT.get()
-        if actor_log is None:
-            self._real.flush()
-        else:
-            actor_log.flush_partial(self._stream)
-
-    def isatty(self) -> bool:
-        return False if CURRENT.get() is not None else self._real.isatty()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._real, name)
-
-
-class _CaptureHandler(logging.Handler):
-    """On the root logger: an actor's records go to its log as ``log`` lines; others'
-    warnings and errors become one line of the daemon's log (they had none before:
-    the root logger had no handler)."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.NOTSET)
-        # "LEVEL logger: message", then the traceback or stack if the record has one.
-        self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-
-    def handle(self, record: logging.LogRecord) -> bool:  # type: ignore[override]
-        actor_log = CURRENT.get()
-        if actor_log is None:
-            if record.levelno >= logging.WARNING:
-                log.event("log", level=record.levelno, logger=record.name, msg=_message(record))
-            return True
-        try:
-            if record.exc_info or record.exc_text or record.stack_info:
-                text = self.format(record)
-            else:  # the common case, without Formatter's general machinery
-                text = f"{record.levelname} {record.name}: {record.getMessage()}"
-            actor_log.write("log", text)
-        except Exception:
-            self.handleError(record)
-        return True
-
-    def emit(self, record: logging.LogRecord) -> None:  # handle() does the work
-        pass
-
-
-def _message(record: logging.LogRecord) -> str:
-    try:
-        return record.getMessage()
-    except Exception:
-        return str(record.msg)
-
-
-_installed: dict[str, Any] = {}
-
-
-def install(*, root_level: int = logging.INFO) -> None:
-    """Capture the output of inline actors (idempotent). The root logger gets the
-    capture handler and, unless something configured it already, level INFO."""
-    if _installed:
-        return
-    root = logging.getLogger()
-    handler = _CaptureHandler()
-    _installed.update(stdout=sys.stdout, stderr=sys.stderr, handler=handler, root_level=root.level)
-    sys.stdout = _Capture(sys.stdout, "stdout")
-    sys.stderr = _Capture(sys.stderr, "stderr")
-    if not root.handlers and root.level == logging.WARNING:
-        root.setLevel(root_level)
-    root.addHandler(handler)
-
-
-def uninstall() -> None:
-    if not _installed:
-        return
-    root = logging.getLogger()
-    root.removeHandler(_installed["handler"])
-    root.setLevel(_installed["root_level"])
-    sys.stdout = _installed["stdout"]
-    sys.stderr = _installed["stderr"]
-    _installed.clear()
-
-
-def enter(actor_log: ActorLog | None) -> None:
-    """Route the output of the code that runs from here on (in this task and what it
-    starts) to ``actor_log``."""
-    if actor_log is not None:
-        CURRENT.set(actor_log)
-
-
-def current() -> ActorLog | None:
-    return CURRENT.get()
-
+# Capture lives in storage/capture.py; these names stay reachable from here.
+from pulsing_daemon.storage.capture import (  # noqa: E402
+    CURRENT,
+    current,
+    enter,
+    install,
+    uninstall,
+)
 
 __all__ = [
     "CURRENT",

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pulsing_daemon.storage import logs
+from pulsing_daemon.storage import capture, logs
 from pulsing_daemon.storage.logs import LogStore, describe_failure, parse_since
 
 
@@ -110,7 +110,7 @@ def test_capture_routes_by_the_running_actor() -> None:
         out = [r["text"] for r in records if r["stream"] == "stdout"]
         assert out == [f"{tag} {i}" for i in range(50)] + [f"{tag} thread"]
         assert [r["text"] for r in records if r["stream"] == "log"] == [f"WARNING t: {tag} done"]
-    assert sys.stdout is not None and not isinstance(sys.stdout, logs._Capture)
+    assert sys.stdout is not None and not isinstance(sys.stdout, capture._Capture)
 
 
 def test_writes_from_threads_are_never_lost() -> None:
