@@ -63,6 +63,7 @@ from pulsing_daemon.host import (
     NotStarted,
     OpKind,
     bind_arguments,
+    loop_post,
     resolve_op,
 )
 from pulsing_daemon.process import ChildError, Unserializable, _exception
@@ -577,9 +578,8 @@ class RayHost(ActorHost):
         self._calls[call_id] = future
         # The answer is handed to the loop straight from Ray's callback (no task per call).
         answer = self._answers[call_id] = ref.future()
-        answer.add_done_callback(
-            lambda done: loop.call_soon_threadsafe(self._answered, call_id, done, future)
-        )
+        post = loop_post(loop)  # answers finishing together wake the loop once
+        answer.add_done_callback(lambda done: post.post(self._answered, call_id, done, future))
         return future
 
     def _answered(
