@@ -154,7 +154,9 @@ class RayRuntime:
             return link.resolve()
         if link.is_symlink():
             link.unlink()
-        short = Path(tempfile.mkdtemp(prefix="pulsing-ray-"))
+        from pulsing_daemon.ray_local import TEMP_PREFIX
+
+        short = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX))
         link.parent.mkdir(parents=True, exist_ok=True)
         link.symlink_to(short, target_is_directory=True)
         return short
