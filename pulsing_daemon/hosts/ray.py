@@ -73,6 +73,7 @@ from pulsing_daemon.hosts.base import (
 from pulsing_daemon.hosts.ops import OpKind, bind_arguments, resolve_op
 from pulsing_daemon.hosts.process import ChildError, Unserializable, _exception
 from pulsing_daemon.hosts.registry import register
+from pulsing_daemon.hosts.threads import loop_post
 from pulsing_daemon.keyspec import (
     Invalid,
     KeySpec,
@@ -283,7 +284,9 @@ class RayRuntime:
             return link.resolve()
         if link.is_symlink():
             link.unlink()
-        short = Path(tempfile.mkdtemp(prefix="pulsing-ray-"))
+        from pulsing_daemon.hosts.ray_local import TEMP_PREFIX
+
+        short = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX))
         link.parent.mkdir(parents=True, exist_ok=True)
         link.symlink_to(short, target_is_directory=True)
         return short
@@ -733,9 +736,8 @@ class RayHost(ActorHost):
         self._calls[call_id] = future
         # The answer is handed to the loop straight from Ray's callback (no task per call).
         answer = self._answers[call_id] = ref.future()
-        answer.add_done_callback(
-            lambda done: loop.call_soon_threadsafe(self._answered, call_id, done, future)
-        )
+        post = loop_post(loop)  # answers finishing together wake the loop once
+        answer.add_done_callback(lambda done: post.post(self._answered, call_id, done, future))
         return future
 
     def _answered(

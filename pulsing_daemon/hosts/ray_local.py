@@ -25,10 +25,13 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 STOP_GRACE = 5.0
+# The short directory used when state_dir is too deep for Ray's Unix socket paths.
+TEMP_PREFIX = "pulsing-ray-"
 START_TIMEOUT = 60.0
 
 # The reduced dashboard reads ~/ray_bootstrap_config.yaml; a local provider means "no
@@ -103,6 +106,8 @@ def _end_group(directory: Path) -> None:
         if not _group(pgid):
             break
     shutil.rmtree(directory / "session", ignore_errors=True)
+    if directory.parent == Path(tempfile.gettempdir()) and directory.name.startswith(TEMP_PREFIX):
+        shutil.rmtree(directory, ignore_errors=True)  # a short directory of ours: all of it
 
 
 def main() -> int:

@@ -266,9 +266,10 @@ class PulsingRayWorker:
 
     async def _call(self, message: dict[str, Any], budget: float) -> dict[str, Any]:
         try:
-            running = self.host.invoke(message["op"], message["args"], message["kwargs"])
+            bound = self.host.prepare(message["op"], message["args"], message["kwargs"])
         except BaseException as exc:
             return {"error": described(exc)}
+        running = bound.start()
         call_id = message["id"]
         if asyncio.iscoroutine(running):
             task = asyncio.ensure_future(running)

@@ -105,4 +105,8 @@ def test_sigkill_of_the_daemon_takes_the_local_instance_along(local_daemon: Any)
     started = time.monotonic()
     wait_for(lambda: not instance_processes(d), 30, "the local Ray instance to exit")
     print(f"local instance gone {time.monotonic() - started:.1f}s after SIGKILL")
+    directory = Path(keeper_of(d)[0])
+    wait_for(lambda: not (directory / "session").exists(), 10, "session files removed")
+    if directory.name.startswith("pulsing-ray-"):  # the short directory under /tmp goes too
+        assert not directory.exists()
     assert list(d.home.rglob("*")) == [], "files written under $HOME"
