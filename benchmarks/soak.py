@@ -21,7 +21,7 @@ What runs, all at once, for ``duration`` seconds against one daemon on 127.0.0.1
   retryable errors, as the reliability rules allow.
 - ``--readers`` stream readers start keyed streams (some attached by a second reader,
   some with a producer that crashes midway) through the cutting proxy and follow them
-  with ``pulsing_cli.streams.follow_lines`` / ``ActorRef.stream`` (auto-resume).
+  with ``pulsing_cli.follow.follow_lines`` / ``ActorRef.stream`` (auto-resume).
 - a monkey that operator-restarts failed actors and now and then stops/starts one.
 - a status sampler (restart counts against the policies) and a killer that SIGKILLs
   the daemon ``--kills`` times and restarts it on the same state_dir.
@@ -74,7 +74,7 @@ if str(REPO) not in sys.path:  # run as a script from a checkout: find pulsing_c
 
 from benchmarks.harness import free_port, rss_kb  # noqa: E402
 from pulsing_cli.client import Client, is_retryable  # noqa: E402
-from pulsing_cli.streams import StreamState, chunk_data, follow_lines, start_stream  # noqa: E402
+from pulsing_cli.follow import StreamState, chunk_data, follow_lines, start_stream  # noqa: E402
 from pulsing_daemon.exceptions import (  # noqa: E402
     PulsingError,
     PulsingRuntimeError,
@@ -780,7 +780,7 @@ class Soak:
                         continue
                     self._ended(report, exc)
                     return
-        # pulsing_cli.streams: start (retried with the key) then follow_lines
+        # pulsing_cli.follow: start (retried with the key) then follow_lines
         while report["stream"] is None:
             try:
                 report["stream"], _ = await start_stream(client, actor, "count", [], kwargs, key)

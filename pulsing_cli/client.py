@@ -237,7 +237,7 @@ class ActorRef:
         **kwargs: Any,
     ) -> AsyncIterator[Chunk]:
         """Start (or attach to) a streaming op and iterate its chunks; reconnects on its own."""
-        from pulsing_cli.streams import open_stream
+        from pulsing_cli.follow import open_stream
 
         return open_stream(self.client, self.name, op, list(args), kwargs, key=key, resume=resume)
 

@@ -49,7 +49,7 @@ class ActorCell:
 
     # One cell per actor, 10,000s of them: the attributes set in __init__ live in slots
     # (an instance dict of this many keys is not key-shared: ~1.6 KB each). "__dict__"
-    # keeps any other attribute working, at the old price.
+    # keeps any other attribute working (in a per-instance dict).
     __slots__ = (
         "__dict__", "__weakref__", "_changed", "_drain_on_stop", "_holding", "_idle",
         "_stop_reason", "_task", "_wakeup", "accepting", "backoff_until", "batch", "clock",
@@ -104,7 +104,7 @@ class ActorCell:
         self._task: asyncio.Task[None] | None = None
         # Made only when someone waits (an asyncio.Event with its waiter deque is
         # ~0.8 KB; most cells never have a waiter): _wait_idle's, set when the
-        # mailbox empties; settle's, set and dropped on every transition.
+        # mailbox empties; wait_started's, set and dropped on every transition.
         self._idle: asyncio.Event | None = None
         self._changed: asyncio.Event | None = None
         self.metrics: Any = None  # pulsing_daemon.metrics.Metrics, when attached
@@ -158,7 +158,7 @@ class ActorCell:
         self._set_state(ActorState.STARTING)
         self._task = asyncio.create_task(self._lifecycle(), name=f"pulsing-actor-{self.name}")
 
-    async def settle(self, timeout: float) -> None:
+    async def wait_started(self, timeout: float) -> None:
         """Wait (bounded) until a just started instance is past ``starting``."""
         deadline = Deadline.after(timeout)
         while self._task is not None and not self._task.done():

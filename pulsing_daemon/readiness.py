@@ -55,7 +55,7 @@ def notify_systemd(state: str) -> bool:
 async def announce_ready(supervisor: Supervisor, readiness: Readiness) -> None:
     """Once every autostart actor has had its first start: log, event, ``READY=1``."""
     cells = [cell for cell in supervisor.cells.values() if cell.config.autostart]
-    await asyncio.gather(*(cell.settle(timeout=FIRST_START_WAIT) for cell in cells))
+    await asyncio.gather(*(cell.wait_started(timeout=FIRST_START_WAIT) for cell in cells))
     running = sum(1 for cell in cells if cell.state.value == "running")
     readiness.ready = True
     log.event("ready", actors=len(supervisor.cells), running=running)

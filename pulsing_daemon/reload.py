@@ -273,7 +273,7 @@ class Reloader:
             cell = supervisor.add(new.actors[name])
             if cell.config.autostart:
                 cell.start()
-                waits.append(asyncio.ensure_future(cell.settle(timeout=SETTLE_WAIT)))
+                waits.append(asyncio.ensure_future(cell.wait_started(timeout=SETTLE_WAIT)))
         if waits:
             _, pending = await asyncio.wait(waits, timeout=SETTLE_WAIT)
             for task in pending:  # an op still running on a removed or restarted actor
@@ -324,7 +324,7 @@ def _settle_heap(collecting: bool, applied: bool) -> None:
 
 async def _restart(cell: Any) -> None:
     await cell.restart()
-    await cell.settle(timeout=SETTLE_WAIT)
+    await cell.wait_started(timeout=SETTLE_WAIT)
 
 
 def _log_fields(summary: dict[str, Any]) -> dict[str, Any]:

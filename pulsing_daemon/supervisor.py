@@ -146,7 +146,7 @@ class Supervisor:
         else:
             cell.start()
         if action != "stop":
-            await cell.settle(timeout=10.0)
+            await cell.wait_started(timeout=10.0)
         return before, cell.state.value
 
     def failed(self) -> list[str]:

@@ -90,7 +90,7 @@ def stream(
     if stream_id is not None and (actor is not None or words):
         fail_usage(options, "--id attaches to an existing stream; do not also give ACTOR/OP")
 
-    from pulsing_cli.streams import StreamState
+    from pulsing_cli.follow import StreamState
 
     state = StreamState(stream_id, resume)
     base = [f"--endpoint {options.endpoint}"] if options.endpoint else []
@@ -110,7 +110,7 @@ def stream(
         import json
 
         from pulsing_cli.client import new_idempotency_key
-        from pulsing_cli.streams import chunk_data, follow_lines, start_stream
+        from pulsing_cli.follow import chunk_data, follow_lines, start_stream
         from pulsing_daemon.exceptions import PulsingRuntimeError
 
         async with options.client() as client:

@@ -246,8 +246,8 @@ def run_sync_batch(
     following = cpu is not None and on_heavy is not None and len(calls) > 1
     follow = frozenset((cpu,)) if following else None
 
-    def settle(future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
-        _settle(future, value, error)
+    def report(future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
+        _resolve(future, value, error)
         if on_progress is not None:
             on_progress()
 
@@ -270,18 +270,18 @@ def run_sync_batch(
                     following = False  # the rest of the batch runs anywhere
                     _run_on(home)
                     post.post(on_heavy)  # type: ignore[arg-type]  # before the answer
-                post.post(settle, call.future, value, error)
+                post.post(report, call.future, value, error)
                 if error is not None and is_failure(error):
                     count = index + 1
                     return
         finally:
-            post.post(settle, done, count, None)
+            post.post(report, done, count, None)
 
     _EXECUTOR.submit(contextvars.copy_context().run, job)
     return done
 
 
-def _settle(future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
+def _resolve(future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
     if future.done():
         return
     if error is not None:

@@ -67,7 +67,7 @@ async def rooms(
     supervisor.start()
     try:
         for cell in supervisor.cells.values():
-            await asyncio.wait_for(cell.settle(2.0), BOUND)
+            await asyncio.wait_for(cell.wait_started(2.0), BOUND)
         yield built
     finally:
         await asyncio.wait_for(supervisor.shutdown(1.0), BOUND)

@@ -79,7 +79,7 @@ def run_cell(config: ActorConfig, scenario: Scenario, *, timeout: float = 8.0) -
         cell = ActorCell(config, make_host, default_timeout=5.0)
         cell.start()
         try:
-            await asyncio.wait_for(cell.settle(2.0), BOUND)
+            await asyncio.wait_for(cell.wait_started(2.0), BOUND)
             return await asyncio.wait_for(scenario(cell), timeout)
         finally:
             await asyncio.wait_for(cell.stop(), BOUND)
@@ -473,7 +473,7 @@ def test_stop_finishes_current_and_drains_queue(tmp_path: Path) -> None:
         assert cell.total_restarts == 0  # a manual stop never triggers a restart
         # and it can be started again
         cell.start()
-        await asyncio.wait_for(cell.settle(2.0), BOUND)
+        await asyncio.wait_for(cell.wait_started(2.0), BOUND)
         assert await answer(send(cell, "echo", 2)) == 2
 
     run_cell(actor_config(tmp_path), scenario)
@@ -498,7 +498,7 @@ def test_operator_restart_resets_count(tmp_path: Path) -> None:
         assert cell.tracker.count == 1
         before = await answer(send(cell, "whoami"))
         await asyncio.wait_for(cell.restart(), BOUND)
-        await asyncio.wait_for(cell.settle(2.0), BOUND)
+        await asyncio.wait_for(cell.wait_started(2.0), BOUND)
         assert cell.state is ActorState.RUNNING
         assert cell.tracker.count == 0
         assert cell.operator_restarts == 1
@@ -529,7 +529,7 @@ def test_operator_restart_revives_failed_actor(tmp_path: Path) -> None:
         await wait_for_state(cell, ActorState.FAILED)
         assert cell.tracker.count == 1
         await asyncio.wait_for(cell.restart(), BOUND)
-        await asyncio.wait_for(cell.settle(2.0), BOUND)
+        await asyncio.wait_for(cell.wait_started(2.0), BOUND)
         assert cell.state is ActorState.RUNNING
         assert cell.tracker.count == 0
         assert cell.operator_restarts == 1
