@@ -108,7 +108,7 @@ def run_pipe_cell(config: ActorConfig, scenario: Any) -> Any:
         cell = ActorCell(config, PipeHost, default_timeout=5.0)
         cell.start()
         try:
-            await asyncio.wait_for(cell.settle(2.0), BOUND)
+            await asyncio.wait_for(cell.wait_started(2.0), BOUND)
             return await asyncio.wait_for(scenario(cell), 8.0)
         finally:
             await asyncio.wait_for(cell.stop(), BOUND)
