@@ -189,8 +189,8 @@ async def _serve_locked(
     housekeeping.cancel()
     streams.shutting_down = True
     await supervisor.shutdown(daemon.grace_period)
-    if "pulsing_daemon.hosts.ray" in sys.modules:  # the Ray host's runtime: disconnect,
-        await sys.modules["pulsing_daemon.hosts.ray"].shutdown()  # stop a local instance
+    if "pulsing_daemon.hosts.ray_runtime" in sys.modules:  # the Ray host's runtime: disconnect,
+        await sys.modules["pulsing_daemon.hosts.ray_runtime"].shutdown()  # stop a local instance
     streams.shutdown()
     events.close()  # ends the followers' streams, so cleanup need not wait for them
     await notifier.close()

@@ -282,7 +282,7 @@ def render_keys(table: str) -> list[str]:
     if specs is None and table.startswith("daemon.") and table[7:] in registry.hosts():
         specs = registry.host_class(table[7:]).keys.daemon  # [daemon.ISOLATION]
     elif specs is None and table == "actors.ray":
-        from pulsing_daemon.hosts.ray import RAY_OPTION_SPECS
+        from pulsing_daemon.hosts.ray_runtime import RAY_OPTION_SPECS
 
         specs = RAY_OPTION_SPECS
     if specs is None:

@@ -80,6 +80,15 @@ call_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
 )
 
 
+async def ended_within(running: asyncio.Future[Any], timeout: float) -> bool:
+    """After an interrupt: wait up to ``timeout`` for the op to end. True when it did
+    (its exception, if any, retrieved: its caller already has its answer)."""
+    done, _ = await asyncio.wait((running,), timeout=timeout)
+    if done and not running.cancelled():
+        running.exception()
+    return bool(done)
+
+
 class NotStarted(Exception):
     """A host that runs asks sent ahead (``ActorHost.pipelines``) did not start this one:
     its deadline passed before its turn (``expired``), or an earlier ask failed the

@@ -32,6 +32,7 @@ from pulsing_daemon.hosts.base import (
     InstanceLost,
     NotStarted,
     call_deadline,
+    ended_within,
 )
 from pulsing_daemon.hosts.framing import FrameError, encode, read_frame
 from pulsing_daemon.hosts.ops import OpKind, bind_arguments, resolve_op
@@ -418,10 +419,7 @@ class ProcessHost(ActorHost):
                 self._send({"t": "cancel", "id": call_id})
             except ProcessDied:
                 return True
-        done, _ = await asyncio.wait((running,), timeout=CANCEL_GRACE)
-        if done and not running.cancelled():
-            running.exception()
-        return bool(done)
+        return await ended_within(running, CANCEL_GRACE)
 
     async def stop(self, graceful: bool = True) -> None:
         self._stopping = True

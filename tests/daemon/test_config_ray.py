@@ -87,7 +87,8 @@ def test_every_ray_problem_named_by_its_key_path(tmp_path: Path) -> None:
 def test_ray_missing_is_a_config_error_saying_how_to_install(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pulsing_daemon.hosts.ray import RAY_INSTALL_HINT, RayHost
+    from pulsing_daemon.hosts.ray import RayHost
+    from pulsing_daemon.hosts.ray_runtime import RAY_INSTALL_HINT
 
     missing = f"needs Ray, which is not installed: {RAY_INSTALL_HINT}"
     monkeypatch.setattr(RayHost, "unavailable", classmethod(lambda cls: missing))
