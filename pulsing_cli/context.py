@@ -150,14 +150,29 @@ def settings(
     json: bool = False,
     debug: bool = False,
 ) -> Settings:
-    """The command's own global options, falling back to the ones given before the verb."""
+    """The command's own global options, falling back to the ones given before the verb.
+
+    An option typed on the command line wins over the environment wherever it is
+    typed: ``pulsing -e URL ask ...`` uses URL even with PULSING_ENDPOINT set (the
+    command's own ``endpoint`` then holds the environment's value).
+    """
     root = ctx.find_root().obj if ctx.find_root().obj is not None else Settings()
     return Settings(
-        endpoint=endpoint or root.endpoint,
-        token=token or root.token,
+        endpoint=_typed_first(ctx, "endpoint", endpoint, root.endpoint),
+        token=_typed_first(ctx, "token", token, root.token),
         json=json or root.json,
         debug=debug or root.debug,
     )
+
+
+def _typed_first(ctx: typer.Context, name: str, own: str | None, root: str | None) -> str | None:
+    """The command's value unless it came from the environment and one was given
+    before the verb."""
+    if own is None or root is None:
+        return own or root
+    source = ctx.get_parameter_source(name)  # click's ParameterSource (by name: Typer
+    from_env = getattr(source, "name", None) == "ENVIRONMENT"  # may bring its own click)
+    return root if from_env else own
 
 
 def run(

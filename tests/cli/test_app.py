@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -63,3 +64,23 @@ def test_one_shot_ask_imports_nothing_it_does_not_need() -> None:
         assert unneeded not in modules
     others = {f"pulsing_cli.commands.{name}" for name in ("stream", "status", "daemon")}
     assert not others & set(modules)
+
+
+@pytest.mark.parametrize("command", [["ask", "w", "op"], ["status"]])
+def test_an_endpoint_typed_before_the_verb_wins_over_the_environment(command: list[str]) -> None:
+    """``pulsing -e URL VERB`` uses URL even with PULSING_ENDPOINT set; one typed after
+    the verb wins over both. Nothing listens on these ports: the error names the one used."""
+    from e2e_helpers import pulsing_command
+
+    env = {**os.environ, "PULSING_ENDPOINT": "http://127.0.0.1:1", "NO_COLOR": "1"}
+
+    def used(argv: list[str]) -> str:
+        result = subprocess.run(
+            [*pulsing_command(), *argv], capture_output=True, text=True, env=env, timeout=30
+        )
+        assert result.returncode != 0
+        return result.stderr
+
+    assert "127.0.0.1:2" in used(["-e", "http://127.0.0.1:2", *command])
+    assert "127.0.0.1:3" in used(["-e", "http://127.0.0.1:2", *command, "-e", "http://127.0.0.1:3"])
+    assert "127.0.0.1:1" in used(command)
