@@ -173,6 +173,10 @@ class Answer:
     text: str = ""
     order: list[str] = field(default_factory=list)  # the new file's actors, in order
     changed: dict[str, ActorConfig] = field(default_factory=dict)  # classes not included
+    # True: the running text no longer passes the checks that look outside the file
+    # (a process actor's cwd or the token_file since removed, a CPU gone): ``plan`` is
+    # None, ``changed`` holds every actor, and the daemon compares with what it runs.
+    whole: bool = False
 
 
 def read(request: Request) -> Answer:
@@ -189,19 +193,21 @@ def read(request: Request) -> Answer:
             ) from None
     except ConfigError as exc:
         return Answer(problems=exc.problems)
-    old = parse_config(request.old_text, request.path, import_classes=False)
+    answer = Answer(
+        daemon=new.daemon, notify=new.notify, token=token, text=new.text, order=list(new.actors)
+    )
+    try:
+        old = parse_config(request.old_text, request.path, import_classes=False)
+    except ConfigError:
+        answer.whole = True
+        answer.changed = {name: dataclasses.replace(a, cls=None) for name, a in new.actors.items()}
+        return answer
     old = dataclasses.replace(old, daemon=request.running)
     plan = make_plan(old, new, active=lambda _name: True, tokens=(request.token, token))
     touched = {*plan.added, *plan.updated, *plan.restarted}
-    return Answer(
-        plan=plan,
-        daemon=new.daemon,
-        notify=new.notify,
-        token=token,
-        text=new.text,
-        order=list(new.actors),
-        changed={name: dataclasses.replace(new.actors[name], cls=None) for name in touched},
-    )
+    answer.plan = plan
+    answer.changed = {name: dataclasses.replace(new.actors[name], cls=None) for name in touched}
+    return answer
 
 
 def main() -> None:

@@ -342,3 +342,28 @@ def test_a_reload_imports_new_code_from_a_new_pythonpath_entry(
     plan = done.json()
     assert plan["added"] == ["noisy"] and plan["daemon_updated"] == ["daemon.pythonpath"]
     assert result(d, "noisy", "hi") == "hi"
+
+
+def test_a_reload_after_something_the_running_file_names_is_gone(
+    daemon_factory: Any, tmp_path: Path
+) -> None:
+    """The running file names a directory (a process actor's cwd) that is removed along
+    with the actor: the running text no longer passes that check, and the reload still
+    applies, comparing with what the daemon runs."""
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    d = daemon_factory(
+        ACTORS + f'\n[actors.boxed]\nclass = "reload_actors:Counter"\n'
+        f'isolation = "process"\ncwd = "{workdir}"\n'
+    )
+    ids = bump_all(d, ["keep"])
+    text = d.config_path.read_text()
+    d.config_path.write_text(text[: text.index("[actors.boxed]")])
+    workdir.rmdir()
+    done = d.cli("reload", "--json")
+    assert done.code == 0, done.stderr
+    plan = done.json()
+    assert plan["removed"] == ["boxed"] and plan["restarted"] == [] and plan["added"] == []
+    assert "keep" in plan["unchanged"]
+    assert result(d, "keep", "get") == {"n": 3, "instance": ids["keep"], "scale": 1}
+    assert d.http("GET", "/v1/actors/boxed")[0] == 404
