@@ -391,3 +391,19 @@ def spread(values: list[float]) -> dict[str, float | None]:
     if not values:
         return {"min": None, "median": None, "max": None}
     return {"min": min(values), "median": statistics.median(values), "max": max(values)}
+
+
+def make_loopback_netns(name: str) -> None:
+    """A network namespace with only loopback, made by ``unshare -n`` (as root) and kept
+    at /run/netns/NAME, so ``ip netns exec NAME ...`` runs commands in it. Everything
+    that starts Ray (tests, benchmarks) runs there: no packet can leave the machine
+    (CONTRACT §10: Ray probes the cloud metadata address otherwise)."""
+    holder = Path("/run/netns") / name
+    holder.parent.mkdir(parents=True, exist_ok=True)
+    holder.touch()
+    subprocess.run(["unshare", f"--net={holder}", "true"], check=True, timeout=10)
+    subprocess.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"], check=True)
+
+
+def remove_netns(name: str) -> None:
+    subprocess.run(["ip", "netns", "del", name], timeout=10)

@@ -28,8 +28,10 @@ from benchmarks.harness import (
     child_env,
     cpu_seconds,
     http_json,
+    make_loopback_netns,
     median,
     percentile,
+    remove_netns,
     rss_kb,
     run_loadgen,
     spread,
@@ -1583,14 +1585,13 @@ def ray(ctx: Context) -> None:
     if importlib.util.find_spec("ray") is None:
         ctx.row("ray", "skipped", None, "", note="Ray is not installed (pip install -e '.[ray]')")
         return
-    if os.geteuid() != 0 or shutil.which("ip") is None:
-        ctx.row("ray", "skipped", None, "", note="needs root and `ip netns` to isolate Ray")
+    if os.geteuid() != 0 or not (shutil.which("ip") and shutil.which("unshare")):
+        ctx.row("ray", "skipped", None, "", note="needs root, unshare and ip to isolate Ray")
         return
     netns = f"pulsing-bench-{os.getpid()}"
     out = ctx.workdir("ray") / "ray.json"
-    subprocess.run(["ip", "netns", "add", netns], check=True, timeout=10)
+    make_loopback_netns(netns)
     try:
-        subprocess.run(["ip", "netns", "exec", netns, "ip", "link", "set", "lo", "up"], check=True)
         command = ["ip", "netns", "exec", netns, PYTHON, "-m", "benchmarks.ray_bench",
                    "--out", str(out), *(["--quick"] if ctx.quick else [])]  # fmt: skip
         done = subprocess.run(
@@ -1607,7 +1608,7 @@ def ray(ctx: Context) -> None:
                 os.kill(int(pid), 9)
             except ProcessLookupError:
                 pass
-        subprocess.run(["ip", "netns", "del", netns], timeout=10)
+        remove_netns(netns)
     r = json.loads(out.read_text())
     ctx.details["ray"] = r
     ctx.row(

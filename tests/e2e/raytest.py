@@ -1,7 +1,8 @@
 """Fixtures for the Ray tests: every process that runs Ray runs in a loopback-only
 network namespace.
 
-``ray_netns`` (session) creates a named namespace (``ip netns add``) holding only
+``ray_netns`` (session) creates a named namespace (``unshare -n``, kept at
+/run/netns/NAME: ``benchmarks.harness.make_loopback_netns``) holding only
 ``lo``, brought up. Everything that may start or talk to Ray -- ``ray start``, the
 daemons under test, benchmark drivers -- is launched through :func:`in_netns`, which
 prefixes ``ip netns exec NAME``; the daemons listen on Unix sockets, which work across
@@ -31,6 +32,8 @@ from typing import Any
 
 import pytest
 
+from benchmarks.harness import make_loopback_netns, remove_netns
+
 TESTS_DIR = Path(__file__).resolve().parent
 RAY_START_TIMEOUT = 60.0
 
@@ -51,7 +54,7 @@ def require_ray() -> None:
 
 
 def can_make_netns() -> bool:
-    return os.geteuid() == 0 and shutil.which("ip") is not None
+    return os.geteuid() == 0 and bool(shutil.which("ip") and shutil.which("unshare"))
 
 
 @dataclass
@@ -83,12 +86,11 @@ def ray_netns() -> Iterator[Netns]:
     require_ray()
     if not can_make_netns():
         if os.environ.get("CI"):
-            pytest.fail("the Ray tests need root and iproute2 (ip netns) to isolate Ray")
-        pytest.skip("the Ray tests need root and iproute2 (ip netns) to isolate Ray")
+            pytest.fail("the Ray tests need root, unshare and iproute2 to isolate Ray")
+        pytest.skip("the Ray tests need root, unshare and iproute2 to isolate Ray")
     netns = Netns(f"pulsing-test-{os.getpid()}")
-    subprocess.run(["ip", "netns", "add", netns.name], check=True, timeout=10)
+    make_loopback_netns(netns.name)  # unshare -n, kept at /run/netns/NAME
     try:
-        subprocess.run([*netns.prefix(), "ip", "link", "set", "lo", "up"], check=True, timeout=10)
         links = subprocess.run(
             [*netns.prefix(), "ip", "-o", "link"], capture_output=True, text=True, check=True
         ).stdout.splitlines()
@@ -103,7 +105,7 @@ def ray_netns() -> Iterator[Netns]:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        subprocess.run(["ip", "netns", "del", netns.name], timeout=10)
+        remove_netns(netns.name)
 
 
 def _forbid_ray_init_here() -> None:
