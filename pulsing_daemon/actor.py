@@ -35,7 +35,7 @@ from pulsing_daemon.pipelining import execute_pipelined
 from pulsing_daemon.policy import ExitKind, RestartTracker
 from pulsing_daemon.running import execute, produce
 from pulsing_daemon.states import ACCEPTING, ActorState, check_transition
-from pulsing_daemon.storage import logs
+from pulsing_daemon.storage import capture, logs
 
 _encode_result = wire.encode
 
@@ -394,7 +394,7 @@ class ActorCell:
 
     # ----------------------------------------------------------------- lifecycle
     async def _lifecycle(self) -> None:
-        logs.enter(self.log_sink)  # what the instance writes, from here on, is its own
+        capture.enter(self.log_sink)  # what the instance writes, from here on, is its own
         try:
             while True:
                 ended = await self._run_instance()

@@ -31,6 +31,7 @@ from pulsing_daemon.notify import Notifier
 from pulsing_daemon.readiness import announce_ready, notify_systemd
 from pulsing_daemon.reload import Reloader, ReloadRefused
 from pulsing_daemon.reload import add_routes as add_reload_routes
+from pulsing_daemon.storage import capture
 from pulsing_daemon.storage import lock as state_lock
 from pulsing_daemon.storage import logs as actor_logs
 from pulsing_daemon.storage.events import EventLog
@@ -105,7 +106,7 @@ async def _serve_locked(
     events = EventLog(daemon.state_dir / "events.db", keep=daemon.events_keep)
     logs = actor_logs.LogStore(daemon.state_dir / "logs")
     if os.environ.get("PULSING_LOG_CAPTURE", "1") != "0":  # 0: a diagnostic switch
-        actor_logs.install()
+        capture.install()
     logs.start()
     supervisor = Supervisor(config, events, logs)
     notifier = Notifier(config.notify)
@@ -162,7 +163,7 @@ async def _serve_locked(
         journal.close()
         events.close()
         logs.close()
-        actor_logs.uninstall()
+        capture.uninstall()
         raise StartupError(f"cannot listen on {daemon.listen}: {exc.strerror or exc}") from None
 
     supervisor.start()
@@ -195,7 +196,7 @@ async def _serve_locked(
     events.close()  # ends the followers' streams, so cleanup need not wait for them
     await notifier.close()
     logs.close()
-    actor_logs.uninstall()
+    capture.uninstall()
     await runner.cleanup()
     journal.close()
     if daemon.is_unix and daemon.unix_path is not None:

@@ -46,7 +46,7 @@ from pulsing_daemon.keyspec import (
     path_key,
     string_table_key,
 )
-from pulsing_daemon.storage import logs
+from pulsing_daemon.storage import capture
 
 if TYPE_CHECKING:
     from pulsing_daemon.config import ActorConfig
@@ -175,7 +175,7 @@ class ProcessHost(ActorHost):
         self._stopping = False
         self._kill_cause: str | None = None
         self._tasks: list[asyncio.Task[Any]] = []
-        self._log = logs.current()  # the actor's log (the cell's task creates hosts)
+        self._log = capture.current()  # the actor's log (the cell's task creates hosts)
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:

@@ -73,7 +73,7 @@ from pulsing_daemon.hosts.threads import loop_post
 from pulsing_daemon.keyspec import (
     KeySpec,
 )
-from pulsing_daemon.storage import logs
+from pulsing_daemon.storage import capture
 
 if TYPE_CHECKING:
     from pulsing_daemon.config import ActorConfig, DaemonConfig
@@ -179,7 +179,7 @@ class RayHost(ActorHost):
         self._stopping = False
         self._watcher: asyncio.Task[Any] | None = None
         self._settling: set[asyncio.Future[Any]] = set()
-        self._log = logs.current()
+        self._log = capture.current()
 
     # ------------------------------------------------------------------ lifecycle
     def _options(self) -> dict[str, Any]:

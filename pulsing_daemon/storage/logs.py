@@ -461,25 +461,11 @@ def parse_since(text: str, now: float | None = None) -> str:
     return stamp(moment.astimezone(timezone.utc).timestamp())
 
 
-# Capture lives in storage/capture.py; these names stay reachable from here.
-from pulsing_daemon.storage.capture import (  # noqa: E402
-    CURRENT,
-    current,
-    enter,
-    install,
-    uninstall,
-)
-
 __all__ = [
-    "CURRENT",
     "ActorLog",
     "FollowerOverrun",
     "LogStore",
-    "current",
     "describe_event",
     "describe_failure",
-    "enter",
-    "install",
     "parse_since",
-    "uninstall",
 ]

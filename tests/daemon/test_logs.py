@@ -76,11 +76,11 @@ def test_partial_lines_are_joined_per_thread() -> None:
 def test_capture_routes_by_the_running_actor() -> None:
     store = LogStore(None)
     one, two = store.actor("one"), store.actor("two")
-    logs.install()
+    capture.install()
     try:
 
         async def actor(actor_log: logs.ActorLog, tag: str) -> None:
-            logs.enter(actor_log)
+            capture.enter(actor_log)
             for index in range(50):
                 print(f"{tag} {index}")
                 await asyncio.sleep(0)
@@ -104,7 +104,7 @@ def test_capture_routes_by_the_running_actor() -> None:
 
         asyncio.run(main())
     finally:
-        logs.uninstall()
+        capture.uninstall()
     for actor_log, tag in ((one, "ONE"), (two, "TWO")):
         records = actor_log.flush()
         out = [r["text"] for r in records if r["stream"] == "stdout"]
