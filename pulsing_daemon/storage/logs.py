@@ -48,6 +48,9 @@ MAX_PENDING = 50_000  # records waiting for a write, per actor; beyond, lines ar
 MAX_TRACEBACK = 32 * 1024  # characters of a failure's traceback kept in status and logs
 FOLLOWER_BACKLOG = 10_000  # records queued for one follower before it is cut off
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
+# Log files kept open at once (least recently written closed first): an open file
+# holds a descriptor and ~5 KB of buffers, which 10,000 quiet actors would each pay.
+MAX_OPEN_FILES = 64
 STREAMS = ("stdout", "stderr", "log", "event")
 
 
@@ -87,6 +90,7 @@ class ActorLog:
         directory: Path | None,
         max_bytes: int,
         dirty: collections.deque[ActorLog] | None = None,
+        open_files: collections.OrderedDict[ActorLog, None] | None = None,
     ) -> None:
         self.name = name
         # The store's queue of logs with pending records: a flush visits those only
@@ -102,6 +106,8 @@ class ActorLog:
         self.partial: dict[tuple[str, int], str] = {}  # (stream, thread id) -> unfinished line
         self.followers: set[_Follower] = set()
         self.instance = self._last_instance()
+        # The store's open logs, least recently written first (MAX_OPEN_FILES).
+        self.open_files = open_files if open_files is not None else collections.OrderedDict()
         self._file: Any = None
         self._size = 0
 
@@ -177,6 +183,8 @@ class ActorLog:
         try:
             if self._file is None:
                 self._open()
+            else:
+                self.open_files.move_to_end(self)
             chunk: list[str] = []
             size = self._size
             for line in lines:
@@ -198,6 +206,10 @@ class ActorLog:
         assert self.path is not None
         self._file = open(self.path, "a", encoding="utf-8", errors="replace")  # noqa: SIM115
         self._size = self._file.tell()
+        open_files = self.open_files
+        open_files[self] = None
+        while len(open_files) > MAX_OPEN_FILES:
+            open_files.popitem(last=False)[0].close()
 
     def _rotate(self) -> None:
         assert self.path is not None
@@ -206,6 +218,7 @@ class ActorLog:
         self._open()
 
     def close(self) -> None:
+        self.open_files.pop(self, None)
         if self._file is not None:
             try:
                 self._file.close()
@@ -280,6 +293,7 @@ class LogStore:
             directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.logs: dict[str, ActorLog] = {}
         self._dirty: collections.deque[ActorLog] = collections.deque()
+        self._open_files: collections.OrderedDict[ActorLog, None] = collections.OrderedDict()
         self._timer: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -289,7 +303,11 @@ class LogStore:
         actor_log = self.logs.get(name)
         if actor_log is None:
             actor_log = self.logs[name] = ActorLog(
-                name, self.directory, max_bytes or DEFAULT_MAX_BYTES, self._dirty
+                name,
+                self.directory,
+                max_bytes or DEFAULT_MAX_BYTES,
+                self._dirty,
+                self._open_files,
             )
         elif max_bytes is not None:
             actor_log.max_bytes = max_bytes
