@@ -283,7 +283,8 @@ class ActorCell:
         return cell_errors.expired_in_mailbox(self.name, envelope)
 
     def expire(self, envelope: Envelope) -> None:
-        """Deadline timer of a queued message: answer it; it will never run."""
+        """Deadline timer of a message: a queued one is answered and will never run;
+        an op awaited in place (``running.execute_here``) is cancelled there."""
         if envelope.state is EnvelopeState.QUEUED or (
             envelope.state is EnvelopeState.BATCHED
             and envelope.call is not None
@@ -292,14 +293,18 @@ class ActorCell:
             self.queued -= 1
             self.answer(envelope, error=self.expired_error(envelope))
             self._check_idle()
+        elif envelope.runner is not None and not envelope.interrupted:
+            envelope.interrupted = True
+            envelope.runner.cancel()
 
-    def pop(self) -> Envelope | None:
-        """The next queued message, out of the mailbox count, its deadline timer off."""
+    def pop(self, keep_timer: bool = False) -> Envelope | None:
+        """The next queued message, out of the mailbox count, its deadline timer off
+        (``keep_timer``: left armed for whoever runs it, who must take it off or use it)."""
         while self.mailbox:
             envelope = self.mailbox.popleft()
             if envelope.state is EnvelopeState.QUEUED:
                 self.queued -= 1
-                if envelope.timer is not None:
+                if envelope.timer is not None and not keep_timer:
                     envelope.timer.cancel()
                 return envelope
         return None
@@ -526,7 +531,7 @@ class ActorCell:
                 end = host.exited.result()
                 kind = ExitKind.FAILURE if end.failed else ExitKind.EXIT
                 return Ended(kind=kind, cause=end.cause, where=end.where)
-            envelope = self.pop()
+            envelope = self.pop(keep_timer=host.runs_sync_batches)
             if envelope is None:
                 self._check_idle()
                 self._wakeup.clear()
