@@ -44,6 +44,35 @@ OUTCOMES = ("ok", "business", "system", "timeout", "unsupported", "runtime")
 HostFactory = Callable[[ActorConfig], ActorHost]
 
 
+class Wakeup:
+    """``asyncio.Event`` for the one task that waits on it (the cell's), without the
+    Event's deque of waiters (~0.7 KB per cell)."""
+
+    __slots__ = ("flag", "waiter")
+
+    def __init__(self) -> None:
+        self.flag = False
+        self.waiter: asyncio.Future[None] | None = None
+
+    def set(self) -> None:
+        self.flag = True
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def clear(self) -> None:
+        self.flag = False
+
+    async def wait(self) -> None:
+        if self.flag:
+            return
+        self.waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self.waiter
+        finally:
+            self.waiter = None
+
+
 class ActorCell:
     """A named actor: config, mailbox, state, counters; survives its instances."""
 
@@ -96,7 +125,7 @@ class ActorCell:
         self.host: ActorHost | None = None
         self.accepting = True  # False while the daemon shuts down
         self.retired: str | None = None  # why, once a reload removed the actor
-        self._wakeup = asyncio.Event()
+        self._wakeup = Wakeup()
         self.stop_requested = False
         self._stop_reason = "stopped by operator"
         self._drain_on_stop = True

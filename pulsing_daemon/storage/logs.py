@@ -81,6 +81,9 @@ class _Follower:
         self.wakeup = asyncio.Event()
 
 
+_NO_FOLLOWERS: frozenset[Any] = frozenset()  # shared by the logs nobody follows
+
+
 class ActorLog:
     """One actor's records: the pending ones in memory, the written ones in two files."""
 
@@ -98,13 +101,16 @@ class ActorLog:
         self.dirty = dirty
         self.marked = False
         self.max_bytes = max_bytes
-        self.path = directory / f"{name}.log" if directory is not None else None
-        # (time, instance, stream, text): appended by any thread, taken by the loop
-        # (deque append and popleft are atomic, so none is lost between the two).
-        self.pending: collections.deque[tuple[float, int, str, str]] = collections.deque()
+        self.directory = directory
+        # (time, instance, stream, text): appended by any thread, taken from the front
+        # by the loop (append is atomic, and the loop removes only what it has read,
+        # so none is lost between the two). A list: an empty one is 56 bytes, an empty
+        # deque ~700, and most actors are quiet.
+        self.pending: list[tuple[float, int, str, str]] = []
         self.dropped = 0  # records not kept because too many were pending
         self.partial: dict[tuple[str, int], str] = {}  # (stream, thread id) -> unfinished line
-        self.followers: set[_Follower] = set()
+        # A set of its own once someone follows.
+        self.followers: set[_Follower] = _NO_FOLLOWERS  # type: ignore[assignment]
         self.instance = self._last_instance()
         # The store's open logs, least recently written first (MAX_OPEN_FILES).
         self.open_files = open_files if open_files is not None else collections.OrderedDict()
@@ -156,7 +162,8 @@ class ActorLog:
         if not self.pending and not self.dropped:
             return []
         pending = self.pending
-        batch = [pending.popleft() for _ in range(len(pending))]
+        batch = pending[:]
+        del pending[: len(batch)]
         records = [
             {"at": stamp(at), "actor": self.name, "instance": instance, "stream": stream,
              "text": text}
@@ -177,6 +184,11 @@ class ActorLog:
                 follower.queue.extend(records)
             follower.wakeup.set()
         return records
+
+    @property
+    def path(self) -> Path | None:
+        """The current file (made when needed: a Path per actor costs ~0.3 KB)."""
+        return self.directory / f"{self.name}.log" if self.directory is not None else None
 
     def _append(self, lines: list[str]) -> None:
         half = max(1, self.max_bytes // 2)
@@ -214,7 +226,8 @@ class ActorLog:
     def _rotate(self) -> None:
         assert self.path is not None
         self._file.close()
-        os.replace(self.path, self.path.with_name(self.path.name + ".1"))
+        path = self.path
+        os.replace(path, path.with_name(path.name + ".1"))
         self._open()
 
     def close(self) -> None:
@@ -229,9 +242,10 @@ class ActorLog:
     # ------------------------------------------------------------------ reading
     def files(self) -> list[Path]:
         """Oldest first."""
-        if self.path is None:
+        path = self.path
+        if path is None:
             return []
-        return [self.path.with_name(self.path.name + ".1"), self.path]
+        return [path.with_name(path.name + ".1"), path]
 
     def tail(self, lines: int | None, since: str | None = None) -> list[dict[str, Any]]:
         """The newest ``lines`` records (None: all) at or after ``since``, oldest first."""
@@ -381,6 +395,8 @@ class LogStore:
         follower = _Follower()
         # Registered right after the flush, with no await between: every later record
         # reaches the follower, and none that the history below holds.
+        if actor_log.followers is _NO_FOLLOWERS:
+            actor_log.followers = set()
         actor_log.followers.add(follower)
         try:
             for record in actor_log.tail(lines, since):
