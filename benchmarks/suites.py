@@ -24,6 +24,7 @@ from benchmarks.harness import (
     PYTHON,
     BareServer,
     Daemon,
+    FloorServer,
     Workdir,
     child_env,
     cpu_seconds,
@@ -52,6 +53,9 @@ class Row:
     target: str = ""
     ok: bool | None = None  # None: informational
     note: str = ""
+    # value over the same-run floor (benchmarks/floors.py): the least code on this
+    # stack that gives the same guarantee; set on rows whose target has a floor row
+    floor_ratio: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -145,6 +149,29 @@ def ask_servers(ctx: Context) -> tuple[Daemon, BareServer, Daemon | None]:
     return ctx.fixture("ask", make)
 
 
+def floor_server(ctx: Context) -> FloorServer:
+    """The floor servers (benchmarks/floors.py), one process shared by the suites."""
+
+    def make() -> FloorServer:
+        return ctx.own(FloorServer(ctx.workdir("floors"))).start()  # type: ignore[return-value]
+
+    return ctx.fixture("floors", make)
+
+
+def _floor_targets(floors: FloorServer) -> dict[str, tuple[int, dict[str, Any]]]:
+    """The floors of the ask suites: name -> (server pid, loadgen spec without mode)."""
+    return {
+        "floor_mailbox": (floors.pid, _ask_spec(floors.port, "/mailbox", "aecho")),
+        "floor_keyed": (floors.pid, _ask_spec(floors.port, "/keyed", "aecho", idempotency=True)),
+        "floor_process": (floors.pid, _ask_spec(floors.port, "/process", "echo")),
+    }
+
+
+def _floor_note(value: float | None, floor: float | None, what: str) -> str:
+    ratio = _ratio(value, floor)
+    return "" if ratio is None else f"{ratio:.2f}x the floor ({what})"
+
+
 def _ask_spec(port: int, path: str, op: str, **extra: Any) -> dict[str, Any]:
     return {"port": port, "method": "POST", "path": path, "body": ASK_BODY % op, **extra}
 
@@ -229,9 +256,10 @@ def _tput_note(summary: dict[str, Any]) -> str:
 # ---------------------------------------------------------------------- ask_throughput
 def ask_throughput(ctx: Context) -> None:
     daemon, bare, pinned = ask_servers(ctx)
-    targets = _ask_targets(daemon, bare, pinned)
+    targets = {**_ask_targets(daemon, bare, pinned), **_floor_targets(floor_server(ctx))}
     conns = 64
     names = ["bare", "sync", "async", "nonblocking", "pinned", "sync_idem", "async_idem"]
+    names += ["floor_mailbox", "floor_keyed"]
     if ctx.quick:
         names.remove("sync_idem")
     if pinned is None:
@@ -281,6 +309,19 @@ def ask_throughput(ctx: Context) -> None:
         note="load generator limit; others should stay well below",
     )
     ctx.row("ask_throughput", "bare aiohttp echo", base, "req/s", note=_tput_note(summary["bare"]))
+    # The floors (benchmarks/floors.py): the least code on aiohttp that gives what the
+    # target's guarantee needs, measured in the same rounds.
+    floors = {
+        "floor_mailbox": ("floor: bare echo + a per-actor mailbox", "mailbox"),
+        "floor_keyed": ("floor: bare echo + durable key, group commit", "durable key"),
+    }
+    for name, (label, _) in floors.items():
+        value = summary[name]["rps_median"]
+        ctx.row(
+            "ask_throughput", label, value, "req/s", base, _ratio(value, base), "info", None,
+            _tput_note(summary[name]),
+        )  # fmt: skip
+    floor_of = {"async": "floor_mailbox", "sync_idem": "floor_keyed", "async_idem": "floor_keyed"}
     # Targets of issue 17 (performance, round two).
     for name, label, target in (
         ("sync", "sync op", 0.7),
@@ -294,6 +335,10 @@ def ask_throughput(ctx: Context) -> None:
             continue
         value = summary[name]["rps_median"]
         ratio = _ratio(value, base)
+        floor = summary[floor_of[name]]["rps_median"] if name in floor_of else None
+        note = _tput_note(summary[name])
+        if floor is not None:
+            note += "; " + _floor_note(value, floor, floors[floor_of[name]][1])
         ctx.row(
             "ask_throughput",
             label,
@@ -305,7 +350,8 @@ def ask_throughput(ctx: Context) -> None:
             None
             if target is None
             else ratio is not None and ratio >= target and not summary[name]["errors"],
-            _tput_note(summary[name]),
+            note,
+            _ratio(value, floor),
         )
     if ctx.profile:
         _profile_load(ctx, daemon, targets["sync"][1], "ask_sync")
@@ -461,14 +507,20 @@ def ask_latency(ctx: Context) -> None:
 # ---------------------------------------------------------------------- process_vs_inline
 def process_vs_inline(ctx: Context) -> None:
     daemon, bare, _ = ask_servers(ctx)
-    targets = _ask_targets(daemon, bare)
-    names = ["sync", "proc"]
+    targets = {**_ask_targets(daemon, bare), **_floor_targets(floor_server(ctx))}
+    # The floor: a bare aiohttp server forwarding each call to one child over a pipe.
+    names = ["sync", "proc", "floor_process"]
     lat = _latency_rounds(ctx, targets, names)
     runs = _throughput_rounds(ctx, targets, names, 64)
     tput = {name: _summ_throughput(runs[name]) for name in names}
     ctx.details["process_vs_inline"] = {"latency": lat, "throughput": tput}
-    i, p = lat["sync"], lat["proc"]
+    i, p, f = lat["sync"], lat["proc"], lat["floor_process"]
     ctx.row("process_vs_inline", "inline p50", i["p50_ms"], "ms", note=f"p99 {i['p99_ms']:.2f} ms")
+    floor_what = "aiohttp -> one child over a pipe"
+    ctx.row(
+        "process_vs_inline", f"floor p50: {floor_what}", f["p50_ms"], "ms", i["p50_ms"],
+        _ratio(f["p50_ms"], i["p50_ms"]), "info (vs inline)", None, f"p99 {f['p99_ms']:.2f} ms",
+    )  # fmt: skip
     p50_ratio = _ratio(p["p50_ms"], i["p50_ms"])
     ctx.row(
         "process_vs_inline",
@@ -479,6 +531,8 @@ def process_vs_inline(ctx: Context) -> None:
         p50_ratio,
         "<= 1.2x inline",
         p50_ratio is not None and p50_ratio <= 1.2 and not p["errors"],
+        _floor_note(p["p50_ms"], f["p50_ms"], "pipe to one child"),
+        _ratio(p["p50_ms"], f["p50_ms"]),
     )
     ctx.row(
         "process_vs_inline",
@@ -490,7 +544,12 @@ def process_vs_inline(ctx: Context) -> None:
         "info (vs inline)",
     )
     ti, tp = tput["sync"]["rps_median"], tput["proc"]["rps_median"]
+    tf = tput["floor_process"]["rps_median"]
     ctx.row("process_vs_inline", "inline throughput", ti, "req/s", note=_tput_note(tput["sync"]))
+    ctx.row(
+        "process_vs_inline", f"floor throughput: {floor_what}", tf, "req/s", ti, _ratio(tf, ti),
+        "info (vs inline)", None, _tput_note(tput["floor_process"]) + " (child included)",
+    )  # fmt: skip
     tput_ratio = _ratio(tp, ti)
     ctx.row(
         "process_vs_inline",
@@ -501,7 +560,8 @@ def process_vs_inline(ctx: Context) -> None:
         tput_ratio,
         ">= 0.6x inline",
         tput_ratio is not None and tput_ratio >= 0.6 and not tput["proc"]["errors"],
-        _tput_note(tput["proc"]),
+        _tput_note(tput["proc"]) + "; " + _floor_note(tp, tf, "pipe to one child"),
+        _ratio(tp, tf),
     )
 
 
