@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import harness
-from benchmarks.readme import fmt_value, verdict
+from benchmarks.readme import fmt_ratio, fmt_value, verdict
 from benchmarks.suites import ALL, Context, Row
 
 QUICK_SKIP = {"scale", "reload"}
@@ -39,7 +39,7 @@ def render_table(rows: list[Row]) -> str:
                 row.figure,
                 fmt_value(row.value, row.unit),
                 fmt_value(row.baseline, row.unit) if row.baseline is not None else "",
-                f"{row.ratio:.2f}x" if row.ratio is not None else "",
+                fmt_ratio(row.ratio, row.floor_ratio, row.ok),
                 row.target,
                 verdict(row.ok, row.target),
             )
