@@ -167,9 +167,20 @@ def _floor_targets(floors: FloorServer) -> dict[str, tuple[int, dict[str, Any]]]
     }
 
 
-def _floor_note(value: float | None, floor: float | None, what: str) -> str:
+def _floor_note(
+    value: float | None, floor: float | None, what: str, cpu: tuple[Any, Any] | None = None
+) -> str:
+    """``0.83x the floor (what)``; with ``cpu`` (two throughput summaries, pulsing's and
+    the floor's) also the ratio of server CPU per request, far steadier on a shared
+    machine than req/s."""
     ratio = _ratio(value, floor)
-    return "" if ratio is None else f"{ratio:.2f}x the floor ({what})"
+    text = "" if ratio is None else f"{ratio:.2f}x the floor ({what})"
+    if cpu is not None:
+        key = "server_cpu_us_per_req_median"
+        cpu_ratio = _ratio(cpu[0][key], cpu[1][key])
+        if cpu_ratio is not None:
+            text += f"; server CPU/req {cpu_ratio:.2f}x the floor's"
+    return text
 
 
 def _ask_spec(port: int, path: str, op: str, **extra: Any) -> dict[str, Any]:
@@ -338,7 +349,9 @@ def ask_throughput(ctx: Context) -> None:
         floor = summary[floor_of[name]]["rps_median"] if name in floor_of else None
         note = _tput_note(summary[name])
         if floor is not None:
-            note += "; " + _floor_note(value, floor, floors[floor_of[name]][1])
+            note += "; " + _floor_note(
+                value, floor, floors[floor_of[name]][1], (summary[name], summary[floor_of[name]])
+            )
         ctx.row(
             "ask_throughput",
             label,
@@ -560,7 +573,9 @@ def process_vs_inline(ctx: Context) -> None:
         tput_ratio,
         ">= 0.6x inline",
         tput_ratio is not None and tput_ratio >= 0.6 and not tput["proc"]["errors"],
-        _tput_note(tput["proc"]) + "; " + _floor_note(tp, tf, "pipe to one child"),
+        _tput_note(tput["proc"])
+        + "; "
+        + _floor_note(tp, tf, "pipe to one child", (tput["proc"], tput["floor_process"])),
         _ratio(tp, tf),
     )
 
