@@ -168,13 +168,22 @@ def _floor_targets(floors: FloorServer) -> dict[str, tuple[int, dict[str, Any]]]
 
 
 def _floor_note(
-    value: float | None, floor: float | None, what: str, cpu: tuple[Any, Any] | None = None
+    value: float | None,
+    floor: float | None,
+    what: str,
+    cpu: tuple[Any, Any] | None = None,
+    rounds: tuple[list[dict[str, Any]], list[dict[str, Any]]] | None = None,
 ) -> str:
     """``0.83x the floor (what)``; with ``cpu`` (two throughput summaries, pulsing's and
     the floor's) also the ratio of server CPU per request, far steadier on a shared
-    machine than req/s."""
+    machine than req/s; with ``rounds`` (two lists of throughput runs) the median of the
+    per-round ratios (each round measures both within seconds of each other)."""
     ratio = _ratio(value, floor)
     text = "" if ratio is None else f"{ratio:.2f}x the floor ({what})"
+    if rounds is not None:
+        per_round = [_ratio(a["rps"], b["rps"]) for a, b in zip(*rounds, strict=True)]
+        if per_round and None not in per_round:
+            text += f", per-round median {median(per_round):.2f}x"  # type: ignore[arg-type]
     if cpu is not None:
         key = "server_cpu_us_per_req_median"
         cpu_ratio = _ratio(cpu[0][key], cpu[1][key])
@@ -350,7 +359,11 @@ def ask_throughput(ctx: Context) -> None:
         note = _tput_note(summary[name])
         if floor is not None:
             note += "; " + _floor_note(
-                value, floor, floors[floor_of[name]][1], (summary[name], summary[floor_of[name]])
+                value,
+                floor,
+                floors[floor_of[name]][1],
+                (summary[name], summary[floor_of[name]]),
+                (runs[name], runs[floor_of[name]]),
             )
         ctx.row(
             "ask_throughput",
@@ -575,7 +588,13 @@ def process_vs_inline(ctx: Context) -> None:
         tput_ratio is not None and tput_ratio >= 0.6 and not tput["proc"]["errors"],
         _tput_note(tput["proc"])
         + "; "
-        + _floor_note(tp, tf, "pipe to one child", (tput["proc"], tput["floor_process"])),
+        + _floor_note(
+            tp,
+            tf,
+            "pipe to one child",
+            (tput["proc"], tput["floor_process"]),
+            (runs["proc"], runs["floor_process"]),
+        ),
         _ratio(tp, tf),
     )
 
