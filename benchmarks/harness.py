@@ -195,6 +195,26 @@ class BareServer(Proc):
         return self
 
 
+class FloorServer(Proc):
+    """The floor servers (``benchmarks/floors.py``): the least code on this stack that
+    gives a guarantee, with no pulsing code in it. ``ray_address``: the Ray floor only."""
+
+    def __init__(self, workdir: Path, ray_address: str | None = None) -> None:
+        super().__init__("floor-ray" if ray_address else "floors", workdir)
+        self.ray_address = ray_address
+        self.port = free_port()
+
+    def start(self, timeout: float = 20.0) -> FloorServer:
+        cmd = [PYTHON, "-m", "benchmarks.floors", "--port", str(self.port)]
+        cmd += ["--state-dir", str(self.workdir / "floors-state")]
+        if self.ray_address:
+            cmd += ["--ray-address", self.ray_address]
+        self.spawn(cmd)
+        assert self.proc is not None
+        wait_port(self.port, timeout, self.proc)
+        return self
+
+
 class Daemon(Proc):
     """``python -m pulsing_daemon --config FILE`` on a free port, in its own temp dir."""
 

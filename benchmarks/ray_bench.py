@@ -6,7 +6,9 @@ actor, and measures, interleaved round by round:
 
 - asks: pulsing ask to a Ray-hosted actor (HTTP, loadgen) vs a raw Ray actor call
   from asyncio -- throughput with 64 in flight, and sequential p50; plus the bare
-  aiohttp echo's p50 (what one HTTP hop costs);
+  aiohttp echo's p50 (what one HTTP hop costs), and the floor: a bare aiohttp server
+  whose handler awaits a raw Ray actor call (``benchmarks/floors.py``, loadgen, the
+  least an HTTP front to a Ray actor costs);
 - crash -> next success: a Ray-hosted actor crashing (min_backoff 0.05) vs Ray's own
   restart of a raw actor (max_restarts=-1) whose process exits;
 - streams: chunks/s of ``pulsing stream`` from a Ray-hosted actor vs the same op inline.
@@ -32,6 +34,7 @@ from benchmarks.harness import (
     PULSING,
     BareServer,
     Daemon,
+    FloorServer,
     child_env,
     median,
     percentile,
@@ -172,6 +175,16 @@ def bare_latency(bare: BareServer, requests: int) -> list[float]:
     return [us / 1000 for us in result["raw_us"]]
 
 
+def floor_load(floor: FloorServer, mode: str, seconds: float, requests: int) -> dict[str, Any]:
+    spec = {"port": floor.port, "method": "POST", "path": "/ray",
+            "body": '{"op":"echo","args":{"x":1}}'}  # fmt: skip
+    if mode == "throughput":
+        spec.update(mode="throughput", conns=64, warmup=0.5, duration=seconds)
+    else:
+        spec.update(mode="latency", requests=requests, warmup_requests=100, raw=True)
+    return run_loadgen(spec)
+
+
 def stream_rate(daemon: Daemon, actor: str, n: int) -> float:
     env = child_env(PULSING_ENDPOINT=daemon.endpoint)
     wall, code = timed(
@@ -204,6 +217,7 @@ def main() -> int:
         )  # fmt: skip
         daemon.start(timeout=120)
         bare = BareServer(directory).start()
+        floor = FloorServer(directory, ray_address=address).start(timeout=120)
         import ray
 
         ray.init(address=address, namespace="raw", log_to_driver=False, logging_level="ERROR")
@@ -211,17 +225,22 @@ def main() -> int:
         ray.get(raw.echo.remote())
         results: dict[str, list[float]] = {
             k: [] for k in ("raw_tput", "pulsing_tput", "raw_lat", "pulsing_lat", "bare_lat",
-                            "ray_stream", "inline_stream")
+                            "ray_stream", "inline_stream", "floor_tput", "floor_lat")
         }  # fmt: skip
         for r in range(rounds):
-            order = ["raw", "pulsing", "bare"]
-            for name in order[r % 3 :] + order[: r % 3]:
+            order = ["raw", "pulsing", "bare", "floor"]
+            for name in order[r % 4 :] + order[: r % 4]:
                 if name == "raw":
                     results["raw_tput"].append(asyncio.run(raw_throughput(raw, seconds)))
                     results["raw_lat"] += asyncio.run(raw_latency(raw, requests))
                 elif name == "pulsing":
                     results["pulsing_tput"].append(pulsing_throughput(daemon, seconds))
                     results["pulsing_lat"] += pulsing_latency(daemon, requests)
+                elif name == "floor":
+                    tput = floor_load(floor, "throughput", seconds, requests)
+                    results["floor_tput"].append(float(tput["rps"]))
+                    lat = floor_load(floor, "latency", seconds, requests)
+                    results["floor_lat"] += [us / 1000 for us in lat["raw_us"]]
                 else:
                     results["bare_lat"] += bare_latency(bare, requests)
             for actor, key in (("ray_streamer", "ray_stream"), ("streamer", "inline_stream")):
@@ -245,6 +264,8 @@ def main() -> int:
             "raw_p50_ms": percentile(results["raw_lat"], 0.5),
             "pulsing_p50_ms": percentile(results["pulsing_lat"], 0.5),
             "bare_p50_ms": percentile(results["bare_lat"], 0.5),
+            "floor_tput": median(results["floor_tput"]),
+            "floor_p50_ms": percentile(results["floor_lat"], 0.5),
             "ray_stream_cps": median(results["ray_stream"]),
             "inline_stream_cps": median(results["inline_stream"]),
             "pulsing_restart_ms": median(pulsing_restart["gap_ms"]),
@@ -258,6 +279,7 @@ def main() -> int:
         }
         ns.out.write_text(json.dumps(out, default=float))
         ray.shutdown()
+        floor.stop()
         bare.stop()
         daemon.stop()
         return 0

@@ -2,7 +2,8 @@
 
 Rewrites the README's Performance table from the results ``python -m benchmarks``
 writes (default ``benchmarks/results/latest.json``): every row with a target, as the
-benchmark table prints it, between the markers::
+benchmark table prints it, between the markers (a missed target whose benchmark
+measured a floor shows its ratio to that floor as well: ``0.62x; 0.90x floor``)::
 
     <!-- performance-table:begin -->
     <!-- performance-table:end -->
@@ -49,6 +50,16 @@ def fmt_value(value: float | None, unit: str) -> str:
     if unit in ("KB", "MB"):
         return f"{value:.1f} {unit}"
     return f"{value:g} {unit}".strip()
+
+
+def fmt_ratio(ratio: float | None, floor_ratio: float | None = None, ok: bool | None = None) -> str:
+    """The ratio cell: the ratio to the baseline and, when a target is missed and its
+    benchmark measured a floor in the same run (``benchmarks/floors.py``), the ratio to
+    that floor too: ``0.62x; 0.90x floor``."""
+    text = f"{ratio:.2f}x" if ratio is not None else ""
+    if floor_ratio is not None and ok is False:
+        text += f"{'; ' if text else ''}{floor_ratio:.2f}x floor"
+    return text
 
 
 def verdict(ok: bool | None, target: str) -> str:
@@ -103,7 +114,7 @@ def render(results: list[dict[str, Any]]) -> str:
                 row["figure"],
                 fmt_value(row.get("value"), unit),
                 fmt_value(baseline, unit) if baseline is not None else "",
-                f"{ratio:.2f}x" if ratio is not None else "",
+                fmt_ratio(ratio, row.get("floor_ratio"), row.get("ok")),
                 row.get("target", ""),
                 verdict(row.get("ok"), row.get("target", "")),
             )
