@@ -81,7 +81,7 @@ class ActorCell:
             config.max_backoff,
             restart_window=config.restart_window,
             reset_after=config.reset_after,
-            clock=clock,
+            clock=self.clock,
         )
         self.mailbox: deque[Envelope] = deque()
         self.queued = 0  # live (not expired) envelopes in the mailbox
