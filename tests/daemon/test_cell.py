@@ -1,4 +1,4 @@
-"""pulsing_daemon.actor.ActorCell driven directly: mailbox, supervision, deadlines (CONTRACT §2-4).
+"""pulsing_daemon.cell.ActorCell driven directly: mailbox, supervision, deadlines (CONTRACT §2-4).
 
 Every test runs on a virtual clock (virtual_time.py): backoffs, deadlines and async
 ops take no real time, and a bound on a wait is a bound in virtual time (it fires only
@@ -23,8 +23,9 @@ from typing import Any
 import pytest
 from virtual_time import gate, run_virtual
 
-from pulsing_daemon.actor import ActorCell, Envelope, new_envelope
+from pulsing_daemon.cell import ActorCell
 from pulsing_daemon.config import ActorConfig, parse_config
+from pulsing_daemon.envelope import Envelope, new_envelope
 from pulsing_daemon.exceptions import (
     PulsingBusinessError,
     PulsingError,

@@ -11,8 +11,9 @@ import pytest
 from rooms import config_with
 from virtual_time import run_virtual
 
-from pulsing_daemon.actor import ActorCell, new_envelope
+from pulsing_daemon.cell import ActorCell
 from pulsing_daemon.deadline import Deadline, loop_clock
+from pulsing_daemon.envelope import new_envelope
 from pulsing_daemon.exceptions import PulsingTimeoutError
 from pulsing_daemon.hosts.registry import make_host
 from pulsing_daemon.states import ActorState
