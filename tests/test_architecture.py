@@ -32,6 +32,7 @@ CORE = [
     "cell_errors",
     "cell_status",
     "config",
+    "config_classes",
     "config_keys",
     "config_tables",
     "deadline",
