@@ -105,7 +105,10 @@ class _CountingExecutor(concurrent.futures.Executor):
         self._real = real
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-        loop = asyncio.get_running_loop()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not from a loop: nothing to count it on
+            loop = None
         if not isinstance(loop, VirtualTimeLoop):
             return self._real.submit(fn, *args, **kwargs)
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
