@@ -44,10 +44,13 @@ async def run_batch(cell: ActorCell, host: ActorHost, first: Envelope) -> Ended 
     prepared, ended = start_op(
         cell, first, lambda: host.prepare(first.op, first.args, first.kwargs)
     )
+    if prepared is not NOT_STARTED and prepared.is_async:
+        # Resolved and bound once: start it from here, its mailbox timer the deadline.
+        return await execute(cell, host, first, prepared.start)
+    if first.timer is not None:  # popped with its timer kept for an async op
+        first.timer.cancel()
     if prepared is NOT_STARTED:
         return ended
-    if prepared.is_async:  # resolved and bound once: start it from here
-        return await execute(cell, host, first, prepared.start)
     if first.deadline <= loop.time():
         cell.answer(first, error=cell.expired_error(first))
         return None

@@ -353,9 +353,11 @@ def _actor_config(
             host.keys.finish(host_keys, base, problem)
     if not valid or found:
         return None
+    host_keys = registry.shared_host_keys(host_keys)
     return ActorConfig(
         name=name, class_path=class_path, args=args, cls=cls, host_keys=host_keys, **settings
     )
+
 
 
 # --------------------------------------------------------------------------- entry points

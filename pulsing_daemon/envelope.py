@@ -64,6 +64,9 @@ class Envelope:
     handover: Handover | None = None  # a keyed ask: its durable "handed over" record
     handed: float = 0.0  # loop time that record was written (0: not; see handover.py)
     interrupted: bool = False  # past its deadline, the op was stopped (not left running)
+    # The task awaiting the op in place (running.execute_here): the mailbox timer
+    # cancels it at the deadline, so an in-place op needs no timer of its own.
+    runner: asyncio.Task[Any] | None = None
 
 
 def new_envelope(

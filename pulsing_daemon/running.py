@@ -117,8 +117,57 @@ async def execute_here(
     """Await an in-process async op in this task, under the ask's deadline.
 
     No task per op and no hop through the loop: a trivial op finishes within this
-    step, so a busy actor drains its mailbox in few loop iterations.
+    step, so a busy actor drains its mailbox in few loop iterations. The deadline is
+    the envelope's mailbox timer, still armed: at the deadline ``ActorCell.expire``
+    cancels this task (``envelope.runner``), as ``asyncio.timeout`` would, without a
+    second timer per ask. An envelope without one gets a scope of its own.
     """
+    timer = envelope.timer
+    if timer is None or timer.cancelled():
+        return await _execute_scoped(cell, envelope, call, remaining)
+    task = asyncio.current_task()
+    assert task is not None
+    cancelling = task.cancelling() if hasattr(task, "cancelling") else 0
+    envelope.runner = task
+    try:
+        value = await call
+    except asyncio.CancelledError:
+        if _cancelled_at_deadline(envelope, task, cancelling):
+            cell.answer(envelope, error=deadline_error(envelope))
+            return None
+        cell.answer(envelope, error=shut_down_while_running(envelope))
+        raise
+    except BaseException as exc:
+        if _cancelled_at_deadline(envelope, task, cancelling):
+            envelope.interrupted = False  # it turned the cancel into its own error
+        return _answer_raised(cell, envelope, exc)
+    finally:
+        envelope.runner = None
+    if _cancelled_at_deadline(envelope, task, cancelling):
+        envelope.interrupted = False  # it swallowed the cancel: its value stands
+    cell.answer(envelope, value)
+    return None
+
+
+def _cancelled_at_deadline(envelope: Envelope, task: asyncio.Task[Any], cancelling: int) -> bool:
+    """Did the mailbox timer (and nothing else) cancel the op? Takes its cancel back."""
+    if not envelope.interrupted:
+        return False
+    uncancel = getattr(task, "uncancel", None)  # Python >= 3.11
+    return uncancel is None or uncancel() <= cancelling
+
+
+def _answer_raised(cell: ActorCell, envelope: Envelope, exc: BaseException) -> Ended | None:
+    _, error, failure = classify_exception(exc)
+    if failure is not None:
+        return Ended.of_failure(failure, envelope)
+    cell.answer(envelope, error=error)
+    return None
+
+
+async def _execute_scoped(
+    cell: ActorCell, envelope: Envelope, call: Coroutine[Any, Any, Any], remaining: float
+) -> Ended | None:
     deadline = deadline_scope(remaining)
     try:
         async with deadline:
@@ -131,11 +180,7 @@ async def execute_here(
             envelope.interrupted = True  # cancelled at its deadline
             cell.answer(envelope, error=deadline_error(envelope))
             return None
-        _, error, failure = classify_exception(exc)
-        if failure is not None:
-            return Ended.of_failure(failure, envelope)
-        cell.answer(envelope, error=error)
-        return None
+        return _answer_raised(cell, envelope, exc)
     cell.answer(envelope, value)
     return None
 

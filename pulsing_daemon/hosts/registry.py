@@ -85,3 +85,16 @@ def default_host_keys() -> dict[str, Any]:
         spec.name: dict(spec.default) if isinstance(spec.default, dict) else spec.default
         for spec in actor_keys()
     }
+
+
+# Equal host_keys tables, shared: most actors leave every host key at its default, and
+# a dict of them per actor costs ~0.3 KB. Nothing changes a config's tables once made.
+_HOST_KEYS_SEEN: dict[str, dict[str, Any]] = {}
+
+
+def shared_host_keys(host_keys: dict[str, Any]) -> dict[str, Any]:
+    """``host_keys``, or an equal table made before (one per distinct table)."""
+    key = repr(host_keys)
+    if len(_HOST_KEYS_SEEN) > 1000:
+        _HOST_KEYS_SEEN.clear()
+    return _HOST_KEYS_SEEN.setdefault(key, host_keys)

@@ -14,7 +14,7 @@ from virtual_time import run_virtual
 from pulsing_daemon.cell import ActorCell
 from pulsing_daemon.deadline import Deadline, loop_clock
 from pulsing_daemon.envelope import new_envelope
-from pulsing_daemon.exceptions import PulsingTimeoutError
+from pulsing_daemon.exceptions import PulsingError, PulsingTimeoutError
 from pulsing_daemon.hosts.registry import make_host
 from pulsing_daemon.states import ActorState
 
@@ -135,6 +135,83 @@ def test_backoff_and_status_run_on_the_loops_clock(tmp_path: Path) -> None:
         await _until(lambda: cell.state is ActorState.RUNNING)
         assert cell.status()["restarts"] == 1
         await cell.stop()
+
+    started = time.monotonic()
+    run_virtual(main())
+    assert time.monotonic() - started < REAL_BOUND
+
+
+def test_an_op_awaited_in_place_meets_its_deadline_whatever_it_does_with_the_cancel(
+    tmp_path: Path,
+) -> None:
+    """The mailbox timer cancels an op awaited in the cell's task at its deadline: the
+    caller gets the timeout; an op that swallows the cancel answers with its value, one
+    that turns it into its own error answers with that; the cell task's cancel count
+    is restored (a later op's own timeout still works) and the actor goes on."""
+    config = config_with(tmp_path, {"w": "deadline_actors:Stubborn"}).actors["w"]
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        cell = ActorCell(config, make_host, default_timeout=5.0)
+        cell.start()
+        await _until(lambda: cell.state is ActorState.RUNNING)
+        cases = [
+            ("swallow", 2.0, "kept going"),
+            ("convert", 2.0, "cleaned up and gave up"),
+            ("timer", 2.0, "own timeout"),  # 1 s timeout inside a 2 s deadline
+        ]
+        for op, timeout, expected in cases:
+            envelope = new_envelope(op, [3600.0 if op != "timer" else 1.0], {}, timeout)
+            started = loop.time()
+            cell.submit(envelope)
+            try:
+                outcome = await envelope.future
+            except PulsingError as error:
+                outcome = error.message
+            assert expected in outcome, (op, outcome)
+            spent = loop.time() - started
+            assert spent == pytest.approx(1.0 if op == "timer" else timeout), op
+            assert envelope.interrupted is False
+        task = cell._task
+        assert task is not None and task.cancelling() == 0
+        slow = new_envelope("swallow", [0.5], {}, 2.0)
+        cell.submit(slow)
+        assert await slow.future == "slept"  # no stale cancel hits a later op
+        assert await asyncio.wait_for(_echo(cell, 7), 5.0) == 7
+        assert cell.status()["restarts"] == 0
+        await cell.stop()
+
+    started = time.monotonic()
+    run_virtual(main())
+    assert time.monotonic() - started < REAL_BOUND
+
+
+async def _echo(cell: ActorCell, value: int) -> object:
+    envelope = new_envelope("echo", [value], {}, 1.0)
+    cell.submit(envelope)
+    return await envelope.future
+
+
+def test_stopping_the_cell_while_an_op_is_past_its_deadline_still_stops_it(
+    tmp_path: Path,
+) -> None:
+    """A shutdown cancel that meets the deadline's cancel is not swallowed by it."""
+    config = config_with(tmp_path, {"w": "deadline_actors:Stubborn"}).actors["w"]
+
+    async def main() -> None:
+        cell = ActorCell(config, make_host, default_timeout=5.0)
+        cell.start()
+        await _until(lambda: cell.state is ActorState.RUNNING)
+        envelope = new_envelope("sleep", [3600.0], {}, 1.0)
+        cell.submit(envelope)
+        await asyncio.sleep(0.5)
+        assert envelope.runner is not None
+        loop = asyncio.get_running_loop()
+        loop.call_at(envelope.deadline, lambda: cell._task.cancel())  # same instant
+        with pytest.raises(PulsingError) as caught:
+            await envelope.future
+        assert "shut" in caught.value.message or "stop" in caught.value.message
+        await _until(lambda: cell._task is None or cell._task.done())
 
     started = time.monotonic()
     run_virtual(main())

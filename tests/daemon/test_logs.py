@@ -32,6 +32,25 @@ def test_rotation_keeps_at_most_max_bytes_and_the_newest_lines(tmp_path: Path) -
     assert numbers == list(range(numbers[0], 2000))  # contiguous, oldest first
 
 
+def test_only_the_most_recently_written_logs_stay_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(logs, "MAX_OPEN_FILES", 2)
+    store = LogStore(tmp_path)
+    names = ["a", "b", "c", "a", "d", "a"]
+    for round_, name in enumerate(names):
+        store.actor(name).write("stdout", f"round {round_}")
+        store.flush()
+        opened = [n for n, actor_log in store.logs.items() if actor_log._file is not None]
+        assert len(opened) <= 2 and name in opened
+    assert sorted(n for n, lg in store.logs.items() if lg._file is not None) == ["a", "d"]
+    for name in "abcd":  # a log closed in between goes on appending
+        expected = [f"round {i}" for i, n in enumerate(names) if n == name]
+        assert [r["text"] for r in store.actor(name).tail(None)] == expected
+    store.close()
+    assert not any(lg._file for lg in store.logs.values())
+
+
 def test_records_survive_a_new_store_and_instances_continue(tmp_path: Path) -> None:
     store = LogStore(tmp_path)
     store.actor("a").instance = 3
