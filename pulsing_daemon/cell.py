@@ -39,39 +39,11 @@ from pulsing_daemon.policy import ExitKind, RestartTracker
 from pulsing_daemon.running import execute, produce
 from pulsing_daemon.states import ACCEPTING, ActorState, check_transition
 from pulsing_daemon.storage import capture, logs
+from pulsing_daemon.wakeup import Wakeup
 
 _encode_result = wire.encode
 
 HostFactory = Callable[[ActorConfig], ActorHost]
-
-
-class Wakeup:
-    """``asyncio.Event`` for the one task that waits on it (the cell's), without the
-    Event's deque of waiters (~0.7 KB per cell)."""
-
-    __slots__ = ("flag", "waiter")
-
-    def __init__(self) -> None:
-        self.flag = False
-        self.waiter: asyncio.Future[None] | None = None
-
-    def set(self) -> None:
-        self.flag = True
-        waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    def clear(self) -> None:
-        self.flag = False
-
-    async def wait(self) -> None:
-        if self.flag:
-            return
-        self.waiter = asyncio.get_running_loop().create_future()
-        try:
-            await self.waiter
-        finally:
-            self.waiter = None
 
 
 class ActorCell:
@@ -104,7 +76,7 @@ class ActorCell:
         # (a test's virtual-time loop moves them all).
         self.clock = clock if clock is not None else loop_clock()
         self.state = ActorState.STOPPED
-        self.tracker = RestartTracker(**_restart_rules(config), clock=self.clock)
+        self.tracker = RestartTracker(**config.restart_rules(), clock=self.clock)
         self.mailbox: deque[Envelope] = deque()
         self.queued = 0  # live (not expired) envelopes in the mailbox
         self.in_flight = 0
@@ -228,7 +200,7 @@ class ActorCell:
         count stay; a changed host key takes effect at the next instance."""
         self.config = config
         self.default_timeout = config.timeout or default_timeout
-        self.tracker.reconfigure(**_restart_rules(config))
+        self.tracker.reconfigure(**config.restart_rules())
 
     async def retire(self, reason: str) -> None:
         """Reload removed the actor: the current message finishes, queued asks and any
@@ -515,18 +487,6 @@ class ActorCell:
     # ----------------------------------------------------------------- status
     def status(self) -> dict[str, Any]:
         return cell_status.status(self)
-
-
-def _restart_rules(config: ActorConfig) -> dict[str, Any]:
-    """An actor's restart settings, as RestartTracker and its reconfigure take them."""
-    return {
-        "policy": config.restart_policy,
-        "max_restarts": config.max_restarts,
-        "min_backoff": config.min_backoff,
-        "max_backoff": config.max_backoff,
-        "restart_window": config.restart_window,
-        "reset_after": config.reset_after,
-    }
 
 
 def _no_event(kind: str, actor: str | None = None, **fields: Any) -> None:

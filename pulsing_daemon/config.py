@@ -105,6 +105,17 @@ class ActorConfig:
     # The imported class; None when the config was read with import_classes=False.
     cls: type | None = field(default=None, compare=False, repr=False)
 
+    def restart_rules(self) -> dict[str, Any]:
+        """The restart settings, as ``policy.RestartTracker`` (and its reconfigure) takes them."""
+        return {
+            "policy": self.restart_policy,
+            "max_restarts": self.max_restarts,
+            "min_backoff": self.min_backoff,
+            "max_backoff": self.max_backoff,
+            "restart_window": self.restart_window,
+            "reset_after": self.reset_after,
+        }
+
 
 @dataclass(frozen=True)
 class DaemonConfig:

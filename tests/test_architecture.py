@@ -54,6 +54,7 @@ CORE = [
     "states",
     "streams",
     "supervisor",
+    "wakeup",
     "wire",
 ]
 
