@@ -31,7 +31,7 @@ from pulsing_daemon.hosts.threads import HEAVY_FOR, SyncCall, SyncCallState
 from pulsing_daemon.running import NOT_STARTED, execute, finish_late, start_op
 
 if TYPE_CHECKING:
-    from pulsing_daemon.actor import ActorCell
+    from pulsing_daemon.cell import ActorCell
 
 # Most sync ops handed to the op thread in one trip.
 SYNC_BATCH = 64

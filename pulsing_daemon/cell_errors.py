@@ -1,6 +1,6 @@
 """What a cell answers with when an ask does not run, or its instance failed under it.
 
-The cell decides *when* (actor.py); these say *what*: the error, its category, its
+The cell decides *when* (cell.py); these say *what*: the error, its category, its
 HTTP status and whether a retry may help. Messages name the actor and the op, and a
 refusal says what would make the actor serve again.
 """
@@ -8,7 +8,7 @@ refusal says what would make the actor serve again.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pulsing_daemon.envelope import Ended, Envelope
 from pulsing_daemon.exceptions import (
@@ -21,6 +21,9 @@ from pulsing_daemon.handover import lost_error
 from pulsing_daemon.hosts.base import failure_type
 from pulsing_daemon.states import ActorState
 from pulsing_daemon.storage import logs
+
+if TYPE_CHECKING:
+    from pulsing_daemon.cell import ActorCell
 
 
 def shutting_down() -> PulsingRuntimeError:
@@ -39,6 +42,22 @@ def not_serving(
         hint = f"run `pulsing start {name}`"
         message = f"actor {name} is stopped"
     return PulsingRuntimeError(message, recoverable=False, status=409, hint=hint)
+
+
+def not_executed(cell: ActorCell, reason: str, op: str) -> PulsingRuntimeError:
+    """The answer to an ask the cell drops from its mailbox (``reason``): it never ran."""
+    if cell.state not in (ActorState.STOPPED, ActorState.FAILED):
+        return PulsingRuntimeError(f"{reason}; {op} was not executed", status=503)
+    if cell.accepting:  # stopped or failed: an operator has to start it again
+        error = not_serving(cell.name, cell.state, cell.last_failure)
+        error.message += f"; {op} was not executed"
+        return error
+    removed = cell.retired is not None  # by a reload; else the daemon shuts down
+    return PulsingRuntimeError(
+        f"{reason}; {op} was not executed",
+        recoverable=not removed,
+        status=404 if removed else 503,
+    )
 
 
 def restarting(name: str, retry_after: float) -> PulsingSystemError:

@@ -12,23 +12,21 @@ against such a list. An actor key
 is looked up in four layers, highest first: the actor's own table, the class's
 ``@remote(...)`` options, ``[defaults]``, the built-in default.
 
-Only the classes named in the config are imported, after the ``pythonpath``
-directories are prepended to ``sys.path``.
+Only the classes named in the config are imported (config_classes.py), after the
+``pythonpath`` directories are prepended to ``sys.path``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
-import importlib
-import inspect
 import re
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pulsing_daemon.config_classes import check_args, import_class, load_class, prepend_sys_path
 from pulsing_daemon.config_keys import (
     ACTOR_KEYS,
     ACTOR_SPECS,
@@ -106,6 +104,17 @@ class ActorConfig:
     host_keys: dict[str, Any] = field(default_factory=registry.default_host_keys)
     # The imported class; None when the config was read with import_classes=False.
     cls: type | None = field(default=None, compare=False, repr=False)
+
+    def restart_rules(self) -> dict[str, Any]:
+        """The restart settings, as ``policy.RestartTracker`` (and its reconfigure) takes them."""
+        return {
+            "policy": self.restart_policy,
+            "max_restarts": self.max_restarts,
+            "min_backoff": self.min_backoff,
+            "max_backoff": self.max_backoff,
+            "restart_window": self.restart_window,
+            "reset_after": self.reset_after,
+        }
 
 
 @dataclass(frozen=True)
@@ -268,70 +277,6 @@ def _token_file_problem(token_file: Path) -> str | None:
 # --------------------------------------------------------------------------- [actors.NAME]
 
 
-class _NotAClass(TypeError):
-    pass
-
-
-def import_class(class_path: str) -> type:
-    """Import ``"pkg.mod:Class"`` or ``"pkg.mod.Class"`` (nested classes need the colon form).
-
-    Raises ImportError (malformed path, missing module, or any error raised while
-    importing it propagates), AttributeError (no such name), TypeError (not a class).
-    """
-    if ":" in class_path:
-        module_name, _, qualname = class_path.partition(":")
-    else:
-        module_name, _, qualname = class_path.rpartition(".")
-    if not module_name or not qualname:
-        raise ImportError(f"class path {class_path!r} must be 'module:Class' or 'module.Class'")
-    target: Any = importlib.import_module(module_name)
-    for attribute in qualname.split("."):
-        target = getattr(target, attribute)
-    if not isinstance(target, type):
-        raise _NotAClass(f"{class_path!r} is not a class (it is a {type(target).__name__})")
-    return target
-
-
-def _prepend_sys_path(directories: Iterable[Path]) -> None:
-    for directory in reversed(tuple(directories)):
-        entry = str(directory)
-        if entry not in sys.path:
-            sys.path.insert(0, entry)
-    importlib.invalidate_caches()
-
-
-def _load_class(class_path: str, where: tuple[str, ...], problems: Problems) -> type | None:
-    try:
-        return import_class(class_path)
-    except _NotAClass as exc:
-        problems.add((*where, "class"), str(exc))
-    except Exception as exc:  # user code: anything may go wrong while importing it
-        problems.add(
-            (*where, "class"), f"cannot import {class_path!r}: {type(exc).__name__}: {exc}"
-        )
-    return None
-
-
-@functools.lru_cache(maxsize=4096)
-def _class_signature(cls: type) -> inspect.Signature | None:
-    """The constructor's signature, once per class: 10,000 actors of a class without its
-    own ``__init__`` spent half of a reload parsing ``object``'s text signature."""
-    try:
-        return inspect.signature(cls)
-    except (TypeError, ValueError):  # not introspectable (a C extension type, ...)
-        return None
-
-
-def _check_args(cls: type, args: dict[str, Any], where: tuple[str, ...], problems: Problems):
-    signature = _class_signature(cls)
-    if signature is None:
-        return
-    try:
-        signature.bind(**args)
-    except TypeError as exc:
-        problems.add((*where, "args"), f"do not match {cls.__name__}{signature}: {exc}")
-
-
 def _actor_config(
     name: str,
     table: Mapping[str, Any],
@@ -359,7 +304,7 @@ def _actor_config(
     layers: list[tuple[Mapping[str, Any], tuple[str, ...]]] = [(own, where)]
     cls = None
     if import_classes and class_path not in (None, INVALID):
-        cls = _load_class(class_path, where, problems)
+        cls = load_class(class_path, where, problems)
         if cls is not None:
             decorator = (*where, DECORATOR)
             options = read_table(
@@ -368,7 +313,7 @@ def _actor_config(
             )  # fmt: skip
             layers.append((options, decorator))
             if args is not INVALID:
-                _check_args(cls, args, where, problems)
+                check_args(cls, args, where, problems)
         else:
             valid = False
     layers.append((defaults, ("defaults",)))
@@ -455,7 +400,7 @@ def parse_config(
         forbidden=_PER_ACTOR,
     )  # fmt: skip
     if import_classes:
-        _prepend_sys_path(daemon.pythonpath)
+        prepend_sys_path(daemon.pythonpath)
 
     actors: dict[str, ActorConfig] = {}
     for name, table in sub_table(data, "actors", (), problems).items():

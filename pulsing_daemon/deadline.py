@@ -10,8 +10,15 @@ an async op's deadline (:func:`deadline_scope`), a batched sync op claimed on it
 thread (``hosts.threads.SyncCall`` reads ``loop.time``), the cell's backoff, uptime
 and restart window (``ActorCell.clock``), and idempotency's wait for a running key.
 
+An envelope's deadline is a plain float on this clock (what ``Deadline.at`` holds),
+not a ``Deadline``: the ask path reads it as a number -- ``call_at`` for the mailbox
+expiry, ``deadline - loop.time()`` for the op's timeout, the claim of a batched call
+on its thread -- and a ``Deadline`` per ask would put one more object and its clock
+lookup on the hottest path for nothing those readers use. Where a countdown helps,
+``Deadline(envelope.deadline)`` wraps it (idempotency's wait for a running key).
+
 Tests inject a clock by running a loop whose ``time()`` they drive (a virtual-time
-loop: timers fire as soon as nothing else is ready, with no real sleep), or by
+loop: timers fire as soon as nothing else can happen, with no real sleep), or by
 handing ``Deadline`` a clock function directly.
 
 Durable timestamps (when a stream or a keyed ask was recorded, what retention

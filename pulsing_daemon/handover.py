@@ -29,7 +29,8 @@ from pulsing_daemon.hosts.base import InstanceLost
 from pulsing_daemon.hosts.threads import SyncCallState
 
 if TYPE_CHECKING:
-    from pulsing_daemon.actor import ActorCell, Envelope
+    from pulsing_daemon.cell import ActorCell
+    from pulsing_daemon.envelope import Envelope
 
 # Keyed asks queued behind the one being handed over that go in the same commit.
 AHEAD = 64
@@ -57,7 +58,7 @@ async def hand_over(cell: ActorCell, envelope: Envelope) -> bool:
     when the op may start; False when the envelope was answered instead (the record
     could not be written).
     """
-    from pulsing_daemon.actor import EnvelopeState
+    from pulsing_daemon.envelope import EnvelopeState
 
     if envelope.handover is None or envelope.handed:
         return True
@@ -115,7 +116,7 @@ async def hand_over(cell: ActorCell, envelope: Envelope) -> bool:
 def revoke_waiting(cell: ActorCell) -> None:
     """Take back asks handed over ahead that have not started: queued in the mailbox,
     or waiting in a batch of sync ops behind one that is still running."""
-    from pulsing_daemon.actor import EnvelopeState
+    from pulsing_daemon.envelope import EnvelopeState
 
     # Only those handed over AHEAD_FOR ago or more (a later run has its own timer).
     before = asyncio.get_running_loop().time() - AHEAD_FOR * 0.9

@@ -31,8 +31,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from pulsing_daemon.actor import ActorCell, Envelope
+from pulsing_daemon.cell import ActorCell
 from pulsing_daemon.deadline import Deadline
+from pulsing_daemon.envelope import Envelope
 from pulsing_daemon.exceptions import (
     PulsingBusinessError,
     PulsingError,

@@ -20,7 +20,7 @@ from prometheus_client.utils import floatToGoString
 from pulsing_daemon.states import ActorState
 
 if TYPE_CHECKING:
-    from pulsing_daemon.actor import ActorCell
+    from pulsing_daemon.cell import ActorCell
     from pulsing_daemon.streams import StreamManager
     from pulsing_daemon.supervisor import Supervisor
 

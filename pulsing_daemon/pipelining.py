@@ -34,7 +34,7 @@ from pulsing_daemon.hosts.base import ActorHost, NotStarted, call_deadline
 from pulsing_daemon.running import NOT_STARTED, past_deadline, start_op
 
 if TYPE_CHECKING:
-    from pulsing_daemon.actor import ActorCell
+    from pulsing_daemon.cell import ActorCell
 
 # Most asks sent ahead, and how long asks sent ahead may take to confirm that they
 # were taken back unstarted.

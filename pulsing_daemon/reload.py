@@ -49,9 +49,8 @@ from pulsing_daemon.config import (
     Config,
     ConfigError,
     ConfigProblem,
-    _prepend_sys_path,
-    import_class,
 )
+from pulsing_daemon.config_classes import import_class, prepend_sys_path
 from pulsing_daemon.exceptions import PulsingRuntimeError
 from pulsing_daemon.notify import Notifier
 from pulsing_daemon.readiness import notify_systemd
@@ -289,7 +288,7 @@ def _assemble(old: Config, answer: Answer) -> Config:
     """The new config: the changed actors from the reader (their classes imported here),
     the unchanged ones as the daemon has them."""
     assert answer.daemon is not None
-    _prepend_sys_path(answer.daemon.pythonpath)
+    prepend_sys_path(answer.daemon.pythonpath)
     changed: dict[str, ActorConfig] = {}
     problems = []
     for name, actor in answer.changed.items():

@@ -36,7 +36,7 @@ from pulsing_daemon.handover import hand_over, lost_error
 from pulsing_daemon.hosts.base import ActorHost, call_deadline
 
 if TYPE_CHECKING:
-    from pulsing_daemon.actor import ActorCell
+    from pulsing_daemon.cell import ActorCell
 
 # What ``start_op`` returns when the op did not start.
 NOT_STARTED: Any = object()

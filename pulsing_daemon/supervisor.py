@@ -10,8 +10,9 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 from pulsing_daemon import log
-from pulsing_daemon.actor import ActorCell, Envelope, StreamSink, new_envelope
+from pulsing_daemon.cell import ActorCell
 from pulsing_daemon.config import ActorConfig, Config
+from pulsing_daemon.envelope import Envelope, StreamSink, new_envelope
 from pulsing_daemon.exceptions import PulsingRuntimeError
 from pulsing_daemon.hosts.base import ActorHost
 from pulsing_daemon.hosts.ops import OpKind, bind_arguments, resolve_op

@@ -1,6 +1,6 @@
 """The host contract: everything supervision may ask of an actor instance.
 
-An actor's cell (``pulsing_daemon/actor.py``) talks to its instance only through
+An actor's cell (``pulsing_daemon/cell.py``) talks to its instance only through
 :class:`ActorHost`. What a host can do beyond the required methods is declared on its
 class (``runs_sync_batches``), never probed. How an instance ended is an :class:`Exit`;
 a failure a host raises on the instance's behalf is a :class:`HostFailure`, which says

@@ -138,7 +138,7 @@ class Child:
                 if path not in sys.path:
                     sys.path.insert(0, path)
             _apply_limits(init.get("memory_limit"), init.get("cpu_limit"))
-            from pulsing_daemon.config import import_class
+            from pulsing_daemon.config_classes import import_class
 
             cls = import_class(init["class"])
             self.host = InlineHost(cls, init.get("args") or {}, init.get("name", "actor"))

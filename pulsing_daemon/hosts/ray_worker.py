@@ -165,7 +165,7 @@ class PulsingRayWorker:
 
     # ----------------------------------------------------------------- lifecycle
     async def start(self, class_path: str, args: dict[str, Any]) -> dict[str, Any]:
-        from pulsing_daemon.config import import_class
+        from pulsing_daemon.config_classes import import_class
         from pulsing_daemon.hosts.inline import InlineHost
 
         self._capture()

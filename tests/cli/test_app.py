@@ -56,7 +56,7 @@ def test_one_shot_ask_imports_nothing_it_does_not_need() -> None:
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     code, modules = json.loads(proc.stdout.strip().splitlines()[-1])
     assert code == 6  # unreachable daemon: a runtime error
-    for heavy in ("aiohttp", "rich.console", "pydantic", "pulsing_daemon.actor"):
+    for heavy in ("aiohttp", "rich.console", "pydantic", "pulsing_daemon.cell"):
         assert heavy not in modules
     # One request needs no event loop (oneshot.py): asyncio would bring ssl, logging and
     # concurrent.futures; a str host would bring the idna codec.

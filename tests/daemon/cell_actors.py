@@ -1,4 +1,8 @@
-"""Small actor classes for tests/daemon/test_cell.py (imported through ``pythonpath``)."""
+"""Small actor classes for tests/daemon/test_cell.py (imported through ``pythonpath``).
+
+The tests run on a virtual clock (virtual_time.py): async ops sleep on it, and a sync
+op that must take a while waits at a gate the test opens instead of sleeping.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ import itertools
 import os
 import threading
 import time
+
+from virtual_time import gate
 
 from pulsing_daemon import nonblocking
 from pulsing_daemon.exceptions import PulsingBusinessError, PulsingSystemError
@@ -48,7 +54,7 @@ class Worker:
 
     @nonblocking
     def hog(self, delay: float) -> float:
-        """Breaks its @nonblocking promise."""
+        """Breaks its @nonblocking promise: holds the loop ``delay`` real seconds."""
         time.sleep(delay)
         return delay
 
@@ -65,9 +71,10 @@ class Worker:
             RAN.append(token)
         return delay
 
-    def block(self, delay: float) -> float:
-        time.sleep(delay)
-        return delay
+    def block(self, name: str) -> str:
+        """A sync op that takes until the test opens the gate ``name``."""
+        gate(name).wait()
+        return name
 
     async def crash(self) -> None:
         raise ZeroDivisionError("boom")
@@ -121,11 +128,12 @@ class SyncWorker:
         RAN.append(token)
         return token
 
-    def block(self, delay: float, token: str = "") -> float:
-        time.sleep(delay)
+    def block(self, name: str, token: str = "") -> str:
+        """A sync op that takes until the test opens the gate ``name``."""
+        gate(name).wait()
         if token:
             RAN.append(token)
-        return delay
+        return name
 
     def boom(self, token: str = "") -> None:
         RAN.append(token)

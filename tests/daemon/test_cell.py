@@ -1,6 +1,9 @@
-"""pulsing_daemon.actor.ActorCell driven directly: mailbox, supervision, deadlines (CONTRACT §2-4).
+"""pulsing_daemon.cell.ActorCell driven directly: mailbox, supervision, deadlines (CONTRACT §2-4).
 
-Every test runs its own event loop with ``asyncio.run`` and bounds every wait.
+Every test runs on a virtual clock (virtual_time.py): backoffs, deadlines and async
+ops take no real time, and a bound on a wait is a bound in virtual time (it fires only
+when nothing else can happen, so a stuck wait fails at once). A sync op that must take
+a while waits at a gate the test opens. Each run is also bounded in real time.
 """
 
 from __future__ import annotations
@@ -12,15 +15,17 @@ import logging
 import os
 import sys
 import threading
-import time
+import weakref
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from virtual_time import gate, run_virtual
 
-from pulsing_daemon.actor import ActorCell, Envelope, new_envelope
+from pulsing_daemon.cell import ActorCell
 from pulsing_daemon.config import ActorConfig, parse_config
+from pulsing_daemon.envelope import Envelope, new_envelope
 from pulsing_daemon.exceptions import (
     PulsingBusinessError,
     PulsingError,
@@ -33,7 +38,7 @@ from pulsing_daemon.hosts.registry import make_host
 from pulsing_daemon.states import ActorState
 
 HERE = Path(__file__).resolve().parent
-BOUND = 3.0  # the longest any single wait in these tests may take
+BOUND = 3.0  # the longest any single wait in these tests may take (virtual seconds)
 
 
 @pytest.fixture(autouse=True)
@@ -71,12 +76,39 @@ def ran() -> list[str]:
 
 Scenario = Callable[[ActorCell], Awaitable[Any]]
 
+# Set on every state change of a watched cell (through its event hook).
+_state_changed: weakref.WeakKeyDictionary[ActorCell, asyncio.Event] = weakref.WeakKeyDictionary()
+
+
+def watch(cell: ActorCell) -> asyncio.Event:
+    """An event set on each state change of ``cell`` (hooked into its ``emit`` once)."""
+    changed = _state_changed.get(cell)
+    if changed is None:
+        changed = _state_changed[cell] = asyncio.Event()
+        inner = cell.emit
+
+        def emit(kind: str, actor: str | None = None, **fields: Any) -> None:
+            inner(kind, actor, **fields)
+            if kind == "state":
+                changed.set()
+
+        cell.emit = emit
+    return changed
+
+
+def new_cell(config: ActorConfig) -> ActorCell:
+    """A cell whose state changes wake wait_for_state (no polling)."""
+    cell = ActorCell(config, make_host, default_timeout=5.0)
+    watch(cell)
+    return cell
+
 
 def run_cell(config: ActorConfig, scenario: Scenario, *, timeout: float = 8.0) -> Any:
-    """Start a cell on a fresh loop, run ``scenario(cell)``, then stop the cell (all bounded)."""
+    """Start a cell on a fresh virtual-time loop, run ``scenario(cell)``, then stop the
+    cell (all bounded)."""
 
     async def main() -> Any:
-        cell = ActorCell(config, make_host, default_timeout=5.0)
+        cell = new_cell(config)
         cell.start()
         try:
             await asyncio.wait_for(cell.wait_started(2.0), BOUND)
@@ -84,7 +116,12 @@ def run_cell(config: ActorConfig, scenario: Scenario, *, timeout: float = 8.0) -
         finally:
             await asyncio.wait_for(cell.stop(), BOUND)
 
-    return asyncio.run(main())
+    return run_virtual(main())
+
+
+def now() -> float:
+    """The loop's (virtual) time."""
+    return asyncio.get_running_loop().time()
 
 
 def send(cell: ActorCell, op: str, *args: Any, timeout: float = 2.0, **kwargs: Any) -> Envelope:
@@ -107,20 +144,25 @@ async def failure(envelope: Envelope) -> PulsingError:
 
 
 async def wait_for_state(cell: ActorCell, *states: ActorState, timeout: float = BOUND) -> None:
-    async def poll() -> None:
+    changed = watch(cell)
+
+    async def reached() -> None:
         while cell.state not in states:
-            await asyncio.sleep(0.002)
+            changed.clear()
+            await changed.wait()
 
     try:
-        await asyncio.wait_for(poll(), timeout)
+        await asyncio.wait_for(reached(), timeout)
     except asyncio.TimeoutError:
         raise AssertionError(f"state {cell.state} never became one of {states}") from None
 
 
 async def wait_until(predicate: Callable[[], bool], timeout: float = BOUND) -> None:
+    """Poll on the virtual clock (a step of it passes only while nothing else can happen)."""
+
     async def poll() -> None:
         while not predicate():
-            await asyncio.sleep(0.002)
+            await asyncio.sleep(0.001)
 
     await asyncio.wait_for(poll(), timeout)
 
@@ -180,7 +222,9 @@ def test_caller_errors_do_not_fail_the_instance(tmp_path: Path) -> None:
 def test_async_op_past_deadline_times_out_and_actor_goes_on(tmp_path: Path) -> None:
     async def scenario(cell: ActorCell) -> None:
         token = f"late-{tmp_path.name}"
+        sent = now()
         error = await failure(send(cell, "slow", 1.0, token=token, timeout=0.05))
+        assert now() - sent == pytest.approx(0.05)  # answered at its deadline
         assert isinstance(error, PulsingTimeoutError)
         assert error.operation == "slow"
         assert error.extra.get("executed") is True
@@ -193,25 +237,29 @@ def test_async_op_past_deadline_times_out_and_actor_goes_on(tmp_path: Path) -> N
 
 def test_blocking_sync_op_does_not_stall_the_loop(tmp_path: Path) -> None:
     async def scenario(cell: ActorCell) -> None:
-        blocked = send(cell, "block", 0.3)
-        await wait_until(lambda: cell.in_flight == 1)
-        started = time.monotonic()
-        await asyncio.sleep(0.01)
-        assert time.monotonic() - started < 0.15
-        assert await answer(blocked) == 0.3
+        held = gate("stall")
+        blocked = send(cell, "block", "stall")
+        await wait_until(lambda: held.waiting == 1)  # the op blocks on its thread...
+        ticked = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().call_later(0.01, ticked.set_result, "tick")
+        assert await asyncio.wait_for(ticked, BOUND) == "tick"  # ...and the loop goes on:
+        assert held.waiting == 1 and not blocked.future.done()  # timers, other tasks
+        held.open()  # (an op blocking the loop would hold it in gate.wait: no tick)
+        assert await answer(blocked) == "stall"
 
     run_cell(actor_config(tmp_path), scenario)
 
 
 def test_a_batched_result_is_not_held_back_by_the_slow_op_behind_it(tmp_path: Path) -> None:
     async def scenario(cell: ActorCell) -> None:
+        held = gate("slow")
         fast = send(cell, "sync_echo", "quick")  # queued together: one batch
-        slow = send(cell, "block", 0.6)
-        started = time.monotonic()
+        slow = send(cell, "block", "slow")
+        # Answered while the slow op still runs (held back, it would wait out BOUND).
         assert await answer(fast) == "quick"
-        assert time.monotonic() - started < 0.4
         assert not slow.future.done()
-        assert await answer(slow) == 0.6
+        held.open()
+        assert await answer(slow) == "slow"
 
     run_cell(actor_config(tmp_path), scenario)
 
@@ -251,6 +299,8 @@ def test_nonblocking_sync_op_runs_on_the_loop_others_on_a_thread(tmp_path: Path)
 def test_a_nonblocking_op_that_blocks_is_reported_once(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    # Real time by nature: the report is of how long the loop was really held (hog
+    # sleeps 30 ms on the loop thread, twice), whatever the loop's clock says.
     async def scenario(cell: ActorCell) -> None:
         for _ in range(2):
             assert await answer(send(cell, "hog", 0.03)) == 0.03
@@ -359,7 +409,7 @@ def test_max_restarts_then_failed(tmp_path: Path) -> None:
 def _run_failing_start(tmp_path: Path, queue_an_ask: bool) -> None:
     async def main() -> None:
         config = actor_config(tmp_path, cls="cell_actors:FailsToStart", max_restarts=2)
-        cell = ActorCell(config, make_host, default_timeout=5.0)
+        cell = new_cell(config)
         cell.start()
         try:
             if queue_an_ask:
@@ -382,7 +432,7 @@ def _run_failing_start(tmp_path: Path, queue_an_ask: bool) -> None:
         finally:
             await asyncio.wait_for(cell.stop(), BOUND)
 
-    asyncio.run(asyncio.wait_for(main(), 8.0))
+    run_virtual(asyncio.wait_for(main(), 8.0))
 
 
 def test_start_failure_counts_and_gives_up(tmp_path: Path) -> None:
@@ -398,8 +448,11 @@ def test_queued_ask_keeps_its_deadline_across_a_restart(tmp_path: Path) -> None:
         token = f"deadline-{tmp_path.name}"
         crash = send(cell, "crash")
         queued = send(cell, "mark", token, timeout=0.1)  # expires during the 0.3s backoff
+        sent = now()
         await failure(crash)
         error = await failure(queued)
+        assert now() - sent == pytest.approx(0.1)
+        assert cell.state is ActorState.BACKOFF
         assert isinstance(error, PulsingTimeoutError)
         assert error.extra.get("executed") is False
         await wait_for_state(cell, ActorState.RUNNING)
@@ -425,9 +478,10 @@ def test_expired_in_mailbox_is_never_run(tmp_path: Path) -> None:
         token = f"expired-{tmp_path.name}"
         busy = send(cell, "slow", 0.3)
         queued = send(cell, "mark", token, timeout=0.05)
-        started = time.monotonic()
+        started = now()
         error = await failure(queued)
-        assert time.monotonic() - started < 0.25  # answered at its deadline, not after busy
+        assert now() - started == pytest.approx(0.05)  # answered at its deadline, not after busy
+        assert not busy.future.done()
         assert isinstance(error, PulsingTimeoutError)
         assert error.operation == "mark"
         assert error.extra.get("executed") is False
@@ -483,9 +537,9 @@ def test_stop_during_backoff_does_not_restart(tmp_path: Path) -> None:
     async def scenario(cell: ActorCell) -> None:
         await failure(send(cell, "crash"))
         assert cell.state is ActorState.BACKOFF
-        started = time.monotonic()
+        started = now()
         await asyncio.wait_for(cell.stop(), BOUND)
-        assert time.monotonic() - started < 1.0  # not waiting out the 2s backoff
+        assert now() - started < 1.0  # not waiting out the 2s backoff
         assert cell.state is ActorState.STOPPED
 
     run_cell(actor_config(tmp_path, min_backoff=2.0, max_backoff=2.0), scenario)
@@ -520,6 +574,21 @@ def test_operator_restart_keeps_queued_asks(tmp_path: Path) -> None:
         assert await answer(queued) == "kept"
 
     run_cell(actor_config(tmp_path), scenario)
+
+
+def test_restarts_count_within_the_window_on_the_loops_clock(tmp_path: Path) -> None:
+    async def scenario(cell: ActorCell) -> None:
+        await failure(send(cell, "crash"))
+        await wait_for_state(cell, ActorState.RUNNING)
+        assert cell.tracker.count == 1
+        await asyncio.sleep(9.0)
+        assert cell.tracker.count == 1
+        await asyncio.sleep(2.0)  # past the window: the restart no longer counts
+        assert cell.tracker.count == 0
+        assert cell.total_restarts == 1
+
+    config = actor_config(tmp_path, restart_window=10.0, reset_after=3600.0)
+    run_cell(config, scenario, timeout=30.0)
 
 
 def test_operator_restart_revives_failed_actor(tmp_path: Path) -> None:
@@ -651,7 +720,7 @@ def _run_until(config: ActorConfig, *states: ActorState) -> tuple[ActorCell, Act
     """Run until the cell reaches one of ``states``; returns it and the state it reached."""
 
     async def main() -> tuple[ActorCell, ActorState]:
-        cell = ActorCell(config, make_host, default_timeout=5.0)
+        cell = new_cell(config)
         cell.start()
         try:
             await wait_for_state(cell, ActorState.RUNNING)
@@ -661,7 +730,7 @@ def _run_until(config: ActorConfig, *states: ActorState) -> tuple[ActorCell, Act
         finally:
             await asyncio.wait_for(cell.stop(), BOUND)
 
-    return asyncio.run(asyncio.wait_for(main(), 8.0))
+    return run_virtual(asyncio.wait_for(main(), 8.0))
 
 
 def test_run_exit_under_on_failure_stops(tmp_path: Path) -> None:
@@ -728,25 +797,29 @@ def test_member_expires_at_its_deadline_and_never_runs(tmp_path: Path) -> None:
     config = actor_config(tmp_path, "cell_actors:SyncWorker")
     ran().clear()
 
-    async def scenario(cell: ActorCell) -> tuple[float, object, str]:
+    async def scenario(cell: ActorCell) -> tuple[float, bool, object, str]:
+        held = gate("blocker")
         blocker, short, after = submit_all(
             cell,
             [
-                ("block", {"delay": 0.6, "token": "blocker"}, 5.0),
+                ("block", {"name": "blocker", "token": "blocker"}, 5.0),
                 ("mark", {"token": "short"}, 0.15),
                 ("mark", {"token": "after"}, 5.0),
             ],
         )
-        started = time.monotonic()
+        started = now()
         with pytest.raises(PulsingTimeoutError) as caught:
             await asyncio.wait_for(short.future, BOUND)
-        answered_after = time.monotonic() - started
+        answered_after = now() - started
+        blocker_running = held.waiting == 1 and not blocker.future.done()
+        held.open()
         assert await asyncio.wait_for(after.future, BOUND) == "after"
         await asyncio.wait_for(blocker.future, BOUND)
-        return answered_after, caught.value.extra.get("executed"), cell.queued
+        return answered_after, blocker_running, caught.value.extra.get("executed"), cell.queued
 
-    answered_after, executed, queued = run_cell(config, scenario)
-    assert answered_after < 0.5  # at its own deadline, not when the blocker finished
+    answered_after, blocker_running, executed, queued = run_cell(config, scenario)
+    assert answered_after == pytest.approx(0.15)  # at its own deadline,
+    assert blocker_running  # not when the blocker finished
     assert executed is False
     assert queued == 0
     assert ran() == ["blocker", "after"]
@@ -783,12 +856,14 @@ def test_stop_during_a_batch_drains_the_members_not_started(tmp_path: Path) -> N
     ran().clear()
 
     async def scenario(cell: ActorCell) -> list:
+        held = gate("first")
         envelopes = submit_all(
             cell,
-            [("block", {"delay": 0.3, "token": "first"}, 5.0)]
+            [("block", {"name": "first", "token": "first"}, 5.0)]
             + [("mark", {"token": f"q{i}"}, 5.0) for i in range(5)],
         )
-        await asyncio.sleep(0.1)  # the batch is running its first op
+        await wait_until(lambda: held.waiting == 1)  # the batch is running its first op
+        asyncio.get_running_loop().call_later(0.1, held.open)  # it ends while stop waits
         await asyncio.wait_for(cell.stop(), BOUND)
         outcomes = await asyncio.wait_for(
             asyncio.gather(*(e.future for e in envelopes), return_exceptions=True), BOUND
@@ -796,7 +871,7 @@ def test_stop_during_a_batch_drains_the_members_not_started(tmp_path: Path) -> N
         return [type(o).__name__ if isinstance(o, BaseException) else o for o in outcomes]
 
     outcomes = run_cell(config, scenario)
-    assert outcomes[0] == 0.3
+    assert outcomes[0] == "first"
     assert outcomes[1:] == ["PulsingRuntimeError"] * 5
     assert ran() == ["first"]
 

@@ -11,8 +11,9 @@ import pytest
 from rooms import config_with
 from virtual_time import run_virtual
 
-from pulsing_daemon.actor import ActorCell, new_envelope
+from pulsing_daemon.cell import ActorCell
 from pulsing_daemon.deadline import Deadline, loop_clock
+from pulsing_daemon.envelope import new_envelope
 from pulsing_daemon.exceptions import PulsingError, PulsingTimeoutError
 from pulsing_daemon.hosts.registry import make_host
 from pulsing_daemon.states import ActorState
@@ -85,12 +86,9 @@ def test_a_cell_times_out_an_hour_long_op_on_the_virtual_clock(tmp_path: Path) -
         loop = asyncio.get_running_loop()
         cell = ActorCell(config, make_host, default_timeout=5.0)
         cell.start()
-        # The constructor runs on a thread; virtual time must not jump meanwhile, so
-        # wait with sleep(0) (no timer) rather than a timed wait.
-        give_up = time.monotonic() + REAL_BOUND
-        while cell.state is not ActorState.RUNNING and time.monotonic() < give_up:
-            await asyncio.sleep(0)
-        assert cell.state is ActorState.RUNNING
+        # The constructor runs on an op thread: run_virtual holds the clock meanwhile.
+        await cell.wait_started(2.0)
+        assert cell.state is ActorState.RUNNING and loop.time() == 0.0
         running = new_envelope("slow", [3600.0], {}, 30.0)
         queued = new_envelope("slow", [3600.0], {}, 10.0)
         cell.submit(running)
@@ -124,6 +122,7 @@ def test_backoff_and_status_run_on_the_loops_clock(tmp_path: Path) -> None:
     async def main() -> None:
         cell = ActorCell(config, make_host, default_timeout=5.0)
         assert cell.clock == asyncio.get_running_loop().time
+        assert cell.tracker.clock == cell.clock
         cell.start()
         await _until(lambda: cell.state is ActorState.RUNNING)
         cell.submit(new_envelope("crash", [], {}, 5.0))

@@ -13,7 +13,7 @@ from typing import Any
 
 from test_cell import BOUND, actor_config, answer, failure, ran, send, wait_for_state
 
-from pulsing_daemon.actor import ActorCell
+from pulsing_daemon.cell import ActorCell
 from pulsing_daemon.config import ActorConfig
 from pulsing_daemon.exceptions import PulsingTimeoutError, is_failure
 from pulsing_daemon.hosts.base import ActorHost, Exit, NotStarted, call_deadline

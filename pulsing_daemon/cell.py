@@ -8,7 +8,9 @@ deadline. Every envelope is answered exactly once, by ``answer``.
 
 How a message runs on the host is in running.py (an ask, a stream) and batching.py
 (sync asks in batches, for hosts that ``runs_sync_batches``); the cell picks the path
-from what the host declares and applies the restart policy to what comes back.
+from what the host declares and applies the restart policy to what comes back. What
+an ask that does not run is answered with is in cell_errors.py; what the operator
+sees of the cell (its status, last error, last failure) in cell_status.py.
 """
 
 from __future__ import annotations
@@ -19,11 +21,12 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from pulsing_daemon import cell_errors, log, wire
+from pulsing_daemon import cell_errors, cell_status, log, wire
 from pulsing_daemon.batching import hold_waiting, run_batch
+from pulsing_daemon.cell_status import OUTCOMES
 from pulsing_daemon.config import ActorConfig
 from pulsing_daemon.deadline import Clock, Deadline, loop_clock
-from pulsing_daemon.envelope import Ended, Envelope, EnvelopeState, StreamSink, new_envelope
+from pulsing_daemon.envelope import Ended, Envelope, EnvelopeState
 from pulsing_daemon.exceptions import (
     PulsingError,
     PulsingRuntimeError,
@@ -36,54 +39,11 @@ from pulsing_daemon.policy import ExitKind, RestartTracker
 from pulsing_daemon.running import execute, produce
 from pulsing_daemon.states import ACCEPTING, ActorState, check_transition
 from pulsing_daemon.storage import capture, logs
+from pulsing_daemon.wakeup import NO_MAIL, Wakeup
 
 _encode_result = wire.encode
 
-OUTCOMES = ("ok", "business", "system", "timeout", "unsupported", "runtime")
-
 HostFactory = Callable[[ActorConfig], ActorHost]
-
-
-class _NoMail(deque):  # type: ignore[type-arg]
-    """The empty mailbox every cell starts with, shared (an empty deque is ~0.7 KB and
-    most actors of a big config are idle): reading it is fine, adding to it a bug."""
-
-    def _refuse(self, *_: Any) -> None:
-        raise AssertionError("a message put in the shared empty mailbox")
-
-    append = appendleft = extend = extendleft = insert = _refuse
-
-
-NO_MAIL: deque[Any] = _NoMail()
-
-
-class Wakeup:
-    """``asyncio.Event`` for the one task that waits on it (the cell's), without the
-    Event's deque of waiters (~0.7 KB per cell)."""
-
-    __slots__ = ("flag", "waiter")
-
-    def __init__(self) -> None:
-        self.flag = False
-        self.waiter: asyncio.Future[None] | None = None
-
-    def set(self) -> None:
-        self.flag = True
-        waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    def clear(self) -> None:
-        self.flag = False
-
-    async def wait(self) -> None:
-        if self.flag:
-            return
-        self.waiter = asyncio.get_running_loop().create_future()
-        try:
-            await self.waiter
-        finally:
-            self.waiter = None
 
 
 class ActorCell:
@@ -116,15 +76,7 @@ class ActorCell:
         # (a test's virtual-time loop moves them all).
         self.clock = clock if clock is not None else loop_clock()
         self.state = ActorState.STOPPED
-        self.tracker = RestartTracker(
-            config.restart_policy,
-            config.max_restarts,
-            config.min_backoff,
-            config.max_backoff,
-            restart_window=config.restart_window,
-            reset_after=config.reset_after,
-            clock=clock,
-        )
+        self.tracker = RestartTracker(**config.restart_rules(), clock=self.clock)
         self.mailbox: deque[Envelope] = NO_MAIL  # a deque of its own from the first message
         self.queued = 0  # live (not expired) envelopes in the mailbox
         self.in_flight = 0
@@ -204,15 +156,12 @@ class ActorCell:
         """Wait (bounded) until a just started instance is past ``starting``."""
         deadline = Deadline.after(timeout)
         while self._task is not None and not self._task.done():
-            if self.state not in (ActorState.STOPPED, ActorState.STARTING):
-                return
-            remaining = deadline.remaining()
-            if remaining <= 0:
+            if self.state not in (ActorState.STOPPED, ActorState.STARTING) or deadline.expired():
                 return
             if self._changed is None:
                 self._changed = asyncio.Event()
             try:
-                await asyncio.wait_for(asyncio.shield(self._changed.wait()), remaining)
+                await asyncio.wait_for(asyncio.shield(self._changed.wait()), deadline.remaining())
             except asyncio.TimeoutError:
                 return
 
@@ -251,14 +200,7 @@ class ActorCell:
         count stay; a changed host key takes effect at the next instance."""
         self.config = config
         self.default_timeout = config.timeout or default_timeout
-        self.tracker.reconfigure(
-            config.restart_policy,
-            config.max_restarts,
-            config.min_backoff,
-            config.max_backoff,
-            restart_window=config.restart_window,
-            reset_after=config.reset_after,
-        )
+        self.tracker.reconfigure(**config.restart_rules())
 
     async def retire(self, reason: str) -> None:
         """Reload removed the actor: the current message finishes, queued asks and any
@@ -299,12 +241,12 @@ class ActorCell:
                 raise self.stamp(PulsingRuntimeError(self.retired, status=404))
             raise self.stamp(cell_errors.shutting_down())
         if self.state not in ACCEPTING and not self._holding:
-            raise self.stamp(self._not_serving_error())
+            raise self.stamp(cell_errors.not_serving(self.name, self.state, self.last_failure))
         if self.config.during_restart == "fail_fast" and self.state in (
             ActorState.BACKOFF,
             ActorState.STARTING,
         ):
-            retry_after = round(max(0.05, self.backoff_remaining() or 0.0), 3)
+            retry_after = round(max(0.05, cell_status.backoff_remaining(self) or 0.0), 3)
             raise self.stamp(cell_errors.restarting(self.name, retry_after))
         if self.queued >= self.config.mailbox_size:
             raise self.stamp(cell_errors.mailbox_full(self.name, self.config.mailbox_size))
@@ -319,9 +261,6 @@ class ActorCell:
         mailbox.append(envelope)
         self.queued += 1
         self._wakeup.set()
-
-    def _not_serving_error(self) -> PulsingRuntimeError:
-        return cell_errors.not_serving(self.name, self.state, self.last_failure)
 
     def expired_error(self, envelope: Envelope) -> PulsingTimeoutError:
         """The answer to an ask whose deadline passed in this mailbox."""
@@ -357,17 +296,7 @@ class ActorCell:
     def _drain(self, reason: str) -> None:
         """Answer every queued message: the actor will not serve them."""
         while (envelope := self.pop()) is not None:
-            if self.state in (ActorState.STOPPED, ActorState.FAILED) and not self.accepting:
-                error: PulsingError = PulsingRuntimeError(
-                    f"{reason}; {envelope.op} was not executed",
-                    recoverable=self.retired is None,
-                    status=503 if self.retired is None else 404,
-                )
-            elif self.state in (ActorState.STOPPED, ActorState.FAILED):
-                error = self._not_serving_error()
-                error.message += f"; {envelope.op} was not executed"
-            else:
-                error = PulsingRuntimeError(f"{reason}; {envelope.op} was not executed", status=503)
+            error = cell_errors.not_executed(self, reason, envelope.op)
             self.answer(envelope, error=error, remember=False)
         self._check_idle()
 
@@ -420,27 +349,9 @@ class ActorCell:
             return
         self.stamp(error)
         if remember:
-            self._remember(envelope, error)
+            cell_status.remember_error(self, envelope, error)
         envelope.future.set_exception(error)
         envelope.future.exception()  # retrieved: a caller that left must not warn
-
-    def _remember(self, envelope: Envelope, error: PulsingError) -> None:
-        self.last_error = {
-            "category": error.category,
-            "type": error.type,
-            "message": error.message,
-            "op": envelope.op,
-            "at": cell_errors.utc_now(),
-        }
-        log.event(
-            "error",
-            actor=self.name,
-            category=error.category,
-            level=logging.INFO if error.category == "business" else logging.WARNING,
-            op=envelope.op,
-            type=error.type,
-            msg=error.message,
-        )
 
     # ----------------------------------------------------------------- lifecycle
     async def _lifecycle(self) -> None:
@@ -484,7 +395,7 @@ class ActorCell:
         self.host = host
         self.running_since = self.clock()
         self.tracker.mark_running()
-        self._set_state(ActorState.RUNNING, **{k: v for k, v in host.info().items()})
+        self._set_state(ActorState.RUNNING, **host.info())
         try:
             ended = await self._serve(host)
         finally:
@@ -498,23 +409,22 @@ class ActorCell:
         kind = ended.kind or ExitKind.FAILURE
         decision = self.tracker.on_exit(kind)
         if kind is ExitKind.FAILURE:
-            self._record_failure(ended)
+            cell_status.record_failure(self, ended)
         if decision.restart:
             self.total_restarts += 1
+            cause = ended.where if kind is ExitKind.FAILURE else "exit"
             if self.metrics is not None:
-                cause = ended.where if kind is ExitKind.FAILURE else "exit"
                 self.metrics.restarted(self.name, cause)
             self.backoff_until = self.clock() + decision.delay
             self.emit(
                 "restart", self.name, restarts=self.tracker.count,
-                max_restarts=self.config.max_restarts, delay=round(decision.delay, 3),
-                cause=ended.where if kind is ExitKind.FAILURE else "exit",
+                max_restarts=self.config.max_restarts, delay=round(decision.delay, 3), cause=cause,
             )  # fmt: skip
             self._set_state(
                 ActorState.BACKOFF,
                 delay=f"{decision.delay:.3f}",
                 restarts=f"{self.tracker.count}/{self.config.max_restarts}",
-                cause=ended.where if kind is ExitKind.FAILURE else "exit",
+                cause=cause,
             )
             self._answer_failed(ended, restart=True)
             if not await self._sleep_backoff(decision.delay):
@@ -536,30 +446,14 @@ class ActorCell:
         """Wait out the backoff; False when a stop was requested meanwhile."""
         deadline = Deadline.after(delay)
         while not self.stop_requested:
-            remaining = deadline.remaining()
-            if remaining <= 0:
+            if deadline.expired():
                 return True
             self._wakeup.clear()
             try:
-                await asyncio.wait_for(self._wakeup.wait(), remaining)
+                await asyncio.wait_for(self._wakeup.wait(), deadline.remaining())
             except asyncio.TimeoutError:
                 return True
         return False
-
-    def _record_failure(self, ended: Ended) -> None:
-        self.last_failure = cell_errors.failure_record(ended)
-        if ended.envelope is None:  # no ask carries it: the failure is the last error
-            self.last_error = {k: v for k, v in self.last_failure.items() if k != "traceback"}
-        log.event(
-            "failure",
-            actor=self.name,
-            category="system",
-            level=logging.WARNING,
-            where=ended.where,
-            type=self.last_failure["type"],
-            msg=self.last_failure["message"],
-        )
-        self.emit("failure", self.name, **self.last_failure)
 
     def _answer_failed(self, ended: Ended, restart: bool) -> None:
         """Answer the ask that hit the failure, once the next state is known."""
@@ -594,41 +488,10 @@ class ActorCell:
                 return ended
 
     # ----------------------------------------------------------------- status
-    def backoff_remaining(self) -> float | None:
-        if self.state is not ActorState.BACKOFF or self.backoff_until is None:
-            return None
-        return max(0.0, self.backoff_until - self.clock())
-
     def status(self) -> dict[str, Any]:
-        remaining = self.backoff_remaining()
-        uptime = None if self.running_since is None else self.clock() - self.running_since
-        status: dict[str, Any] = {
-            "name": self.name,
-            "state": self.state.value,
-            "policy": self.config.restart_policy.value,
-            "restarts": self.tracker.count,
-            "max_restarts": self.config.max_restarts,
-            "restart_window": self.config.restart_window,
-            "total_restarts": self.total_restarts,
-            "operator_restarts": self.operator_restarts,
-            "backoff_remaining": None if remaining is None else round(remaining, 3),
-            "mailbox": self.queued,
-            "mailbox_size": self.config.mailbox_size,
-            "in_flight": self.in_flight,
-            "counts": {k: self.counts[k] for k in OUTCOMES},
-            "last_error": self.last_error,
-            "last_failure": self.last_failure,
-            "uptime": None if uptime is None else round(uptime, 3),
-            "isolation": self.config.isolation,
-            "class": self.config.class_path,
-        }
-        if self.host is not None:
-            status.update(self.host.info())
-        return status
+        return cell_status.status(self)
 
 
 def _no_event(kind: str, actor: str | None = None, **fields: Any) -> None:
     """The emit of a cell no supervisor has given an event log."""
 
-
-__all__ = ["ActorCell", "Envelope", "EnvelopeState", "StreamSink", "new_envelope"]
