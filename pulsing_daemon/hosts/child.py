@@ -12,7 +12,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import functools
 import logging
+import math
 import os
 import signal
 import socket
@@ -23,6 +25,10 @@ from typing import Any
 
 from pulsing_daemon.exceptions import PulsingError, is_failure
 from pulsing_daemon.hosts.framing import FrameError, encode, read_frame
+from pulsing_daemon.hosts.threads import SyncCall, SyncCallState
+
+# Sync asks run back to back in one trip to an op thread (as batching.SYNC_BATCH).
+BATCH = 64
 
 
 def _die_with_parent() -> None:
@@ -107,6 +113,7 @@ class Child:
         # (call message, withdrawn as expired: None while still wanted).
         self.calls: collections.OrderedDict[int, dict[str, Any]] = collections.OrderedDict()
         self.calls_ready = asyncio.Event()
+        self.batch: dict[int, SyncCall] = {}  # the sync asks of the batch being run
         self.failed = False  # an op failed the instance: start nothing more
 
     def send(self, message: dict[str, Any]) -> None:
@@ -168,10 +175,13 @@ class Child:
                 self.calls[message["id"]] = message
                 self.calls_ready.set()
             elif kind == "withdraw":
-                if self.calls.pop(message["id"], None) is not None:  # not started: never will
-                    self.send(
-                        {"t": "not_started", "id": message["id"], "expired": message["expired"]}
-                    )
+                call_id = message["id"]
+                taken = self.calls.pop(call_id, None) is not None  # not started: never will
+                if not taken and call_id in self.batch and self.batch[call_id].hold():
+                    del self.batch[call_id]  # in a batch, not started: it never will
+                    taken = True
+                if taken:
+                    self.send({"t": "not_started", "id": call_id, "expired": message["expired"]})
             elif kind == "stream":
                 self.tasks[message["id"]] = asyncio.ensure_future(self._stream(message))
             elif kind == "cancel":
@@ -194,7 +204,8 @@ class Child:
         """Run the asks in the order they came, one at a time. One whose deadline passed
         before its turn, or that comes after an op that failed the instance, is answered
         "not started": the daemon answers it as never executed, or gives it to the next
-        instance."""
+        instance. A sync op and the sync asks queued right behind it go to an op thread
+        in one batch, as in the daemon (``hosts.threads.run_sync_batch``)."""
         loop = asyncio.get_running_loop()
         while True:
             while not self.calls:
@@ -207,10 +218,14 @@ class Child:
                 await self.writer.drain()
                 continue
             try:
-                call = self.host.invoke(
+                prepared = self.host.prepare(
                     message["op"], message.get("args") or [], message.get("kwargs") or {}
                 )
-                running = asyncio.ensure_future(call)
+                if prepared.is_async:
+                    running = asyncio.ensure_future(prepared.start())
+                else:
+                    await self._run_batch(call_id, message, prepared)
+                    continue
             except BaseException as exc:
                 self.send({"t": "error", "id": call_id, **describe_exception(exc)})
                 await self.writer.drain()
@@ -219,6 +234,53 @@ class Child:
             await asyncio.wait((running,))
             self._answer(call_id, running)
             await self.writer.drain()
+
+    async def _run_batch(self, call_id: int, message: dict[str, Any], first: Any) -> None:
+        """Run a sync ask and the sync asks queued right behind it in one trip to an op
+        thread; each is answered as it ends. A member withdrawn before it started is
+        answered "not started" at once (``batch``); one whose deadline passed before
+        its turn, or left behind by a member that failed the instance, after the batch."""
+        loop = asyncio.get_running_loop()
+        lock = threading.Lock()
+
+        def sync_call(bound: Any, deadline: float | None) -> SyncCall:
+            return SyncCall(
+                bound.method,
+                bound.args,
+                bound.kwargs,
+                math.inf if deadline is None else deadline,
+                loop.create_future(),
+                lock,
+                loop.time,
+            )
+
+        members = [(call_id, sync_call(first, message.get("deadline")))]
+        while len(members) < BATCH and self.calls:
+            next_id, queued = next(iter(self.calls.items()))
+            try:
+                bound = self.host.prepare(
+                    queued["op"], queued.get("args") or [], queued.get("kwargs") or {}
+                )
+            except BaseException:
+                break  # answered when its turn comes
+            if bound.is_async:
+                break
+            del self.calls[next_id]
+            members.append((next_id, sync_call(bound, queued.get("deadline"))))
+        self.batch = dict(members)
+        for member_id, call in members:
+            call.future.add_done_callback(functools.partial(self._answer, member_id))
+        try:
+            await self.host.run_batch([call for _, call in members])
+        finally:
+            left, self.batch = self.batch, {}
+            for member_id, call in left.items():
+                expired = call.state is SyncCallState.EXPIRED
+                # Not started (expired, left behind by a failure, or the batch given up
+                # at shutdown): it never will be. One running now still answers.
+                if not call.future.done() and call.hold():
+                    self.send({"t": "not_started", "id": member_id, "expired": expired})
+        await self.writer.drain()
 
     def _answer(self, call_id: int, done: asyncio.Future[Any]) -> None:
         self.tasks.pop(call_id, None)
