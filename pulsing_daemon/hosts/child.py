@@ -115,22 +115,32 @@ class Child:
         self.calls_ready = asyncio.Event()
         self.batch: dict[int, SyncCall] = {}  # the sync asks of the batch being run
         self.failed = False  # an op failed the instance: start nothing more
+        self.out: list[bytes] = []  # frames queued for the next write (``send``)
 
     def send(self, message: dict[str, Any]) -> None:
+        """Queue a frame; the frames of one loop iteration go out in one write."""
         try:
-            self.writer.write(encode(message))
+            frame = encode(message)
         except FrameError as exc:
-            if "id" in message:
-                self.writer.write(
-                    encode(
-                        {
-                            "t": "error",
-                            "id": message["id"],
-                            "type": "FrameError",
-                            "message": str(exc),
-                        }
-                    )
-                )
+            if "id" not in message:
+                return
+            frame = encode(
+                {"t": "error", "id": message["id"], "type": "FrameError", "message": str(exc)}
+            )
+        out = self.out
+        out.append(frame)
+        if len(out) == 1:
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        out, self.out = self.out, []
+        if out:
+            self.writer.write(b"".join(out))
+
+    async def drain(self) -> None:
+        """Write the queued frames now, then wait while the socket is full."""
+        self.flush()
+        await self.writer.drain()
 
     async def serve(self) -> int:
         init = await read_frame(self.reader)
@@ -152,7 +162,7 @@ class Child:
             await self.host.start()
         except BaseException as exc:  # a failed start: report, then exit
             self.send({"t": "start_failed", **describe_exception(exc, self.memory_limit)})
-            await self.writer.drain()
+            await self.drain()
             return 1
         self.host.exited.add_done_callback(self._instance_exited)
         self.send({"t": "ready", "pid": os.getpid()})
@@ -191,9 +201,9 @@ class Child:
             elif kind == "stop":
                 await self.host.stop(graceful=True)
                 self.send({"t": "stopped"})
-                await self.writer.drain()
+                await self.drain()
                 return 0
-            await self.writer.drain()
+            await self.drain()
 
     def _instance_exited(self, done: asyncio.Future[Any]) -> None:
         error = done.result().cause
@@ -215,7 +225,7 @@ class Child:
             deadline = message.get("deadline")
             if self.failed or (deadline is not None and loop.time() >= deadline):
                 self.send({"t": "not_started", "id": call_id, "expired": not self.failed})
-                await self.writer.drain()
+                await self.drain()
                 continue
             try:
                 prepared = self.host.prepare(
@@ -228,12 +238,12 @@ class Child:
                     continue
             except BaseException as exc:
                 self.send({"t": "error", "id": call_id, **describe_exception(exc)})
-                await self.writer.drain()
+                await self.drain()
                 continue
             self.tasks[call_id] = running
             await asyncio.wait((running,))
             self._answer(call_id, running)
-            await self.writer.drain()
+            await self.drain()
 
     async def _run_batch(self, call_id: int, message: dict[str, Any], first: Any) -> None:
         """Run a sync ask and the sync asks queued right behind it in one trip to an op
@@ -280,7 +290,7 @@ class Child:
                 # at shutdown): it never will be. One running now still answers.
                 if not call.future.done() and call.hold():
                     self.send({"t": "not_started", "id": member_id, "expired": expired})
-        await self.writer.drain()
+        await self.drain()
 
     def _answer(self, call_id: int, done: asyncio.Future[Any]) -> None:
         self.tasks.pop(call_id, None)
@@ -306,7 +316,7 @@ class Child:
             )
             async for chunk in chunks:
                 self.send({"t": "chunk", "id": call_id, "data": chunk})
-                await self.writer.drain()
+                await self.drain()
         except asyncio.CancelledError:
             self.send({"t": "cancelled", "id": call_id})
         except BaseException as exc:

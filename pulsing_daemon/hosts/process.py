@@ -176,6 +176,9 @@ class ProcessHost(ActorHost):
         self._kill_cause: str | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._log = capture.current()  # the actor's log (the cell's task creates hosts)
+        # Frames sent during one loop iteration go to the child in one write (asks sent
+        # ahead come in runs: a syscall per frame would cost more than the frame).
+        self._out: list[bytes] = []
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -357,7 +360,15 @@ class ProcessHost(ActorHost):
     def _send(self, message: dict[str, Any]) -> None:
         if self.writer is None or self.writer.is_closing():
             raise ProcessDied("the child process is gone")
-        self.writer.write(encode(message))
+        out = self._out
+        out.append(encode(message))
+        if len(out) == 1:
+            asyncio.get_running_loop().call_soon(self._flush_out)
+
+    def _flush_out(self) -> None:
+        out, self._out = self._out, []
+        if self.writer is not None and not self.writer.is_closing():
+            self.writer.write(b"".join(out))  # else the child is gone: its calls fail
 
     # ------------------------------------------------------------------ ops
     def invoke(self, op: str, args: list[Any], kwargs: dict[str, Any]) -> asyncio.Future[Any]:
