@@ -152,12 +152,15 @@ class ActorCell:
         self._set_state(ActorState.STARTING)
         self._task = asyncio.create_task(self._lifecycle(), name=f"pulsing-actor-{self.name}")
 
+    def starting(self) -> bool:
+        """A just started instance is not past ``starting`` yet."""
+        live = self._task is not None and not self._task.done()
+        return live and self.state in (ActorState.STOPPED, ActorState.STARTING)
+
     async def wait_started(self, timeout: float) -> None:
         """Wait (bounded) until a just started instance is past ``starting``."""
         deadline = Deadline.after(timeout)
-        while self._task is not None and not self._task.done():
-            if self.state not in (ActorState.STOPPED, ActorState.STARTING) or deadline.expired():
-                return
+        while self.starting() and not deadline.expired():
             if self._changed is None:
                 self._changed = asyncio.Event()
             try:
