@@ -164,19 +164,24 @@ class ActorLog:
         pending = self.pending
         batch = pending[:]
         del pending[: len(batch)]
-        records = [
-            {"at": stamp(at), "actor": self.name, "instance": instance, "stream": stream,
-             "text": text}
-            for at, instance, stream, text in batch
-        ]  # fmt: skip
+        rows = [(stamp(at), instance, stream, text) for at, instance, stream, text in batch]
         if self.dropped:
             dropped, self.dropped = self.dropped, 0
-            records.append(
-                {"at": stamp(time.time()), "actor": self.name, "instance": self.instance,
-                 "stream": "event", "text": f"{dropped} lines dropped (written too fast)"}
-            )  # fmt: skip
-        if self.path is not None:
-            self._append([_encode_record(r) + "\n" for r in records])
+            text = f"{dropped} lines dropped (written too fast)"
+            rows.append((stamp(time.time()), self.instance, "event", text))
+        if self.directory is not None:
+            # The line _encode_record makes of the record, put together directly: the
+            # stamp and the stream need no escaping, the name is encoded once.
+            name = _encode_record(self.name)
+            self._append([
+                f'{{"at": "{at}", "actor": {name}, "instance": {instance}, '
+                f'"stream": "{stream}", "text": {_encode_record(text)}}}\n'
+                for at, instance, stream, text in rows
+            ])  # fmt: skip
+        records = [
+            {"at": at, "actor": self.name, "instance": instance, "stream": stream, "text": text}
+            for at, instance, stream, text in rows
+        ]
         for follower in self.followers:
             if len(follower.queue) + len(records) > FOLLOWER_BACKLOG:
                 follower.overrun = True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import sys
 import threading
@@ -163,3 +164,14 @@ def test_describe_failure_names_the_raising_function() -> None:
     remote = RuntimeError("x")
     remote.remote_traceback = "Traceback (most recent call last):\n  child\nRuntimeError: x"  # type: ignore[attr-defined]
     assert describe_failure(remote) == remote.remote_traceback  # type: ignore[attr-defined]
+
+
+def test_a_written_line_is_the_json_of_its_record(tmp_path: Path) -> None:
+    store = LogStore(tmp_path)
+    actor_log = store.actor('we"ird\\name')
+    actor_log.write("log", 'quotes " backslash \\ tab \t newline-free ünïcode ✓')
+    actor_log.write("stdout", "")
+    records = actor_log.flush()
+    lines = (tmp_path / 'we"ird\\name.log').read_text(encoding="utf-8").splitlines()
+    assert lines == [logs._encode_record(record) for record in records]
+    assert [json.loads(line) for line in lines] == records
