@@ -60,7 +60,7 @@ def logs(
     options = settings(ctx, endpoint, token, json_output, debug)
     if since is not None:
         from pulsing_cli.context import fail_usage
-        from pulsing_daemon.storage.logs import parse_since
+        from pulsing_daemon.storage.stamps import parse_since
 
         try:
             parse_since(since)

@@ -32,7 +32,6 @@ import collections
 import json
 import logging
 import os
-import re
 import threading
 import time
 import traceback
@@ -41,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from pulsing_daemon import log
+from pulsing_daemon.storage.stamps import stamp
 
 FLUSH_EVERY = 0.2  # seconds between writes of pending records (and follower wake-ups)
 MAX_TEXT = 64 * 1024  # characters of one record's text; the rest is cut
@@ -55,15 +55,6 @@ STREAMS = ("stdout", "stderr", "log", "event")
 
 
 
-def stamp(when: float) -> str:
-    """ISO 8601 UTC with microseconds: sorts as text, so ``since`` compares strings."""
-    second = int(when // 1)
-    if second != _last_second[0]:  # strftime once per second, not once per record
-        _last_second[:] = [second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))]
-    return f"{_last_second[1]}.{int((when - second) * 1e6):06d}Z"
-
-
-_last_second: list[Any] = [None, ""]  # [whole second, its strftime]
 # One encoder for every record written (json.dumps with options builds one per call).
 _encode_record = json.JSONEncoder(ensure_ascii=False).encode
 
@@ -472,39 +463,10 @@ def describe_failure(cause: BaseException | None) -> str | None:
     return text.rstrip("\n")
 
 
-# ---------------------------------------------------------------------- since
-_RELATIVE = re.compile(r"(\d+(?:\.\d+)?)\s*(s|m|h|d)", re.IGNORECASE)
-_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_since(text: str, now: float | None = None) -> str:
-    """``10m``, ``30s``, ``2h``, ``1d`` (ago) or an ISO time -> the stamp to compare with.
-
-    Raises ValueError with the reason.
-    """
-    raw = text.strip()
-    relative = _RELATIVE.fullmatch(raw)
-    if relative:
-        seconds = float(relative.group(1)) * _UNIT[relative.group(2).lower()]
-        return stamp((time.time() if now is None else now) - seconds)
-    from datetime import datetime, timezone
-
-    try:
-        moment = datetime.fromisoformat(raw.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        raise ValueError(
-            f"expected a duration like 10m, 30s, 2h, 1d or an ISO time, got {text[:60]!r}"
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.astimezone()  # a time without a zone is local time
-    return stamp(moment.astimezone(timezone.utc).timestamp())
-
-
 __all__ = [
     "ActorLog",
     "FollowerOverrun",
     "LogStore",
     "describe_event",
     "describe_failure",
-    "parse_since",
 ]

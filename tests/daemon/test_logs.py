@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from pulsing_daemon.storage import capture, logs
-from pulsing_daemon.storage.logs import LogStore, describe_failure, parse_since
+from pulsing_daemon.storage import capture, logs, stamps
+from pulsing_daemon.storage.logs import LogStore, describe_failure
+from pulsing_daemon.storage.stamps import parse_since
 
 
 def test_rotation_keeps_at_most_max_bytes_and_the_newest_lines(tmp_path: Path) -> None:
@@ -77,8 +78,8 @@ def test_since_and_lines(tmp_path: Path) -> None:
 
 def test_parse_since() -> None:
     now = 1_800_000_000.0
-    assert parse_since("10m", now) == logs.stamp(now - 600)
-    assert parse_since("1.5h", now) == logs.stamp(now - 5400)
+    assert parse_since("10m", now) == stamps.stamp(now - 600)
+    assert parse_since("1.5h", now) == stamps.stamp(now - 5400)
     assert parse_since("2026-12-01T10:00:00Z") == "2026-12-01T10:00:00.000000Z"
     assert parse_since("2026-12-01T10:00:00+01:00") == "2026-12-01T09:00:00.000000Z"
     with pytest.raises(ValueError, match="duration"):
