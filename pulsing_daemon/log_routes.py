@@ -19,7 +19,8 @@ from typing import Any
 from aiohttp import web
 
 from pulsing_daemon.http import SUPERVISOR, bad_request, json_response
-from pulsing_daemon.storage.logs import FollowerOverrun, parse_since
+from pulsing_daemon.storage.logs import FollowerOverrun
+from pulsing_daemon.storage.stamps import parse_since
 
 HEARTBEAT = 15.0  # seconds between keep-alives on an idle follow
 DEFAULT_LINES = 100
