@@ -13,6 +13,7 @@ import json
 import random
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -86,6 +87,32 @@ async def follow_lines(
     Updates ``state.next_seq`` as chunks are yielded (so an interrupted caller knows
     where to resume), reconnects on drops, and raises the terminal error if any.
     """
+    batches = follow_batches(client, state, follow=follow, on_reconnect=on_reconnect)
+    try:
+        async for first, lines in batches:
+            for index, line in enumerate(lines):
+                # follow_batches counted the whole batch; a caller that stops inside
+                # it has seen only up to this line.
+                state.next_seq = first + index + 1
+                yield first + index, line
+    finally:
+        await batches.aclose()
+
+
+async def follow_batches(
+    client: Client,
+    state: StreamState,
+    *,
+    follow: bool = True,
+    on_reconnect: Callable[[int, BaseException, float], None] | None = None,
+) -> AsyncIterator[tuple[int, list[bytes]]]:
+    """Yield ``(first_seq, lines)``: the chunk record lines each network read brought,
+    undecoded, with the seqs ``first_seq``, ``first_seq + 1``, ... (each line's seq is
+    checked), as ``follow_lines`` would yield them one by one.
+
+    ``state.next_seq`` is past the batch when it is yielded; reconnects on drops from
+    there, and raises the terminal error if any.
+    """
     assert state.stream is not None
     failures = 0
     while True:
@@ -102,26 +129,42 @@ async def follow_lines(
                     from pulsing_cli.client import decode_error
 
                     raise decode_error(await response.read_body(), response.status)
-                async for line in response.iter_lines():
-                    if not line:
-                        continue
-                    seq = chunk_seq(line)
-                    if seq is None:
-                        record = json.loads(line)
-                        seq = record.get("seq")
-                    if seq is None:  # the terminal record
-                        state.ended = True
-                        if "error" in record:
-                            raise from_wire(record)
-                        return
-                    if seq != state.next_seq:
-                        raise PulsingRuntimeError(
-                            f"stream {state.stream}: expected seq {state.next_seq}, got {seq}"
-                        )
-                    state.next_seq = seq + 1
-                    progressed = True
-                    failures = 0
-                    yield seq, line
+                async for lines in response.iter_line_batches():
+                    index, count = 0, len(lines)
+                    while index < count:
+                        # The common case: a run of records with the next seqs, in the
+                        # daemon's own form, checked without parsing.
+                        run = _chunk_run(lines, index, state.next_seq)
+                        if run:
+                            first = state.next_seq
+                            state.next_seq += run
+                            progressed = True
+                            failures = 0
+                            yield first, lines if run == count else lines[index : index + run]
+                            index += run
+                            continue
+                        line = lines[index]
+                        index += 1
+                        if not line:
+                            continue
+                        seq = chunk_seq(line)
+                        if seq is None:
+                            record = json.loads(line)
+                            seq = record.get("seq")
+                        if seq is None:  # the terminal record
+                            state.ended = True
+                            if "error" in record:
+                                raise from_wire(record)
+                            return
+                        if seq != state.next_seq:
+                            raise PulsingRuntimeError(
+                                f"stream {state.stream}: expected seq {state.next_seq}, "
+                                f"got {seq}"
+                            )
+                        state.next_seq = seq + 1  # the right seq, written another way
+                        progressed = True
+                        failures = 0
+                        yield seq, [line]
             if not follow:
                 return
             # The body ended without a terminal record: the connection was cut.
@@ -145,6 +188,17 @@ async def follow_lines(
         if on_reconnect is not None:
             on_reconnect(failures, cause, delay)
         await asyncio.sleep(delay)
+
+
+def _chunk_run(lines: list[bytes], start: int, seq: int) -> int:
+    """How many lines from ``lines[start]`` on are chunk records of the seqs ``seq``,
+    ``seq + 1``, ... as the daemon writes them (``{"seq":N,`` first)."""
+    run = 0
+    for line in islice(lines, start, None):
+        if not line.startswith(b'{"seq":%d,' % (seq + run)):
+            break
+        run += 1
+    return run
 
 
 async def open_stream(

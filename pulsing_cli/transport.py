@@ -147,15 +147,28 @@ class StreamResponse:
 
     async def iter_lines(self) -> AsyncIterator[bytes]:
         """Yield body lines without the trailing newline (b"\\n" or b"\\r\\n")."""
+        batches = self.iter_line_batches()
+        try:
+            async for lines in batches:
+                for line in lines:
+                    yield line
+        finally:
+            await batches.aclose()  # closes the connection now, not when collected
+
+    async def iter_line_batches(self) -> AsyncIterator[list[bytes]]:
+        """Yield the lines completed by each read of the body, as ``iter_lines`` would
+        yield them one by one: a reader that handles lines in bulk (``pulsing stream``)
+        pays one step per read instead of one per line."""
         buf = b""
         try:
             while chunk := await self._body.read_chunk():
                 buf += chunk
+                crlf = b"\r" in buf
                 *lines, buf = buf.split(b"\n")
-                for line in lines:
-                    yield line.removesuffix(b"\r")
+                if lines:
+                    yield [line.removesuffix(b"\r") for line in lines] if crlf else lines
             if buf:
-                yield buf.removesuffix(b"\r")
+                yield [buf.removesuffix(b"\r")]
         finally:
             await self.aclose()
 

@@ -106,11 +106,10 @@ def stream(
     options.on_interrupt = resume_hint
 
     async def main(out) -> int:  # type: ignore[no-untyped-def]
-        import asyncio
         import json
 
         from pulsing_cli.client import new_idempotency_key
-        from pulsing_cli.follow import chunk_data, follow_lines, start_stream
+        from pulsing_cli.follow import chunk_data, follow_batches, start_stream
         from pulsing_daemon.exceptions import PulsingRuntimeError
 
         async with options.client() as client:
@@ -129,33 +128,29 @@ def stream(
                     f"from seq {state.next_seq} (attempt {attempt})"
                 )
 
+            # One write and one flush per network read, whatever its number of lines:
+            # a line is on stdout as soon as the reader would wait for more, and a
+            # stdout left unbuffered (PYTHONUNBUFFERED) costs a write per read, not
+            # per line.
             binary = getattr(out.stdout, "buffer", None)
             write_text = out.stdout.write
-            loop = asyncio.get_running_loop()
-            flush_pending = False
-
-            def flush() -> None:
-                nonlocal flush_pending
-                flush_pending = False
-                out.stdout.flush()
-
             try:
-                async for seq, line in follow_lines(
+                async for first, lines in follow_batches(
                     client, state, follow=follow, on_reconnect=reconnecting
                 ):
                     if out.json_mode:
                         if binary is not None:
-                            binary.write(line + b"\n")
+                            binary.write(b"\n".join(lines) + b"\n")
                         else:
-                            write_text(line.decode() + "\n")
+                            write_text(b"\n".join(lines).decode() + "\n")
                     elif out.rich_out:
-                        out.console().print(f"[dim]{seq:>6}[/dim] ", end="")
-                        out.console().print(_plain(chunk_data(line), json), markup=False)
+                        for seq, line in enumerate(lines, first):
+                            out.console().print(f"[dim]{seq:>6}[/dim] ", end="")
+                            out.console().print(_plain(chunk_data(line), json), markup=False)
                     else:
-                        write_text(_plain(chunk_data(line), json) + "\n")
-                    if not flush_pending:
-                        flush_pending = True
-                        loop.call_soon(flush)  # once the reader waits for the network
+                        for line in lines:
+                            write_text(_plain(chunk_data(line), json) + "\n")
+                    out.stdout.flush()
             except PulsingRuntimeError as error:
                 if error.extra.get("reason") != "past_end":
                     raise

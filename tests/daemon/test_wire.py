@@ -86,3 +86,30 @@ def test_importing_the_wire_module_does_not_import_aiohttp() -> None:
     code = "import sys, pulsing_daemon.wire; print('aiohttp' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
     assert out.stdout.strip() == "False", out.stderr
+
+
+@pytest.mark.parametrize(
+    "value",
+    [{"i": 1}, "é\ud800", 1.5, -0.0, 2**70, [1, None, True], {"a": {"b": [1, 2]}}, {1: 2}, []],
+)
+def test_encode_chunk_is_encode(value: object) -> None:
+    # encode_chunk is encode's output built once (no per-call encoder set-up).
+    assert wire.encode_chunk(value) == wire.encode(value)
+
+
+def _circular() -> list[object]:
+    loop: list[object] = []
+    loop.append(loop)
+    return loop
+
+
+@pytest.mark.parametrize(
+    "value",
+    [_circular(), float("nan"), [float("inf")], {1j: 1}, object(), {"x": {1, 2}}, {(1,): 2}],
+)
+def test_encode_chunk_refuses_what_encode_refuses(value: object) -> None:
+    # The stream's sink turns TypeError/ValueError into "not JSON-serializable".
+    with pytest.raises((TypeError, ValueError)):
+        wire.encode(value)
+    with pytest.raises((TypeError, ValueError)):
+        wire.encode_chunk(value)
