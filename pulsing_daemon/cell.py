@@ -41,7 +41,7 @@ from pulsing_daemon.states import ACCEPTING, ActorState, check_transition
 from pulsing_daemon.storage import capture, logs
 from pulsing_daemon.wakeup import NO_MAIL, Wakeup
 
-_encode_result = wire.encode
+_encode_result = wire.encode_value
 
 HostFactory = Callable[[ActorConfig], ActorHost]
 

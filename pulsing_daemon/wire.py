@@ -106,6 +106,8 @@ def _make_chunk_encoder() -> Callable[[Any], str]:
 
     def encode_chunk(chunk: Any) -> str:
         """The ``data`` of one chunk record; raises TypeError/ValueError for non-JSON."""
+        if type(chunk) is str:
+            return encode_basestring_ascii(chunk)
         try:
             return join(iterencode(chunk, 0))
         except RecursionError:
@@ -115,6 +117,9 @@ def _make_chunk_encoder() -> Callable[[Any], str]:
 
 
 encode_chunk = _make_chunk_encoder()
+# A value as ``encode`` gives it, without the per-call set-up: an ask's result, which
+# the cell encodes once on every ask, and a stream's chunks.
+encode_value = encode_chunk
 
 
 def chunk_records(chunks: Iterable[tuple[int, str]], ndjson: bool) -> bytes:
