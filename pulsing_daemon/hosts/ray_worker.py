@@ -6,7 +6,8 @@ text, exceptions described as the child describes them (``child.describe_excepti
 a Pulsing error keeps its envelope, a failure carries its traceback). Nothing raised
 here reaches Ray, so the daemon never has to unwrap a ``RayTaskError`` of ours.
 
-Methods (all async: the actor's event loop stays free while a sync op runs on a thread):
+Methods (all sync: a threaded Ray actor, see ``PulsingRayWorker``; the instance and its
+async ops live on a loop of the worker's own):
 
 ``start``   import the class, construct it, run ``on_start``; an answer, never a raise
 ``call``    one ask; refused unstarted when its budget is already spent
@@ -28,7 +29,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from pulsing_daemon.exceptions import PulsingSystemError, is_failure
@@ -68,7 +69,7 @@ def _encode_answer(answer: dict[str, Any]) -> bytes:
 class _Lines(io.TextIOBase):
     """sys.stdout / sys.stderr of the worker: each complete line goes to the daemon."""
 
-    def __init__(self, worker: PulsingRayWorker, stream: str) -> None:
+    def __init__(self, worker: _Core, stream: str) -> None:
         self.worker = worker
         self.stream = stream
         self.partial = ""
@@ -93,7 +94,7 @@ class _Lines(io.TextIOBase):
 
 
 class _LogHandler(logging.Handler):
-    def __init__(self, worker: PulsingRayWorker) -> None:
+    def __init__(self, worker: _Core) -> None:
         super().__init__(logging.NOTSET)
         self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
         self.worker = worker
@@ -107,27 +108,15 @@ class _LogHandler(logging.Handler):
             self.handleError(record)
 
 
-class PulsingRayWorker:
-    """One actor instance on a Ray worker (created with max_restarts=0)."""
+class _Core:
+    """The worker's asyncio side, on its own loop thread: the hosted instance, its output
+    lines, async ops and streams. Kept off the Ray actor class, whose methods are all
+    sync (see :class:`PulsingRayWorker`)."""
 
-    def __init__(self, name: str, sys_path: list[str]) -> None:
+    def __init__(self, name: str) -> None:
         self.name = name
-        for path in reversed(sys_path):
-            if path not in sys.path:
-                sys.path.insert(0, path)
-        # Imported now, so that a warm spare's start only imports the actor's class.
-        import pulsing_daemon.config
-        import pulsing_daemon.hosts.inline  # noqa: F401
-
         self.host: Any = None
         self.tasks: dict[int, asyncio.Future[Any]] = {}
-        # Asks run in the order the daemon numbered them (seq), one at a time.
-        self.turn = 1
-        self.waiting: dict[int, asyncio.Future[None]] = {}  # call id -> its turn's waiter
-        self.waiting_seq: dict[int, asyncio.Future[None]] = {}  # the same, by seq
-        self.withdrawn: dict[int, str] = {}  # call id -> how it answers, never started
-        self.skipped: set[int] = set()  # seqs withdrawn before their turn
-        self.failed = False  # an ask failed the instance: no further ask starts
         self.loop: asyncio.AbstractEventLoop | None = None
         self._lines: list[tuple[str, str]] = []
         self._lines_ready: asyncio.Event | None = None
@@ -215,75 +204,18 @@ class PulsingRayWorker:
         return True
 
     # ----------------------------------------------------------------- ops
-    async def call(self, request: bytes) -> bytes:
-        """One ask, as JSON bytes both ways (one bytes argument is Ray's cheapest to
-        send: a third of the submit cost of five plain arguments). ``request`` holds
-        ``id``, ``seq``, ``op``, ``args``, ``kwargs`` and ``budget``, the seconds left.
-
-        The daemon may send asks ahead; they run strictly one at a time in ``seq``
-        order. An ask is never started when its budget is spent, when it was withdrawn
-        (``cancel``) before its turn, or after an earlier ask failed the instance. The
-        answer holds one of ``value``, ``unserializable``, ``error``, ``expired`` (not
-        started: its deadline), ``not_started`` (not started: a failure before it, or
-        taken back) or ``cancelled``."""
-        message = json.loads(request)
-        deadline = time.monotonic() + message["budget"]  # on this machine's clock
-        seq = message["seq"]
-        call_id = message["id"]
+    async def run_async(self, call_id: int, bound: Any, budget: float) -> dict[str, Any]:
+        """An async op of an ask whose turn it is, cancelled at its budget plus
+        ASYNC_SLACK (the daemon cancels it at the deadline; this is the backstop)."""
+        task = asyncio.ensure_future(bound.start())
+        self.tasks[call_id] = task
         try:
-            if self.turn != seq:  # wait for our turn (or to be withdrawn): one wake-up
-                waiter = self.waiting[call_id] = asyncio.get_running_loop().create_future()
-                self.waiting_seq[seq] = waiter
-                try:
-                    await waiter
-                finally:
-                    self.waiting_seq.pop(seq, None)
-            if call_id in self.withdrawn:
-                self.skipped.add(seq)
-                return _encode_answer({self.withdrawn.pop(call_id): True})
-            self.waiting.pop(call_id, None)
-            if self.failed:
-                return _encode_answer({"not_started": True})
-            if time.monotonic() >= deadline:
-                return _encode_answer({"expired": True})
-            answer = await self._call(message, deadline - time.monotonic())
-            if "error" in answer and answer.pop("failure", False):
-                self.failed = True  # the asks behind this one go to the next instance
-            return _encode_answer(answer)
+            await asyncio.wait((task,), timeout=budget + ASYNC_SLACK)
+            if not task.done():
+                task.cancel()
+                await asyncio.wait((task,))
         finally:
-            self.waiting.pop(call_id, None)
-            if self.turn == seq:
-                self._advance()
-
-    def _advance(self) -> None:
-        self.turn += 1
-        while self.turn in self.skipped:
-            self.skipped.discard(self.turn)
-            self.turn += 1
-        waiter = self.waiting_seq.get(self.turn)
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    async def _call(self, message: dict[str, Any], budget: float) -> dict[str, Any]:
-        try:
-            bound = self.host.prepare(message["op"], message["args"], message["kwargs"])
-        except BaseException as exc:
-            return {"error": described(exc)}
-        running = bound.start()
-        call_id = message["id"]
-        if asyncio.iscoroutine(running):
-            task = asyncio.ensure_future(running)
-            self.tasks[call_id] = task
-            try:
-                await asyncio.wait((task,), timeout=budget + ASYNC_SLACK)
-                if not task.done():
-                    task.cancel()
-                    await asyncio.wait((task,))
-            finally:
-                self.tasks.pop(call_id, None)
-        else:  # a sync op on a thread runs to its end, whatever the deadline
-            task = running
-            await asyncio.wait((task,))
+            self.tasks.pop(call_id, None)
         if task.cancelled():
             return {"cancelled": True}
         exc = task.exception()
@@ -291,20 +223,10 @@ class PulsingRayWorker:
             return {"error": described(exc), "failure": is_failure(exc)}
         return {"value": task.result()}
 
-    async def cancel(self, call_id: int, reason: str = "expired") -> bool:
-        """Stop a running async op or stream; an ask still waiting for its turn is
-        never started and answers ``reason`` (``expired`` or ``not_started``)."""
-        waiter = self.waiting.get(call_id)
-        if waiter is not None:
-            self.withdrawn[call_id] = reason
-            if not waiter.done():
-                waiter.set_result(None)
-            return True
+    def cancel_task(self, call_id: int) -> None:
         task = self.tasks.get(call_id)
-        if task is None:
-            return False
-        task.cancel()
-        return True
+        if task is not None:
+            task.cancel()
 
     async def stream(
         self, call_id: int, op: str, args: list[Any], kwargs: dict[str, Any]
@@ -372,5 +294,175 @@ class PulsingRayWorker:
             producer.cancel()
             self.tasks.pop(call_id, None)
 
-    async def ping(self) -> float:
+
+class PulsingRayWorker:
+    """One actor instance on a Ray worker (created with max_restarts=0).
+
+    A threaded Ray actor: every method is sync and runs on one of Ray's actor threads
+    (``max_concurrency``). An async Ray actor pays a hop from Ray's thread to its event
+    loop and back on every call, which doubled the worker's CPU per ask. The instance
+    lives on a loop of its own (:class:`_Core`, on the ``pulsing-ray-loop`` thread);
+    a sync op runs right on the Ray thread of its ask, which is a thread as the
+    contract asks, one at a time by turns; an async op crosses to the loop."""
+
+    def __init__(self, name: str, sys_path: list[str]) -> None:
+        self.name = name
+        for path in reversed(sys_path):
+            if path not in sys.path:
+                sys.path.insert(0, path)
+        # Imported now, so that a warm spare's start only imports the actor's class.
+        import pulsing_daemon.config
+        import pulsing_daemon.hosts.inline  # noqa: F401
+
+        self.core = _Core(name)
+        self.loop = asyncio.new_event_loop()
+        ready = threading.Event()
+
+        def run_loop() -> None:
+            asyncio.set_event_loop(self.loop)
+            self.loop.call_soon(ready.set)
+            self.loop.run_forever()
+
+        threading.Thread(target=run_loop, name="pulsing-ray-loop", daemon=True).start()
+        ready.wait()
+        # Asks run in the order the daemon numbered them (seq), one at a time; ``lock``
+        # guards the turn and everything below.
+        self.lock = threading.Lock()
+        self.turn = 1
+        self.waiting: dict[int, threading.Event] = {}  # call id -> its turn's waiter
+        self.waiting_seq: dict[int, threading.Event] = {}  # the same, by seq
+        self.withdrawn: dict[int, str] = {}  # call id -> how it answers, never started
+        self.skipped: set[int] = set()  # seqs withdrawn before their turn
+        self.failed = False  # an ask failed the instance: no further ask starts
+
+    def _on_loop(self, coro: Any) -> Any:
+        """Run ``coro`` on the instance's loop and wait for its value."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    def _iterate(self, agen: AsyncIterator[Any]) -> Iterator[Any]:
+        """An async generator of the core, driven from this Ray thread, item by item."""
+        finished = False
+        try:
+            while True:
+                try:
+                    item = self._on_loop(agen.__anext__())
+                except StopAsyncIteration:
+                    finished = True
+                    return
+                yield item
+        finally:
+            if not finished:  # closed by Ray, or failed: the async generator ends too
+                asyncio.run_coroutine_threadsafe(agen.aclose(), self.loop)
+
+    # ----------------------------------------------------------------- lifecycle
+    def start(self, class_path: str, args: dict[str, Any]) -> dict[str, Any]:
+        """Import the class, construct it, run ``on_start``; an answer, never a raise."""
+        info: dict[str, Any] = {}
+        try:
+            import ray
+
+            context = ray.get_runtime_context()
+            info["node"] = context.get_node_id()
+            info["actor_id"] = context.get_actor_id()
+        except Exception:  # pragma: no cover - always inside Ray here
+            pass
+        return {**self._on_loop(self.core.start(class_path, args)), **info}
+
+    def watch(self) -> Iterator[dict[str, Any]]:
+        """Output lines as they come; at the end, how run() ended."""
+        yield from self._iterate(self.core.watch())
+
+    def stop(self) -> bool:
+        return bool(self._on_loop(self.core.stop()))
+
+    # ----------------------------------------------------------------- ops
+    def call(self, request: bytes) -> bytes:
+        """One ask, as JSON bytes both ways (one bytes argument is Ray's cheapest to
+        send: a third of the submit cost of five plain arguments). ``request`` holds
+        ``id``, ``seq``, ``op``, ``args``, ``kwargs`` and ``budget``, the seconds left.
+
+        The daemon may send asks ahead; they run strictly one at a time in ``seq``
+        order. An ask is never started when its budget is spent, when it was withdrawn
+        (``cancel``) before its turn, or after an earlier ask failed the instance. The
+        answer holds one of ``value``, ``unserializable``, ``error``, ``expired`` (not
+        started: its deadline), ``not_started`` (not started: a failure before it, or
+        taken back) or ``cancelled``."""
+        message = json.loads(request)
+        deadline = time.monotonic() + message["budget"]  # on this machine's clock
+        seq = message["seq"]
+        call_id = message["id"]
+        try:
+            with self.lock:
+                waiter = None
+                if self.turn != seq:  # wait for our turn (or to be withdrawn): one wake-up
+                    waiter = self.waiting[call_id] = self.waiting_seq[seq] = threading.Event()
+            if waiter is not None:
+                waiter.wait()
+            with self.lock:
+                self.waiting_seq.pop(seq, None)
+                self.waiting.pop(call_id, None)  # from here on, cancel cannot withdraw it
+                reason = self.withdrawn.pop(call_id, None)
+                if reason is not None and self.turn != seq:
+                    self.skipped.add(seq)
+            if reason is not None:
+                return _encode_answer({reason: True})
+            if self.failed:
+                return _encode_answer({"not_started": True})
+            if time.monotonic() >= deadline:
+                return _encode_answer({"expired": True})
+            answer = self._call(message, deadline - time.monotonic())
+            if "error" in answer and answer.pop("failure", False):
+                self.failed = True  # the asks behind this one go to the next instance
+            return _encode_answer(answer)
+        finally:
+            with self.lock:
+                if self.turn == seq:
+                    self._advance()
+
+    def _advance(self) -> None:
+        """The next turn (``lock`` held): skip the seqs withdrawn, wake the next ask."""
+        self.turn += 1
+        while self.turn in self.skipped:
+            self.skipped.discard(self.turn)
+            self.turn += 1
+        waiter = self.waiting_seq.get(self.turn)
+        if waiter is not None:
+            waiter.set()
+
+    def _call(self, message: dict[str, Any], budget: float) -> dict[str, Any]:
+        host = self.core.host
+        try:
+            bound = host.prepare(message["op"], message["args"], message["kwargs"])
+        except BaseException as exc:
+            return {"error": described(exc)}
+        if bound.is_async:
+            return self._on_loop(self.core.run_async(message["id"], bound, budget))  # type: ignore[no-any-return]
+        # A sync op runs to its end, whatever the deadline, here on this Ray thread.
+        try:
+            value = bound.method(*bound.args, **bound.kwargs)
+        except BaseException as exc:
+            return {"error": described(exc), "failure": is_failure(exc)}
+        return {"value": value}
+
+    def cancel(self, call_id: int, reason: str = "expired") -> bool:
+        """Stop a running async op or stream; an ask still waiting for its turn is
+        never started and answers ``reason`` (``expired`` or ``not_started``)."""
+        with self.lock:
+            waiter = self.waiting.get(call_id)
+            if waiter is not None:
+                self.withdrawn[call_id] = reason
+                waiter.set()
+                return True
+        if call_id not in self.core.tasks:
+            return False
+        self.loop.call_soon_threadsafe(self.core.cancel_task, call_id)
+        return True
+
+    def stream(
+        self, call_id: int, op: str, args: list[Any], kwargs: dict[str, Any]
+    ) -> Iterator[dict[str, Any]]:
+        """A streaming op as batches of chunks (``_Core.stream``)."""
+        yield from self._iterate(self.core.stream(call_id, op, args, kwargs))
+
+    def ping(self) -> float:
         return time.time()
