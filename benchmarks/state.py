@@ -334,7 +334,9 @@ def simulate_retention(
     clock = _Clock(1.7e9)
     real_time = journal_mod.time
     journal_mod.time = clock  # type: ignore[assignment]
-    journal = Journal(state_dir)
+    # Records are stamped by the journal's wall clock (a default argument bound at
+    # import): the simulated one, or no ask would ever be old enough to prune.
+    journal = Journal(state_dir, wall_clock=clock.time)
     hourly = []
     wal_max = 0
     serial = 0
