@@ -10,13 +10,12 @@ actor's events. SSE frames carry ``id:`` = the event id, so ``EventSource`` and
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aiohttp import web
 
 from pulsing_daemon.http import STREAMS, SUPERVISOR, bad_request, json_response
-from pulsing_daemon.storage.events import FollowerOverrun
+from pulsing_daemon.storage.events import EventLog, FollowerOverrun
 
 HEARTBEAT = 15.0  # seconds between keep-alives on an idle event stream
 DEFAULT_LIMIT = 100
@@ -51,7 +50,7 @@ async def events(request: web.Request) -> web.StreamResponse:
         limit = DEFAULT_LIMIT
     if not _follow_param(request):
         kept = log.history(since or 0, actor, limit if since is None else None)
-        body = "".join(_frame(event, ndjson) for event in kept)
+        body = "".join(_frame(log, event, ndjson) for event in kept)
         content_type = "application/x-ndjson" if ndjson else "text/event-stream"
         return web.Response(text=body, headers={"Content-Type": content_type})
     response = web.StreamResponse(
@@ -65,9 +64,10 @@ async def events(request: web.Request) -> web.StreamResponse:
     stream = log.follow(since, actor, limit if since is None else None, heartbeat=HEARTBEAT)
     try:
         await response.write(b"" if ndjson else b": events\n\n")  # headers out now
-        async for event in stream:
-            if event is not None:
-                await response.write(_frame(event, ndjson).encode())
+        async for batch in stream:
+            if batch is not None:
+                text = "".join(_frame(log, event, ndjson) for event in batch)
+                await response.write(text.encode())
             elif not ndjson:
                 await response.write(b": keep-alive\n\n")
             else:
@@ -120,8 +120,8 @@ async def actor_ops(request: web.Request) -> web.Response:
     return json_response({"actor": config.name, "ops": ops, "receive": raw})
 
 
-def _frame(event: dict[str, Any], ndjson: bool) -> str:
-    text = json.dumps(event, default=str, separators=(",", ":"))
+def _frame(log: EventLog, event: dict[str, Any], ndjson: bool) -> str:
+    text = log.text(event)
     return text + "\n" if ndjson else f"id: {event['id']}\ndata: {text}\n\n"
 
 

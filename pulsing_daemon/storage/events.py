@@ -46,6 +46,8 @@ CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 ID_BLOCK = 1000  # ids reserved durably at a time
 FLUSH_DELAY = 0.2  # seconds a new event may wait before its batch is written
 FOLLOWER_BACKLOG = 10_000  # events queued for one follower before it is cut off
+TEXTS_KEPT = 4096  # encoded events kept for followers (EventLog.text)
+_encode_event = json.JSONEncoder(separators=(",", ":"), default=str).encode
 
 
 class FollowerOverrun(Exception):
@@ -88,6 +90,7 @@ class EventLog:
         self._next_id = max(self._reserved, last) + 1
         self._pending: list[tuple[int, str | None, str]] = []
         self._followers: set[_Follower] = set()
+        self._texts: dict[int, str] = {}  # the newest events' JSON, see ``text``
         self._flush_handle: asyncio.TimerHandle | None = None
         self._listeners: list[Callable[[dict[str, Any]], None]] = []
         self._closed = False
@@ -216,8 +219,10 @@ class EventLog:
         actor: str | None = None,
         limit: int | None = None,
         heartbeat: float | None = None,
-    ) -> AsyncIterator[dict[str, Any] | None]:
-        """Kept events after ``since`` (None: the newest ``limit``, or none), then new ones.
+    ) -> AsyncIterator[list[dict[str, Any]] | None]:
+        """Kept events after ``since`` (None: the newest ``limit``, or none), then new ones,
+        in batches: the events that are there when the reader comes back for more (a
+        crash makes several at once, and a reader writes each batch in one go).
 
         Yields None after ``heartbeat`` idle seconds (a keep-alive for the reader).
         Raises FollowerOverrun if the reader falls ``FOLLOWER_BACKLOG`` events behind;
@@ -228,16 +233,22 @@ class EventLog:
         try:
             last = since if since is not None else self.last_id
             if since is not None or limit is not None:
-                for event in self.history(since or 0, actor, limit):
-                    if event["id"] > last or since is None:
-                        last = event["id"]
-                        yield event
+                kept = [
+                    event
+                    for event in self.history(since or 0, actor, limit)
+                    if event["id"] > last or since is None
+                ]
+                if kept:
+                    last = kept[-1]["id"]
+                    yield kept
             while not self._closed:
-                while follower.queue:
-                    event = follower.queue.popleft()
-                    if event["id"] > last:
-                        last = event["id"]
-                        yield event
+                if follower.queue:
+                    batch = [event for event in follower.queue if event["id"] > last]
+                    follower.queue.clear()
+                    if batch:
+                        last = batch[-1]["id"]
+                        yield batch
+                    continue
                 if follower.overrun:
                     raise FollowerOverrun(f"follower fell behind at event {last}")
                 follower.wakeup.clear()
@@ -249,6 +260,16 @@ class EventLog:
                     yield None
         finally:
             self._followers.discard(follower)
+
+    def text(self, event: dict[str, Any]) -> str:
+        """An event as compact JSON, encoded once for all the followers that send it."""
+        event_id = event["id"]
+        text = self._texts.get(event_id)
+        if text is None:
+            if len(self._texts) >= TEXTS_KEPT:
+                self._texts.clear()
+            text = self._texts[event_id] = _encode_event(event)
+        return text
 
     @property
     def followers(self) -> int:
