@@ -158,15 +158,7 @@ class _Core:
         from pulsing_daemon.hosts.inline import InlineHost
 
         self._capture()
-        info: dict[str, Any] = {"pid": os.getpid()}
-        try:
-            import ray
-
-            context = ray.get_runtime_context()
-            info["node"] = context.get_node_id()
-            info["actor_id"] = context.get_actor_id()
-        except Exception:  # pragma: no cover - always inside Ray here
-            pass
+        info: dict[str, Any] = {"pid": os.getpid()}  # the node and Ray actor id: the worker's
         try:
             cls = import_class(class_path)
             self.host = InlineHost(cls, args, self.name)
