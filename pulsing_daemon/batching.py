@@ -28,7 +28,7 @@ from pulsing_daemon.exceptions import PulsingRuntimeError
 from pulsing_daemon.handover import hand_over
 from pulsing_daemon.hosts.base import ActorHost
 from pulsing_daemon.hosts.threads import HEAVY_FOR, SyncCall, SyncCallState
-from pulsing_daemon.running import NOT_STARTED, execute, finish_late, start_op
+from pulsing_daemon.running import NOT_STARTED, due, execute, finish_late, start_op
 
 if TYPE_CHECKING:
     from pulsing_daemon.cell import ActorCell
@@ -51,10 +51,8 @@ async def run_batch(cell: ActorCell, host: ActorHost, first: Envelope) -> Ended 
         first.timer.cancel()
     if prepared is NOT_STARTED:
         return ended
-    if first.deadline <= loop.time():
-        cell.answer(first, error=cell.expired_error(first))
+    if not due(cell, first):
         return None
-    first.state = EnvelopeState.RUNNING
     if first.handover is not None and not await hand_over(cell, first):
         return None
     lock = threading.Lock()

@@ -41,8 +41,6 @@ from pulsing_daemon.states import ACCEPTING, ActorState, check_transition
 from pulsing_daemon.storage import capture, logs
 from pulsing_daemon.wakeup import NO_MAIL, Wakeup
 
-_encode_result = wire.encode_value
-
 HostFactory = Callable[[ActorConfig], ActorHost]
 
 
@@ -335,12 +333,9 @@ class ActorCell:
             # Encode here, once: a result JSON cannot carry is the op's system error
             # (counted and remembered like any other), and HTTP sends the text as is.
             try:
-                envelope.result_json = _encode_result(value)
-            except (TypeError, ValueError) as exc:
-                error = PulsingSystemError(
-                    f"the result of {envelope.op} is not JSON-serializable: {exc}",
-                    recoverable=False,
-                )
+                envelope.result_json = wire.encode_result(value, envelope.op)
+            except PulsingSystemError as exc:
+                error = exc
         outcome = "ok" if error is None else error.category
         self.counts[outcome] = self.counts.get(outcome, 0) + 1
         if self.metrics is not None:

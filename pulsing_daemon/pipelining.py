@@ -31,7 +31,7 @@ from pulsing_daemon.exceptions import (
 )
 from pulsing_daemon.handover import hand_over, lost_error
 from pulsing_daemon.hosts.base import ActorHost, NotStarted, call_deadline
-from pulsing_daemon.running import NOT_STARTED, past_deadline, start_op
+from pulsing_daemon.running import NOT_STARTED, due, past_deadline, start_op
 
 if TYPE_CHECKING:
     from pulsing_daemon.cell import ActorCell
@@ -47,10 +47,8 @@ Window = collections.deque[tuple[Envelope, asyncio.Future[Any]]]
 async def execute_pipelined(cell: ActorCell, host: ActorHost, first: Envelope) -> Ended | None:
     """Run ``first`` on ``host`` and the plain asks queued behind it, sent ahead."""
     loop = asyncio.get_running_loop()
-    if first.deadline <= loop.time():
-        cell.answer(first, error=cell.expired_error(first))
+    if not due(cell, first):
         return None
-    first.state = EnvelopeState.RUNNING
     if first.handover is not None and not await hand_over(cell, first):
         return None
     running, ended = start_op(

@@ -64,6 +64,16 @@ def start_op(
         call_deadline.reset(token)
 
 
+def due(cell: ActorCell, envelope: Envelope) -> bool:
+    """An ask taken to run: past its deadline it is answered as never executed (False);
+    else it is running from now on. (A keyed one is handed over next: handover.py.)"""
+    if envelope.deadline <= asyncio.get_running_loop().time():
+        cell.answer(envelope, error=cell.expired_error(envelope))
+        return False
+    envelope.state = EnvelopeState.RUNNING
+    return True
+
+
 async def execute(
     cell: ActorCell,
     host: ActorHost,
@@ -72,15 +82,11 @@ async def execute(
 ) -> Ended | None:
     """Run one ask: ``start`` (default: ``host.invoke``) gives a coroutine to await
     here or a future of the op running elsewhere."""
-    loop = asyncio.get_running_loop()
-    remaining = envelope.deadline - loop.time()
-    if remaining <= 0:
-        cell.answer(envelope, error=cell.expired_error(envelope))
+    if not due(cell, envelope):
         return None
-    envelope.state = EnvelopeState.RUNNING
     if envelope.handover is not None and not await hand_over(cell, envelope):
         return None
-    remaining = envelope.deadline - loop.time()
+    remaining = envelope.deadline - asyncio.get_running_loop().time()
     running, ended = start_op(
         cell, envelope, start or (lambda: host.invoke(envelope.op, envelope.args, envelope.kwargs))
     )

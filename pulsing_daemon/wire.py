@@ -56,7 +56,7 @@ def result_body(result_json: str) -> str:
 def encode_result(value: Any, op: str) -> str:
     """A result value as JSON text; a value JSON cannot carry is the op's system error."""
     try:
-        return encode(value)
+        return encode_chunk(value)  # encode's output, built once: paid on every ask
     except (TypeError, ValueError) as exc:
         raise PulsingSystemError(
             f"the result of {op} is not JSON-serializable: {exc}", recoverable=False
@@ -117,10 +117,6 @@ def _make_chunk_encoder() -> Callable[[Any], str]:
 
 
 encode_chunk = _make_chunk_encoder()
-# A value as ``encode`` gives it, without the per-call set-up: an ask's result, which
-# the cell encodes once on every ask, and a stream's chunks.
-encode_value = encode_chunk
-
 
 def chunk_records(chunks: Iterable[tuple[int, str]], ndjson: bool) -> bytes:
     """Chunk records ``(seq, data_json)`` as NDJSON lines or SSE events (``id:`` = seq)."""

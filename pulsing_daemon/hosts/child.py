@@ -24,7 +24,7 @@ import traceback
 from typing import Any
 
 from pulsing_daemon.exceptions import PulsingError, is_failure
-from pulsing_daemon.hosts.framing import FrameError, encode, read_frame
+from pulsing_daemon.hosts.framing import FrameError, Outbox, encode, read_frame
 from pulsing_daemon.hosts.threads import SyncCall, SyncCallState
 
 # Sync asks run back to back in one trip to an op thread (as batching.SYNC_BATCH).
@@ -115,7 +115,7 @@ class Child:
         self.calls_ready = asyncio.Event()
         self.batch: dict[int, SyncCall] = {}  # the sync asks of the batch being run
         self.failed = False  # an op failed the instance: start nothing more
-        self.out: list[bytes] = []  # frames queued for the next write (``send``)
+        self.outbox = Outbox(writer)
 
     def send(self, message: dict[str, Any]) -> None:
         """Queue a frame; the frames of one loop iteration go out in one write."""
@@ -127,19 +127,11 @@ class Child:
             frame = encode(
                 {"t": "error", "id": message["id"], "type": "FrameError", "message": str(exc)}
             )
-        out = self.out
-        out.append(frame)
-        if len(out) == 1:
-            asyncio.get_running_loop().call_soon(self.flush)
-
-    def flush(self) -> None:
-        out, self.out = self.out, []
-        if out:
-            self.writer.write(b"".join(out))
+        self.outbox.put(frame)
 
     async def drain(self) -> None:
         """Write the queued frames now, then wait while the socket is full."""
-        self.flush()
+        self.outbox.flush()
         await self.writer.drain()
 
     async def serve(self) -> int:

@@ -34,7 +34,7 @@ from pulsing_daemon.hosts.base import (
     call_deadline,
     ended_within,
 )
-from pulsing_daemon.hosts.framing import FrameError, encode, read_frame
+from pulsing_daemon.hosts.framing import FrameError, Outbox, encode, read_frame
 from pulsing_daemon.hosts.ops import OpKind, bind_arguments, resolve_op
 from pulsing_daemon.hosts.registry import register
 from pulsing_daemon.hosts.threads import queued_chunks
@@ -176,9 +176,7 @@ class ProcessHost(ActorHost):
         self._kill_cause: str | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._log = capture.current()  # the actor's log (the cell's task creates hosts)
-        # Frames sent during one loop iteration go to the child in one write (asks sent
-        # ahead come in runs: a syscall per frame would cost more than the frame).
-        self._out: list[bytes] = []
+        self._outbox: Outbox | None = None  # frames to the child (framing.Outbox)
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -207,6 +205,7 @@ class ProcessHost(ActorHost):
         finally:
             child_sock.close()
         reader, self.writer = await asyncio.open_connection(sock=parent_sock)
+        self._outbox = Outbox(self.writer)
         self._tasks = [
             asyncio.create_task(self._read(reader)),
             asyncio.create_task(self._pump(self.proc.stdout, "stdout")),
@@ -358,17 +357,10 @@ class ProcessHost(ActorHost):
         return True
 
     def _send(self, message: dict[str, Any]) -> None:
-        if self.writer is None or self.writer.is_closing():
+        outbox = self._outbox
+        if outbox is None or outbox.writer.is_closing():
             raise ProcessDied("the child process is gone")
-        out = self._out
-        out.append(encode(message))
-        if len(out) == 1:
-            asyncio.get_running_loop().call_soon(self._flush_out)
-
-    def _flush_out(self) -> None:
-        out, self._out = self._out, []
-        if self.writer is not None and not self.writer.is_closing():
-            self.writer.write(b"".join(out))  # else the child is gone: its calls fail
+        outbox.put(encode(message))
 
     # ------------------------------------------------------------------ ops
     def invoke(self, op: str, args: list[Any], kwargs: dict[str, Any]) -> asyncio.Future[Any]:
