@@ -128,7 +128,55 @@ class Mailbox:
         return future
 
 
+class ThreadMailbox:
+    """One actor's mailbox for a sync op: the calls queued when the consumer comes back
+    are run in order in one trip to a thread (one executor job for the lot), then
+    answered; one trip at a time, so the actor still runs one call at a time."""
+
+    def __init__(self, op: Callable[..., Any], batch: int = 64) -> None:
+        self.op = op
+        self.batch = batch
+        self.queue: collections.deque[tuple[dict[str, Any], asyncio.Future[Any]]] = (
+            collections.deque()
+        )
+        self.ready = asyncio.Event()
+        self.task = asyncio.get_running_loop().create_task(self.run())
+
+    def _run_all(self, calls: list[dict[str, Any]]) -> list[tuple[bool, Any]]:
+        results: list[tuple[bool, Any]] = []
+        for args in calls:
+            try:
+                results.append((True, self.op(**args)))
+            except Exception as exc:
+                results.append((False, exc))
+        return results
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self.ready.wait()
+            self.ready.clear()
+            while self.queue:
+                taken = [self.queue.popleft() for _ in range(min(self.batch, len(self.queue)))]
+                results = await loop.run_in_executor(None, self._run_all, [a for a, _ in taken])
+                for (_, future), (ok, value) in zip(taken, results, strict=True):
+                    if ok:
+                        future.set_result(value)
+                    else:
+                        future.set_exception(value)
+
+    def ask(self, args: dict[str, Any]) -> asyncio.Future[Any]:
+        future = asyncio.get_running_loop().create_future()
+        self.queue.append((args, future))
+        self.ready.set()
+        return future
+
+
 async def aecho(**kwargs: Any) -> dict[str, Any]:
+    return kwargs
+
+
+def echo(**kwargs: Any) -> dict[str, Any]:
     return kwargs
 
 
@@ -187,6 +235,7 @@ def run_floors(host: str, port: int, state_dir: Path) -> None:
 
     async def startup(app: web.Application) -> None:
         ctx["mailbox"] = Mailbox(aecho)
+        ctx["thread"] = ThreadMailbox(echo)
         ctx["commits"] = GroupCommit(db)
         ctx["child"] = PipeActor()
         await ctx["child"].start()
@@ -194,6 +243,10 @@ def run_floors(host: str, port: int, state_dir: Path) -> None:
     async def mailbox(request: web.Request) -> web.Response:
         body = await request.json()
         return web.json_response({"result": await ctx["mailbox"].ask(body["args"])})
+
+    async def thread(request: web.Request) -> web.Response:
+        body = await request.json()
+        return web.json_response({"result": await ctx["thread"].ask(body["args"])})
 
     def claim(key: str, fingerprint: str) -> bool:
         cursor = db.execute(
@@ -281,6 +334,7 @@ def run_floors(host: str, port: int, state_dir: Path) -> None:
     app = web.Application()
     app.on_startup.append(startup)
     app.router.add_post("/mailbox", mailbox)
+    app.router.add_post("/thread", thread)
     app.router.add_post("/keyed", keyed)
     app.router.add_post("/process", process)
     app.router.add_get("/stream", stream)

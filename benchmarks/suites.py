@@ -162,6 +162,7 @@ def _floor_targets(floors: FloorServer) -> dict[str, tuple[int, dict[str, Any]]]
     """The floors of the ask suites: name -> (server pid, loadgen spec without mode)."""
     return {
         "floor_mailbox": (floors.pid, _ask_spec(floors.port, "/mailbox", "aecho")),
+        "floor_thread": (floors.pid, _ask_spec(floors.port, "/thread", "echo")),
         "floor_keyed": (floors.pid, _ask_spec(floors.port, "/keyed", "aecho", idempotency=True)),
         "floor_process": (floors.pid, _ask_spec(floors.port, "/process", "echo")),
     }
@@ -279,7 +280,7 @@ def ask_throughput(ctx: Context) -> None:
     targets = {**_ask_targets(daemon, bare, pinned), **_floor_targets(floor_server(ctx))}
     conns = 64
     names = ["bare", "sync", "async", "nonblocking", "pinned", "sync_idem", "async_idem"]
-    names += ["floor_mailbox", "floor_keyed"]
+    names += ["floor_mailbox", "floor_thread", "floor_keyed"]
     if ctx.quick:
         names.remove("sync_idem")
     if pinned is None:
@@ -333,6 +334,7 @@ def ask_throughput(ctx: Context) -> None:
     # target's guarantee needs, measured in the same rounds.
     floors = {
         "floor_mailbox": ("floor: bare echo + a per-actor mailbox", "mailbox"),
+        "floor_thread": ("floor: bare echo + a mailbox run on a thread", "mailbox on a thread"),
         "floor_keyed": ("floor: bare echo + durable key, group commit", "durable key"),
     }
     for name, (label, _) in floors.items():
@@ -341,7 +343,12 @@ def ask_throughput(ctx: Context) -> None:
             "ask_throughput", label, value, "req/s", base, _ratio(value, base), "info", None,
             _tput_note(summary[name]),
         )  # fmt: skip
-    floor_of = {"async": "floor_mailbox", "sync_idem": "floor_keyed", "async_idem": "floor_keyed"}
+    floor_of = {
+        "sync": "floor_thread",
+        "async": "floor_mailbox",
+        "sync_idem": "floor_keyed",
+        "async_idem": "floor_keyed",
+    }
     # Targets of issue 17 (performance, round two).
     for name, label, target in (
         ("sync", "sync op", 0.7),
