@@ -14,6 +14,9 @@ that still gives a guarantee pulsing gives, with no pulsing code in it.
 - ``POST /process``: the call forwarded, as it came, to ONE child process over a pipe
   (4-byte length + JSON), calls in flight pipelined in order, the child answering one
   at a time; the child decodes, runs the op, encodes (``process_vs_inline``).
+- ``GET /v1/events``: NDJSON followers (the path ``benchmarks.event_followers`` reads):
+  every EVENT_EVERY seconds EVENTS_PER_TICK event lines the size of pulsing's are encoded
+  once and written to every follower (``event_followers``, with ``POST /mailbox``).
 - ``GET /stream?n=N``: the bare NDJSON stream with every chunk committed to SQLite (the
   same pragmas, one transaction per 512 chunks, pulsing's ``FLUSH_CHUNKS``) before it is
   written to the reader (``stream``).
@@ -40,6 +43,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+EVENT_EVERY = 0.25  # seconds between the event source's ticks (suites.EVENT_EVERY)
+EVENTS_PER_TICK = 4  # what one crash of the benchmark's actor puts in pulsing's event log
 BATCH = 512  # chunks per stream transaction: pulsing's streams.FLUSH_CHUNKS
 WAL_SIZE_LIMIT = 8 << 20  # pulsing's journal.WAL_SIZE_LIMIT
 
@@ -239,6 +244,35 @@ def run_floors(host: str, port: int, state_dir: Path) -> None:
         ctx["commits"] = GroupCommit(db)
         ctx["child"] = PipeActor()
         await ctx["child"].start()
+        ctx["followers"] = {}  # response -> future set when its follower has gone
+        ctx["ticker"] = asyncio.get_running_loop().create_task(tick_events())
+
+    async def tick_events() -> None:
+        """The event source: a tick's lines encoded once, written to every follower."""
+        number = 0
+        while True:
+            await asyncio.sleep(EVENT_EVERY)
+            lines = []
+            for _ in range(EVENTS_PER_TICK):
+                number += 1
+                event = {"id": number, "at": time.time(), "actor": "crash_q", "kind": "state",
+                         "from": "running", "to": "failed"}  # fmt: skip
+                lines.append(json.dumps(event, separators=(",", ":")))
+            data = ("\n".join(lines) + "\n").encode()
+            for response, gone in list(ctx["followers"].items()):
+                try:
+                    await response.write(data)
+                except (ConnectionError, RuntimeError):
+                    del ctx["followers"][response]
+                    gone.set_result(None)
+
+    async def events(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+        await response.prepare(request)
+        gone = asyncio.get_running_loop().create_future()
+        ctx["followers"][response] = gone
+        await gone  # a write found the follower gone
+        return response
 
     async def mailbox(request: web.Request) -> web.Response:
         body = await request.json()
@@ -338,6 +372,7 @@ def run_floors(host: str, port: int, state_dir: Path) -> None:
     app.router.add_post("/keyed", keyed)
     app.router.add_post("/process", process)
     app.router.add_get("/stream", stream)
+    app.router.add_get("/v1/events", events)
     app.router.add_get("/v1/health", health)
     web.run_app(app, host=host, port=port, access_log=None, print=None, handle_signals=True)
 

@@ -1447,18 +1447,25 @@ def event_followers(ctx: Context) -> None:
     """
     wd = ctx.workdir("events")
     daemon = ctx.own(Daemon(wd, EVENT_ACTORS)).start()
-    spec = _ask_spec(daemon.port, "/v1/actors/trivial/ask", "aecho")
+    floor = floor_server(ctx)  # its own event source ticks at EVENT_EVERY all along
+    specs = {
+        "none": (daemon, _ask_spec(daemon.port, "/v1/actors/trivial/ask", "aecho")),
+        "followers": (daemon, _ask_spec(daemon.port, "/v1/actors/trivial/ask", "aecho")),
+        "floor_none": (floor, _ask_spec(floor.port, "/mailbox", "aecho")),
+        "floor_followers": (floor, _ask_spec(floor.port, "/mailbox", "aecho")),
+    }
     rounds = ctx.pick(3, 5)
     warmup, duration = ctx.pick((0.4, 1.5), (0.5, 2.5))
-    runs: dict[str, list[dict[str, Any]]] = {"none": [], "followers": []}
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in specs}
     received: list[dict[str, Any]] = []
     with _EventSource(daemon.port):
         for r in range(rounds):
             for name in _rotate(list(runs), r):
+                server, spec = specs[name]
                 followers = None
-                if name == "followers":
+                if name.endswith("followers"):
                     followers = subprocess.Popen(
-                        [PYTHON, "-m", "benchmarks.event_followers", str(daemon.port),
+                        [PYTHON, "-m", "benchmarks.event_followers", str(server.port),
                          str(EVENT_FOLLOWERS)],
                         stdout=subprocess.PIPE, text=True, cwd=str(harness.REPO),
                         env=child_env(),
@@ -1466,19 +1473,20 @@ def event_followers(ctx: Context) -> None:
                     assert followers.stdout is not None
                     if followers.stdout.readline().strip() != "ready":
                         raise RuntimeError("event followers did not connect")
-                cpu0, t0 = cpu_seconds(daemon.pid), time.perf_counter()
+                cpu0, t0 = cpu_seconds(server.pid), time.perf_counter()
                 result = run_loadgen(
                     {**spec, "mode": "throughput", "conns": 64, "warmup": warmup,
                      "duration": duration, "sample_every": 4}
                 )  # fmt: skip
-                cpu = cpu_seconds(daemon.pid) - cpu0
+                cpu = cpu_seconds(server.pid) - cpu0
                 result["server_cpu_util"] = cpu / (time.perf_counter() - t0)
                 result["server_cpu_us_per_req"] = 1e6 * cpu / max(1, result["total_requests"])
                 runs[name].append(result)
                 if followers is not None:
                     followers.terminate()
                     out, _ = followers.communicate(timeout=30)
-                    received.append(json.loads(out.strip().splitlines()[-1]))
+                    if name == "followers":
+                        received.append(json.loads(out.strip().splitlines()[-1]))
     summary = {name: _summ_throughput(runs[name]) for name in runs}
     ctx.details["event_followers"] = {
         "followers": EVENT_FOLLOWERS,
@@ -1491,10 +1499,35 @@ def event_followers(ctx: Context) -> None:
     ctx.row(
         "event_followers", "async op, no followers", base, "req/s", note=_tput_note(summary["none"])
     )
+    # The floor (benchmarks/floors.py): the mailbox echo with and without 100 NDJSON
+    # followers that get the same number of event lines per second, encoded once.
+    floor_base = summary["floor_none"]["rps_median"]
+    floor_value = summary["floor_followers"]["rps_median"]
+    floor_ratio = _ratio(floor_value, floor_base)
+    ctx.row(
+        "event_followers",
+        f"floor: mailbox echo, {EVENT_FOLLOWERS} NDJSON followers vs none",
+        floor_value,
+        "req/s",
+        floor_base,
+        floor_ratio,
+        "info",
+        None,
+        _tput_note(summary["floor_followers"]),
+    )
     value = summary["followers"]["rps_median"]
     ratio = _ratio(value, base)
     carried = median([float(r["events"]) / EVENT_FOLLOWERS for r in received])
     dropped = sum(r["dropped"] for r in received)
+    per_round = [
+        _ratio(a["rps"], b["rps"]) for a, b in zip(runs["followers"], runs["none"], strict=True)
+    ]
+    note = f"{_tput_note(summary['followers'])}; ~{carried:.0f} events per follower per round"
+    if None not in per_round:
+        note += f"; per-round median {median(per_round):.2f}x"  # type: ignore[arg-type]
+    relative = _ratio(ratio, floor_ratio)
+    if relative is not None:
+        note += f"; {relative:.2f}x the floor's ratio ({floor_ratio:.2f}x)"
     ctx.row(
         "event_followers",
         f"async op, {EVENT_FOLLOWERS} events -f followers",
@@ -1504,8 +1537,8 @@ def event_followers(ctx: Context) -> None:
         ratio,
         ">= 0.95x none",
         ratio is not None and ratio >= 0.95 and not summary["followers"]["errors"] and not dropped,
-        f"{_tput_note(summary['followers'])}; ~{carried:.0f} events per follower per round"
-        + (f"; {dropped} followers cut off!" if dropped else ""),
+        note + (f"; {dropped} followers cut off!" if dropped else ""),
+        relative,
     )
 
 
