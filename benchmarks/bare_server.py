@@ -6,6 +6,10 @@ stream as ``GET /v1/streams/{id}`` (``GET /stream?n=N``: ``{"seq": i, "data": {"
 lines, produced one chunk at a time and written in batches of 512 lines, like the
 daemon's journal commits).
 
+``--loop uvloop`` runs either on uvloop instead of asyncio's own loop (the loop the
+daemon runs on where uvloop is installed; the bare row stays on asyncio's, the issue's
+baseline, and a second bare row on uvloop is ``info``).
+
 ``--mode canned``: a raw asyncio protocol that answers every request with a fixed
 response and does no other work, to measure the load generator's own ceiling.
 """
@@ -106,12 +110,29 @@ def run_canned(host: str, port: int) -> None:
         pass
 
 
+def use_loop(name: str) -> str:
+    """Make new event loops ``name``'s (``uvloop``, ``asyncio``, or ``auto``: uvloop when
+    installed, as the daemon does); returns the loop chosen."""
+    if name == "asyncio":
+        return name
+    try:
+        import uvloop
+    except ImportError:
+        if name == "uvloop":
+            raise
+        return "asyncio"
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    return "uvloop"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bare_server")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--mode", choices=("aiohttp", "canned"), default="aiohttp")
+    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
     ns = parser.parse_args()
+    use_loop(ns.loop)
     if ns.mode == "aiohttp":
         run_aiohttp(ns.host, ns.port)
     else:

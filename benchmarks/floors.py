@@ -21,6 +21,9 @@ that still gives a guarantee pulsing gives, with no pulsing code in it.
   same pragmas, one transaction per 512 chunks, pulsing's ``FLUSH_CHUNKS``) before it is
   written to the reader (``stream``).
 
+They run on the event loop the daemon runs on (uvloop where it is installed, ``--loop``),
+so a floor is on the same stack as the figure it bounds.
+
 With ``--ray-address ADDR`` it serves only ``POST /ray``: each call forwarded, as it
 came, to one raw Ray actor (``await actor.call.remote(body)``), which decodes, runs the
 op and encodes (``ray``; run inside the benchmark's network namespace).
@@ -411,7 +414,12 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--state-dir", type=Path, default=Path(os.getcwd()) / "floors-state")
     parser.add_argument("--ray-address", help="serve only POST /ray, to a Ray actor there")
+    # The daemon's loop: uvloop where it is installed (pulsing_daemon/eventloop.py).
+    parser.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto")
     ns = parser.parse_args()
+    from benchmarks.bare_server import use_loop
+
+    use_loop(ns.loop)
     if ns.ray_address:
         run_ray_floor(ns.host, ns.port, ns.ray_address)
     else:

@@ -181,15 +181,17 @@ class Proc:
 class BareServer(Proc):
     """The aiohttp baseline (``mode="aiohttp"``) or the canned ceiling server."""
 
-    def __init__(self, workdir: Path, mode: str = "aiohttp") -> None:
-        super().__init__(f"bare-{mode}", workdir)
+    def __init__(self, workdir: Path, mode: str = "aiohttp", loop: str = "asyncio") -> None:
+        super().__init__(f"bare-{mode}" + ("" if loop == "asyncio" else f"-{loop}"), workdir)
         self.mode = mode
+        self.loop = loop
         self.port = free_port()
 
     def start(self, timeout: float = 20.0) -> BareServer:
         self.spawn(
-            [PYTHON, "-m", "benchmarks.bare_server", "--port", str(self.port), "--mode", self.mode]
-        )
+            [PYTHON, "-m", "benchmarks.bare_server", "--port", str(self.port), "--mode", self.mode,
+             "--loop", self.loop]
+        )  # fmt: skip
         assert self.proc is not None
         wait_port(self.port, timeout, self.proc)
         return self

@@ -149,6 +149,19 @@ def ask_servers(ctx: Context) -> tuple[Daemon, BareServer, Daemon | None]:
     return ctx.fixture("ask", make)
 
 
+def bare_uvloop(ctx: Context) -> BareServer | None:
+    """The bare echo on uvloop, the daemon's loop (None when uvloop is not installed)."""
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return None
+
+    def make() -> BareServer:
+        return ctx.own(BareServer(ctx.workdir("ask"), loop="uvloop")).start()  # type: ignore[return-value]
+
+    return ctx.fixture("bare_uvloop", make)
+
+
 def floor_server(ctx: Context) -> FloorServer:
     """The floor servers (benchmarks/floors.py), one process shared by the suites."""
 
@@ -281,6 +294,10 @@ def ask_throughput(ctx: Context) -> None:
     conns = 64
     names = ["bare", "sync", "async", "nonblocking", "pinned", "sync_idem", "async_idem"]
     names += ["floor_mailbox", "floor_thread", "floor_keyed"]
+    bare_uv = bare_uvloop(ctx)
+    if bare_uv is not None:  # the bare echo on the daemon's loop (info)
+        targets["bare_uvloop"] = (bare_uv.pid, _ask_spec(bare_uv.port, "/echo", "echo"))
+        names.append("bare_uvloop")
     if ctx.quick:
         names.remove("sync_idem")
     if pinned is None:
@@ -330,6 +347,14 @@ def ask_throughput(ctx: Context) -> None:
         note="load generator limit; others should stay well below",
     )
     ctx.row("ask_throughput", "bare aiohttp echo", base, "req/s", note=_tput_note(summary["bare"]))
+    if "bare_uvloop" in summary:
+        # The daemon runs on uvloop (pulsing_daemon/eventloop.py); the issue's baseline is
+        # the bare echo on asyncio's loop. This row shows the same echo on uvloop.
+        value = summary["bare_uvloop"]["rps_median"]
+        ctx.row(
+            "ask_throughput", "bare aiohttp echo on uvloop (the daemon's loop)", value, "req/s",
+            base, _ratio(value, base), "info", None, _tput_note(summary["bare_uvloop"]),
+        )  # fmt: skip
     # The floors (benchmarks/floors.py): the least code on aiohttp that gives what the
     # target's guarantee needs, measured in the same rounds.
     floors = {

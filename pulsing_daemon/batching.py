@@ -24,6 +24,7 @@ from pulsing_daemon.envelope import (
     not_run_at_shutdown,
     shut_down_while_running,
 )
+from pulsing_daemon.eventloop import thread_clock
 from pulsing_daemon.exceptions import PulsingRuntimeError
 from pulsing_daemon.handover import hand_over
 from pulsing_daemon.hosts.base import ActorHost
@@ -74,6 +75,7 @@ async def run_batch(cell: ActorCell, host: ActorHost, first: Envelope) -> Ended 
         mailbox.popleft()
         nxt.state = EnvelopeState.BATCHED  # still queued: counted, timer armed
         members.append((nxt, call))
+    clock = thread_clock(loop)  # read on the op thread
     for envelope, bound in members:
         envelope.call = SyncCall(
             bound.method,
@@ -82,7 +84,7 @@ async def run_batch(cell: ActorCell, host: ActorHost, first: Envelope) -> Ended 
             envelope.deadline,
             loop.create_future(),
             lock,
-            loop.time,
+            clock,
         )
     first.state = EnvelopeState.RUNNING
     batch = SyncBatch(cell, [envelope for envelope, _ in members])

@@ -19,6 +19,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable
+from time import perf_counter
 from typing import Any
 
 from pulsing_daemon import cell_errors, cell_status, log, wire
@@ -340,8 +341,7 @@ class ActorCell:
         self.counts[outcome] = self.counts.get(outcome, 0) + 1
         if self.metrics is not None:
             op = envelope.op if outcome != "unsupported" else "_unsupported"
-            elapsed = asyncio.get_running_loop().time() - (envelope.deadline - envelope.timeout)
-            self.metrics.observe(self.name, op, outcome, elapsed)
+            self.metrics.observe(self.name, op, outcome, perf_counter() - envelope.born)
         if error is None:
             envelope.future.set_result(value)
             return

@@ -13,6 +13,7 @@ import asyncio
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass
+from time import perf_counter
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pulsing_daemon.exceptions import (
@@ -52,6 +53,9 @@ class Envelope:
     timeout: float
     deadline: float  # event-loop time
     future: asyncio.Future[Any]
+    # time.perf_counter() when it was made, for the latency metric: the loop's clock
+    # may count whole milliseconds only (uvloop, see eventloop.py).
+    born: float
     sink: StreamSink | None = None  # set for streaming ops
     # Called with (value, error) when the op really finished after its caller was
     # already answered (a sync op past its deadline); idempotency records it.
@@ -84,6 +88,7 @@ def new_envelope(
         timeout=timeout,
         deadline=loop.time() + timeout,
         future=loop.create_future(),
+        born=perf_counter(),
         sink=sink,
     )
 

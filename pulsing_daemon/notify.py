@@ -307,14 +307,11 @@ class Notifier:
         except OSError as exc:
             raise _HookError(f"cannot run {config.command[0]!r}: {exc.strerror or exc}") from None
         try:
-            output, _ = await asyncio.wait_for(proc.communicate(body + b"\n"), config.timeout)
+            output = await asyncio.wait_for(_talk(proc, body + b"\n"), config.timeout)
         except asyncio.TimeoutError:
             _kill_group(proc.pid)
             await proc.wait()
             raise _HookError(f"timed out after {config.timeout:g}s; killed") from None
-        except (BrokenPipeError, ConnectionResetError):  # it did not read its stdin
-            output = await proc.stdout.read() if proc.stdout else b""
-            await proc.wait()
         finally:
             if proc.returncode is None:
                 _kill_group(proc.pid)
@@ -371,3 +368,24 @@ def _kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+async def _talk(proc: asyncio.subprocess.Process, data: bytes) -> bytes:
+    """Give a hook the event on its stdin, then read its output until it exits. A hook
+    that does not read its stdin (exits first) is fine: its exit status tells."""
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        proc.stdin.write(data)  # one event: far below a pipe's buffer
+        await proc.stdin.drain()
+    except (BrokenPipeError, ConnectionResetError, RuntimeError):
+        # It exited without reading. (uvloop says so with a RuntimeError: "unable to
+        # perform operation on <WriteUnixTransport closed=True ...>".)
+        pass
+    finally:
+        try:
+            proc.stdin.close()
+        except (BrokenPipeError, ConnectionResetError, RuntimeError):
+            pass
+    output = await proc.stdout.read()
+    await proc.wait()
+    return output

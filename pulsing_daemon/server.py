@@ -21,7 +21,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from pulsing_daemon import __version__, affinity, log
+from pulsing_daemon import __version__, affinity, eventloop, log
 from pulsing_daemon.config import Config, ConfigError, load_config, with_listen
 from pulsing_daemon.exceptions import PulsingError
 from pulsing_daemon.http import AUTH, READINESS, Runner, build_app, expect_handler
@@ -174,6 +174,7 @@ async def _serve_locked(
         pid=os.getpid(),
         version=__version__,
         config=str(config.path),
+        loop=eventloop.loop_name(asyncio.get_running_loop()),
     )
     if ready is not None:
         ready.set()
@@ -301,7 +302,12 @@ def main(
         )
         return 2
     try:
-        asyncio.run(serve(config, listen_override=listen))
+        factory = eventloop.loop_factory()
+    except eventloop.LoopChoiceError as exc:
+        print(f"pulsing daemon: {exc}", file=sys.stderr)
+        return 2
+    try:
+        eventloop.run(serve(config, listen_override=listen), factory)
     except StartupError as exc:
         print(f"pulsing daemon: {exc}", file=sys.stderr)
         return 1
