@@ -414,12 +414,14 @@ def build_app(
     app[MAX_BODY] = max_body
     app[STARTED_AT] = time.monotonic()
     app[READINESS] = Readiness()
+    # The router tries the routes under one prefix (/v1/actors) in the order they are
+    # added: the ask route first, it is the one under load.
+    app.router.add_post("/v1/actors/{name}/ask", ask, expect_handler=expect_handler)
     app.router.add_get("/v1/health", health, expect_handler=expect_handler)
     app.router.add_get("/v1/status", status, expect_handler=expect_handler)
     app.router.add_get("/v1/openapi.json", openapi, expect_handler=expect_handler)
     app.router.add_get("/metrics", metrics, expect_handler=expect_handler)
     app.router.add_get("/v1/actors/{name}", actor_status, expect_handler=expect_handler)
-    app.router.add_post("/v1/actors/{name}/ask", ask, expect_handler=expect_handler)
     app.router.add_post(
         r"/v1/actors/{name}/{action:restart|stop|start}", control, expect_handler=expect_handler
     )
