@@ -74,6 +74,7 @@ from pulsing_daemon.keyspec import (
     KeySpec,
 )
 from pulsing_daemon.storage import capture
+from pulsing_daemon.wire import encode_utf8
 
 if TYPE_CHECKING:
     from pulsing_daemon.config import ActorConfig, DaemonConfig
@@ -82,7 +83,6 @@ START_TIMEOUT = 60.0  # creating the Ray actor and running the constructor
 STOP_GRACE = 5.0
 CANCEL_GRACE = 1.0
 STREAM_BACKPRESSURE = 4  # chunk batches produced ahead of the daemon's journal
-_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 
 
 
@@ -344,7 +344,7 @@ class RayHost(ActorHost):
         request = {"id": call_id, "op": op, "args": args, "kwargs": kwargs}
         request["budget"] = self._budget()
         try:
-            body = _encode(request).encode()
+            body = encode_utf8(request).encode()
         except ValueError as exc:  # NaN or infinity in the arguments
             raise PulsingBusinessError("bad_arguments", f"arguments of {op}: {exc}") from None
         ref = self.handle.call.remote(body)

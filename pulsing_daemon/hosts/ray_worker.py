@@ -35,20 +35,20 @@ from typing import Any
 
 from pulsing_daemon.exceptions import PulsingSystemError, is_failure
 from pulsing_daemon.hosts.child import describe_exception
+from pulsing_daemon.wire import encode_utf8
 
 BATCH = 64  # most chunks per streamed Ray object
 RUN_AHEAD = 256  # chunks produced ahead of what was handed to Ray
 ASYNC_SLACK = 0.5  # the daemon cancels an async op at its deadline; this is the backstop
 LOG_LINES = 512  # most output lines per watch item
 
-_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 
 
 def described(exc: BaseException) -> dict[str, Any]:
     """``describe_exception``, and if even that cannot cross as JSON, a system error."""
     payload = describe_exception(exc)
     try:
-        _encode(payload)
+        encode_utf8(payload)
     except (TypeError, ValueError) as err:
         name = type(exc).__name__
         payload = describe_exception(
@@ -62,9 +62,9 @@ def described(exc: BaseException) -> dict[str, Any]:
 
 def _encode_answer(answer: dict[str, Any]) -> bytes:
     try:
-        return _encode(answer).encode()
+        return encode_utf8(answer).encode()
     except (TypeError, ValueError) as err:  # a result JSON cannot carry
-        return _encode({"unserializable": str(err)}).encode()
+        return encode_utf8({"unserializable": str(err)}).encode()
 
 
 class _Lines(io.TextIOBase):
@@ -238,7 +238,7 @@ class _Core:
             try:
                 async for chunk in chunks:
                     try:
-                        text = _encode(chunk)
+                        text = encode_utf8(chunk)
                     except (TypeError, ValueError) as err:
                         raise PulsingSystemError(
                             f"{op} yielded a chunk that is not JSON: {err}", recoverable=False
