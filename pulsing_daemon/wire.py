@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
-from json.encoder import c_make_encoder, encode_basestring_ascii
+from json.encoder import c_make_encoder, encode_basestring, encode_basestring_ascii
 from typing import Any
 
 from pulsing_daemon.exceptions import PulsingError, PulsingSystemError, from_wire
@@ -79,7 +79,7 @@ def error_body(error: PulsingError) -> str:
 
 
 # ---------------------------------------------------------------------- streams
-def _make_chunk_encoder() -> Callable[[Any], str]:
+def _make_chunk_encoder(ensure_ascii: bool = True) -> Callable[[Any], str]:
     """``encode``'s output, without its per-call set-up.
 
     ``JSONEncoder.encode`` builds a new C encoder (and a circular-reference table) on
@@ -87,14 +87,18 @@ def _make_chunk_encoder() -> Callable[[Any], str]:
     This one is built once, with the same options as ``encode``, and no circular
     check: a circular (or too deeply nested) chunk ends in RecursionError inside the C
     encoder, which becomes the ValueError ``encode`` raises for it. It keeps no state
-    between calls, so threads may share it.
+    between calls, so threads may share it. ``ensure_ascii=False`` keeps non-ASCII
+    text as is (text with a lone surrogate then fails to encode as UTF-8 later).
     """
+    quote = encode_basestring_ascii if ensure_ascii else encode_basestring
     if c_make_encoder is None:  # a Python without the C accelerator
-        return encode
+        return json.JSONEncoder(
+            separators=(",", ":"), ensure_ascii=ensure_ascii, allow_nan=False
+        ).encode
     iterencode = c_make_encoder(
         None,  # markers: no circular-reference table
         encode.__self__.default,  # raises TypeError for what JSON cannot carry
-        encode_basestring_ascii,  # ensure_ascii=True
+        quote,
         None,  # indent
         ":",
         ",",
@@ -107,7 +111,7 @@ def _make_chunk_encoder() -> Callable[[Any], str]:
     def encode_chunk(chunk: Any) -> str:
         """The ``data`` of one chunk record; raises TypeError/ValueError for non-JSON."""
         if type(chunk) is str:
-            return encode_basestring_ascii(chunk)
+            return quote(chunk)
         try:
             return join(iterencode(chunk, 0))
         except RecursionError:
@@ -117,6 +121,8 @@ def _make_chunk_encoder() -> Callable[[Any], str]:
 
 
 encode_chunk = _make_chunk_encoder()
+# The same, non-ASCII text kept as is: the Ray host's messages (UTF-8 bytes both ways).
+encode_utf8 = _make_chunk_encoder(ensure_ascii=False)
 
 def chunk_records(chunks: Iterable[tuple[int, str]], ndjson: bool) -> bytes:
     """Chunk records ``(seq, data_json)`` as NDJSON lines or SSE events (``id:`` = seq)."""

@@ -74,6 +74,7 @@ from pulsing_daemon.keyspec import (
     KeySpec,
 )
 from pulsing_daemon.storage import capture
+from pulsing_daemon.wire import encode_utf8
 
 if TYPE_CHECKING:
     from pulsing_daemon.config import ActorConfig, DaemonConfig
@@ -82,7 +83,6 @@ START_TIMEOUT = 60.0  # creating the Ray actor and running the constructor
 STOP_GRACE = 5.0
 CANCEL_GRACE = 1.0
 STREAM_BACKPRESSURE = 4  # chunk batches produced ahead of the daemon's journal
-_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 
 
 
@@ -171,7 +171,6 @@ class RayHost(ActorHost):
         self._next_id = 0
         self._calls: dict[int, asyncio.Future[Any]] = {}
         self._answers: dict[int, concurrent.futures.Future[Any]] = {}  # Ray's, by call id
-        self._seq = 0  # asks in the order the worker must run them
         self._sync_calls: set[int] = set()
         self._streams: dict[int, Any] = {}
         self._death: asyncio.Future[RayDied] | None = None
@@ -187,7 +186,10 @@ class RayHost(ActorHost):
         options: dict[str, Any] = {
             "max_restarts": 0,
             "max_task_retries": 0,
-            "max_concurrency": 64,
+            # ``call`` runs on one thread, in the order sent (the worker's concurrency
+            # groups serve the other methods meanwhile): the asks' order is Ray's.
+            "max_concurrency": 1,
+            "allow_out_of_order_execution": False,
         }
         ray_options = self.config.host_keys["ray"]
         for key in ("num_cpus", "num_gpus", "memory"):
@@ -339,11 +341,10 @@ class RayHost(ActorHost):
         call_id = self._next()
         if info is None or not info.is_async:
             self._sync_calls.add(call_id)
-        self._seq += 1
-        request = {"id": call_id, "seq": self._seq, "op": op, "args": args, "kwargs": kwargs}
+        request = {"id": call_id, "op": op, "args": args, "kwargs": kwargs}
         request["budget"] = self._budget()
         try:
-            body = _encode(request).encode()
+            body = encode_utf8(request).encode()
         except ValueError as exc:  # NaN or infinity in the arguments
             raise PulsingBusinessError("bad_arguments", f"arguments of {op}: {exc}") from None
         ref = self.handle.call.remote(body)
@@ -432,8 +433,24 @@ class RayHost(ActorHost):
         if running.done() or self._death is not None or self.handle is None:
             return
         call_id = next((k for k, v in self._calls.items() if v is running), None)
-        if call_id is not None:
-            self.handle.cancel.remote(call_id, "expired" if expired else "not_started")
+        if call_id is None:
+            return
+        withdrawn = self.handle.cancel.remote(call_id, "expired" if expired else "not_started")
+        # Taken back (it will never start): answered now, not when Ray's queue reaches
+        # it behind the ask running; its own answer, later, finds the future done.
+        post = loop_post(asyncio.get_running_loop())
+        withdrawn.future().add_done_callback(
+            lambda done: post.post(self._withdrawn, done, running, expired)
+        )
+
+    @staticmethod
+    def _withdrawn(
+        done: concurrent.futures.Future[Any], running: asyncio.Future[Any], expired: bool
+    ) -> None:
+        if running.done() or done.cancelled() or done.exception() is not None:
+            return
+        if done.result() is True:
+            running.set_exception(NotStarted(expired=expired))
 
     async def interrupt(self, running: asyncio.Future[Any]) -> bool:
         if self.config.host_keys["kill_on_timeout"]:

@@ -272,7 +272,7 @@ class RayRuntime:
                 f'isolation = "ray" needs Ray, which is not installed: {RAY_INSTALL_HINT}',
                 status=503,
             ) from None
-        from pulsing_daemon.hosts.ray_worker import PulsingRayWorker
+        from pulsing_daemon.hosts.ray_worker import remote_class
 
         logging.getLogger("ray").setLevel(logging.ERROR)
         try:
@@ -287,7 +287,7 @@ class RayRuntime:
             raise RayUnavailable(
                 f"cannot connect to Ray at {address!r}: {type(exc).__name__}: {exc}", status=503
             ) from None
-        self.worker_class = ray.remote(PulsingRayWorker)
+        self.worker_class = remote_class(ray)
 
     def _stop_keeper(self) -> None:
         keeper, self.keeper = self.keeper, None

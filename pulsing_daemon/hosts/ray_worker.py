@@ -6,13 +6,14 @@ text, exceptions described as the child describes them (``child.describe_excepti
 a Pulsing error keeps its envelope, a failure carries its traceback). Nothing raised
 here reaches Ray, so the daemon never has to unwrap a ``RayTaskError`` of ours.
 
-Methods (all sync: a threaded Ray actor, see ``PulsingRayWorker``; the instance and its
+Methods (all sync: a threaded Ray actor, ``call`` on one thread in order and the others
+in concurrency groups of their own, see ``PulsingRayWorker``; the instance and its
 async ops live on a loop of the worker's own):
 
 ``start``   import the class, construct it, run ``on_start``; an answer, never a raise
 ``call``    one ask; refused unstarted when its budget is already spent
 ``stream``  a streaming op, as a Ray streaming generator of chunk batches
-``cancel``  cancel an async op or a stream by call id
+``cancel``  take back an ask before its turn, or cancel an async op or a stream, by call id
 ``watch``   a streaming generator kept open for the instance's life: batches of the
             actor's output lines, then how ``run()`` ended; its failure tells the daemon
             the instance died while idle
@@ -34,20 +35,20 @@ from typing import Any
 
 from pulsing_daemon.exceptions import PulsingSystemError, is_failure
 from pulsing_daemon.hosts.child import describe_exception
+from pulsing_daemon.wire import encode_utf8
 
 BATCH = 64  # most chunks per streamed Ray object
 RUN_AHEAD = 256  # chunks produced ahead of what was handed to Ray
 ASYNC_SLACK = 0.5  # the daemon cancels an async op at its deadline; this is the backstop
 LOG_LINES = 512  # most output lines per watch item
 
-_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 
 
 def described(exc: BaseException) -> dict[str, Any]:
     """``describe_exception``, and if even that cannot cross as JSON, a system error."""
     payload = describe_exception(exc)
     try:
-        _encode(payload)
+        encode_utf8(payload)
     except (TypeError, ValueError) as err:
         name = type(exc).__name__
         payload = describe_exception(
@@ -61,9 +62,9 @@ def described(exc: BaseException) -> dict[str, Any]:
 
 def _encode_answer(answer: dict[str, Any]) -> bytes:
     try:
-        return _encode(answer).encode()
+        return encode_utf8(answer).encode()
     except (TypeError, ValueError) as err:  # a result JSON cannot carry
-        return _encode({"unserializable": str(err)}).encode()
+        return encode_utf8({"unserializable": str(err)}).encode()
 
 
 class _Lines(io.TextIOBase):
@@ -237,7 +238,7 @@ class _Core:
             try:
                 async for chunk in chunks:
                     try:
-                        text = _encode(chunk)
+                        text = encode_utf8(chunk)
                     except (TypeError, ValueError) as err:
                         raise PulsingSystemError(
                             f"{op} yielded a chunk that is not JSON: {err}", recoverable=False
@@ -290,12 +291,29 @@ class _Core:
 class PulsingRayWorker:
     """One actor instance on a Ray worker (created with max_restarts=0).
 
-    A threaded Ray actor: every method is sync and runs on one of Ray's actor threads
-    (``max_concurrency``). An async Ray actor pays a hop from Ray's thread to its event
-    loop and back on every call, which doubled the worker's CPU per ask. The instance
-    lives on a loop of its own (:class:`_Core`, on the ``pulsing-ray-loop`` thread);
-    a sync op runs right on the Ray thread of its ask, which is a thread as the
-    contract asks, one at a time by turns; an async op crosses to the loop."""
+    A threaded Ray actor: every method is sync. ``call`` is in Ray's default concurrency
+    group, one thread run in order (``allow_out_of_order_execution`` off): Ray's own
+    queue hands the asks to that thread back to back, in the order the daemon sent them,
+    as it does for a plain sync actor -- no thread hand-off between two asks. The other
+    methods run on threads of their own groups (``GROUPS``), so a stream, the watch and
+    a cancel are served while an ask runs. (An async Ray actor pays a hop from Ray's
+    thread to its event loop and back on every call, which doubled the worker's CPU
+    per ask.) The instance lives on a loop of its own (:class:`_Core`, on the
+    ``pulsing-ray-loop`` thread); a sync op runs right on the ask's thread, which is a
+    thread as the contract asks; an async op crosses to the loop."""
+
+    # Concurrency groups besides the default one (``call``): how many threads each has,
+    # and which methods run there. ``control`` is never held long but by ``watch``;
+    # ``streams`` bounds the streams of one instance running at once.
+    GROUPS = {"control": 4, "streams": 32}
+    METHOD_GROUPS = {
+        "start": "control",
+        "stop": "control",
+        "ping": "control",
+        "cancel": "control",
+        "watch": "control",
+        "stream": "streams",
+    }
 
     def __init__(self, name: str, sys_path: list[str]) -> None:
         self.name = name
@@ -317,14 +335,12 @@ class PulsingRayWorker:
 
         threading.Thread(target=run_loop, name="pulsing-ray-loop", daemon=True).start()
         ready.wait()
-        # Asks run in the order the daemon numbered them (seq), one at a time; ``lock``
-        # guards the turn and everything below.
+        # Asks run one at a time, in the order the daemon sent them: Ray's own queue of
+        # the default concurrency group (one thread, in order). ``lock`` makes starting
+        # an ask and withdrawing it (``cancel``) exclusive.
         self.lock = threading.Lock()
-        self.turn = 1
-        self.waiting: dict[int, threading.Event] = {}  # call id -> its turn's waiter
-        self.waiting_seq: dict[int, threading.Event] = {}  # the same, by seq
-        self.withdrawn: dict[int, str] = {}  # call id -> how it answers, never started
-        self.skipped: set[int] = set()  # seqs withdrawn before their turn
+        self.reached = 0  # the id of the last ask that came to its turn
+        self.withdrawn: dict[int, str] = {}  # ask id -> how it answers, never started
         self.failed = False  # an ask failed the instance: no further ask starts
 
     def _on_loop(self, coro: Any) -> Any:
@@ -371,55 +387,33 @@ class PulsingRayWorker:
     def call(self, request: bytes) -> bytes:
         """One ask, as JSON bytes both ways (one bytes argument is Ray's cheapest to
         send: a third of the submit cost of five plain arguments). ``request`` holds
-        ``id``, ``seq``, ``op``, ``args``, ``kwargs`` and ``budget``, the seconds left.
+        ``id``, ``op``, ``args``, ``kwargs`` and ``budget``, the seconds left.
 
-        The daemon may send asks ahead; they run strictly one at a time in ``seq``
-        order. An ask is never started when its budget is spent, when it was withdrawn
-        (``cancel``) before its turn, or after an earlier ask failed the instance. The
-        answer holds one of ``value``, ``unserializable``, ``error``, ``expired`` (not
-        started: its deadline), ``not_started`` (not started: a failure before it, or
-        taken back) or ``cancelled``."""
+        The daemon may send asks ahead; Ray runs them one at a time in the order sent
+        (see the class). An ask is never started when its budget is spent, when it was
+        withdrawn (``cancel``) before its turn, or after an earlier ask failed the
+        instance. The answer holds one of ``value``, ``unserializable``, ``error``,
+        ``expired`` (not started: its deadline), ``not_started`` (not started: a
+        failure before it, or taken back) or ``cancelled``."""
         message = json.loads(request)
         deadline = time.monotonic() + message["budget"]  # on this machine's clock
-        seq = message["seq"]
         call_id = message["id"]
-        try:
-            with self.lock:
-                waiter = None
-                if self.turn != seq:  # wait for our turn (or to be withdrawn): one wake-up
-                    waiter = self.waiting[call_id] = self.waiting_seq[seq] = threading.Event()
-            if waiter is not None:
-                waiter.wait()
-            with self.lock:
-                self.waiting_seq.pop(seq, None)
-                self.waiting.pop(call_id, None)  # from here on, cancel cannot withdraw it
-                reason = self.withdrawn.pop(call_id, None)
-                if reason is not None and self.turn != seq:
-                    self.skipped.add(seq)
-            if reason is not None:
-                return _encode_answer({reason: True})
-            if self.failed:
-                return _encode_answer({"not_started": True})
-            if time.monotonic() >= deadline:
-                return _encode_answer({"expired": True})
-            answer = self._call(message, deadline - time.monotonic())
-            if "error" in answer and answer.pop("failure", False):
-                self.failed = True  # the asks behind this one go to the next instance
-            return _encode_answer(answer)
-        finally:
-            with self.lock:
-                if self.turn == seq:
-                    self._advance()
-
-    def _advance(self) -> None:
-        """The next turn (``lock`` held): skip the seqs withdrawn, wake the next ask."""
-        self.turn += 1
-        while self.turn in self.skipped:
-            self.skipped.discard(self.turn)
-            self.turn += 1
-        waiter = self.waiting_seq.get(self.turn)
-        if waiter is not None:
-            waiter.set()
+        with self.lock:
+            self.reached = call_id  # from here on, cancel cannot withdraw it
+            reason = self.withdrawn.pop(call_id, None) if self.withdrawn else None
+            if self.withdrawn:  # ids of asks already answered, or of streams
+                for stale in [k for k in self.withdrawn if k < call_id]:
+                    del self.withdrawn[stale]
+        if reason is not None:
+            return _encode_answer({reason: True})
+        if self.failed:
+            return _encode_answer({"not_started": True})
+        if time.monotonic() >= deadline:
+            return _encode_answer({"expired": True})
+        answer = self._call(message, deadline - time.monotonic())
+        if "error" in answer and answer.pop("failure", False):
+            self.failed = True  # the asks behind this one go to the next instance
+        return _encode_answer(answer)
 
     def _call(self, message: dict[str, Any], budget: float) -> dict[str, Any]:
         host = self.core.host
@@ -437,18 +431,17 @@ class PulsingRayWorker:
         return {"value": value}
 
     def cancel(self, call_id: int, reason: str = "expired") -> bool:
-        """Stop a running async op or stream; an ask still waiting for its turn is
-        never started and answers ``reason`` (``expired`` or ``not_started``)."""
-        with self.lock:
-            waiter = self.waiting.get(call_id)
-            if waiter is not None:
-                self.withdrawn[call_id] = reason
-                waiter.set()
-                return True
-        if call_id not in self.core.tasks:
+        """Take back an ask that has not come to its turn: it never starts and answers
+        ``reason`` (``expired`` or ``not_started``); True then. Otherwise stop the
+        running async op or stream of ``call_id``, if any."""
+        if call_id in self.core.tasks:
+            self.loop.call_soon_threadsafe(self.core.cancel_task, call_id)
             return False
-        self.loop.call_soon_threadsafe(self.core.cancel_task, call_id)
-        return True
+        with self.lock:
+            if call_id > self.reached:
+                self.withdrawn[call_id] = reason
+                return True
+        return False
 
     def stream(
         self, call_id: int, op: str, args: list[Any], kwargs: dict[str, Any]
@@ -458,3 +451,10 @@ class PulsingRayWorker:
 
     def ping(self) -> float:
         return time.time()
+
+
+def remote_class(ray: Any) -> Any:
+    """``PulsingRayWorker`` as a Ray actor class, its methods in their concurrency groups."""
+    for method, group in PulsingRayWorker.METHOD_GROUPS.items():
+        ray.method(concurrency_group=group)(getattr(PulsingRayWorker, method))
+    return ray.remote(concurrency_groups=dict(PulsingRayWorker.GROUPS))(PulsingRayWorker)

@@ -1,9 +1,12 @@
 """The Ray worker's ask handling without Ray: ``PulsingRayWorker`` is a plain class whose
 methods Ray runs on its actor threads, so the tests call them from threads of their own.
 
-Asks sent ahead run strictly in ``seq`` order, one at a time; one withdrawn before its
-turn never runs and answers how it was withdrawn; after a failure nothing more starts;
-a sync op runs on the ask's thread (not the instance's loop), an async op on the loop.
+Ray hands ``call`` the asks one at a time, in the order sent (one thread, in order:
+``remote_class`` puts the other methods in groups of their own). One withdrawn
+(``cancel``) before its turn never runs and answers how it was withdrawn; one that came
+to its turn cannot be withdrawn; after a failure nothing more starts; a spent budget is
+never started; a sync op runs on the ask's thread (not the instance's loop), an async
+op on the loop.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from pulsing_daemon.hosts.ray_worker import PulsingRayWorker
+from pulsing_daemon.hosts.ray_worker import PulsingRayWorker, remote_class
 
 ACTOR = """
 import asyncio
@@ -68,9 +71,9 @@ def worker(tmp_path: Path) -> Iterator[PulsingRayWorker]:
         sys.modules.pop("ray_worker_actor", None)
 
 
-def request(call_id: int, seq: int, op: str, n: int, budget: float = 30.0) -> bytes:
+def request(call_id: int, op: str, n: int, budget: float = 30.0) -> bytes:
     return json.dumps(
-        {"id": call_id, "seq": seq, "op": op, "args": [], "kwargs": {"n": n}, "budget": budget}
+        {"id": call_id, "op": op, "args": [], "kwargs": {"n": n}, "budget": budget}
     ).encode()
 
 
@@ -78,63 +81,73 @@ def answer(future: Future[bytes]) -> dict[str, Any]:
     return json.loads(future.result(timeout=10))  # type: ignore[no-any-return]
 
 
-def wait_waiting(w: PulsingRayWorker, call_id: int) -> None:
-    for _ in range(1000):
-        with w.lock:
-            if call_id in w.waiting:
-                return
-        threading.Event().wait(0.005)
-    raise AssertionError(f"call {call_id} never waited for its turn")
-
-
-def test_asks_run_in_seq_order_whatever_the_arrival(worker: PulsingRayWorker) -> None:
-    with ThreadPoolExecutor(8) as pool:
-        futures = []
-        for seq in (4, 3, 2):  # arrive before the first, out of order
-            futures.append(pool.submit(worker.call, request(seq, seq, "note", seq)))
-            wait_waiting(worker, seq)
-        futures.append(pool.submit(worker.call, request(1, 1, "note", 1)))
-        names = [answer(f)["value"] for f in futures]
-    assert worker.core.host.instance.ran == [1, 2, 3, 4]
-    assert "pulsing-ray-loop" not in names  # a sync op runs on the ask's thread
-
-
-def test_an_async_op_runs_on_the_instance_loop(worker: PulsingRayWorker) -> None:
-    assert answer_now(worker, request(1, 1, "anote", 7)) == {"value": "pulsing-ray-loop"}
-
-
 def answer_now(w: PulsingRayWorker, body: bytes) -> dict[str, Any]:
     return json.loads(w.call(body))  # type: ignore[no-any-return]
 
 
+def test_call_alone_in_the_default_group() -> None:
+    ray = pytest.importorskip("ray")
+    actor_class = remote_class(ray)
+    assert getattr(PulsingRayWorker.call, "__ray_concurrency_group__", None) is None
+    for method in ("cancel", "watch", "stream", "start", "stop", "ping"):
+        group = getattr(PulsingRayWorker, method).__ray_concurrency_group__
+        assert group in PulsingRayWorker.GROUPS
+    assert actor_class is not None
+
+
+def test_a_sync_op_runs_on_the_asks_thread(worker: PulsingRayWorker) -> None:
+    with ThreadPoolExecutor(1, thread_name_prefix="ray-call") as pool:
+        names = [answer(pool.submit(worker.call, request(n, "note", n))) for n in (1, 2, 3)]
+    assert [n["value"].startswith("ray-call") for n in names] == [True] * 3
+    assert worker.core.host.instance.ran == [1, 2, 3]
+
+
+def test_an_async_op_runs_on_the_instance_loop(worker: PulsingRayWorker) -> None:
+    assert answer_now(worker, request(1, "anote", 7)) == {"value": "pulsing-ray-loop"}
+
+
+def wait_reached(w: PulsingRayWorker, call_id: int) -> None:
+    for _ in range(1000):
+        with w.lock:
+            if w.reached == call_id:
+                return
+        threading.Event().wait(0.005)
+    raise AssertionError(f"call {call_id} never came to its turn")
+
+
 def test_withdrawn_before_its_turn_never_runs(worker: PulsingRayWorker) -> None:
     recorder = worker.core.host.instance
-    with ThreadPoolExecutor(8) as pool:
-        first = pool.submit(worker.call, request(1, 1, "hold", 1))
-        second = pool.submit(worker.call, request(2, 2, "note", 2))
-        third = pool.submit(worker.call, request(3, 3, "note", 3))
-        wait_waiting(worker, 2)
-        wait_waiting(worker, 3)
+    with ThreadPoolExecutor(1) as pool:  # Ray's one thread of the default group
+        first = pool.submit(worker.call, request(1, "hold", 1))
+        second = pool.submit(worker.call, request(2, "note", 2))
+        third = pool.submit(worker.call, request(3, "note", 3))
+        wait_reached(worker, 1)
+        assert worker.cancel(1, "expired") is False  # came to its turn: runs to its end
         assert worker.cancel(2, "expired") is True
-        assert answer(second) == {"expired": True}  # at once, the first still running
         assert not first.done()
         recorder.gate.set()
         assert answer(first) == {"value": 1}
+        assert answer(second) == {"expired": True}
         assert answer(third)["value"]
+        assert worker.cancel(3, "not_started") is False  # answered already
     assert recorder.ran == [1, 3]
-    assert answer_now(worker, request(4, 4, "note", 4))["value"]  # the turns go on
+    assert answer_now(worker, request(4, "note", 4))["value"]  # the asks go on
+    assert worker.withdrawn == {}
+
+
+def test_withdrawn_ids_that_never_come_are_forgotten(worker: PulsingRayWorker) -> None:
+    assert worker.cancel(5, "not_started") is True  # a stream's id, say: no ask comes
+    assert answer_now(worker, request(6, "note", 6))["value"]
+    assert worker.withdrawn == {}
 
 
 def test_after_a_failure_nothing_more_starts(worker: PulsingRayWorker) -> None:
-    with ThreadPoolExecutor(8) as pool:
-        behind = pool.submit(worker.call, request(2, 2, "note", 2))
-        wait_waiting(worker, 2)
-        failed = answer_now(worker, request(1, 1, "boom", 1))
-        assert failed["error"]["type"] == "RuntimeError"
-        assert answer(behind) == {"not_started": True}
+    failed = answer_now(worker, request(1, "boom", 1))
+    assert failed["error"]["type"] == "RuntimeError"
+    assert answer_now(worker, request(2, "note", 2)) == {"not_started": True}
     assert worker.core.host.instance.ran == [1]
 
 
 def test_a_spent_budget_is_never_started(worker: PulsingRayWorker) -> None:
-    assert answer_now(worker, request(1, 1, "note", 1, budget=-1.0)) == {"expired": True}
+    assert answer_now(worker, request(1, "note", 1, budget=-1.0)) == {"expired": True}
     assert worker.core.host.instance.ran == []

@@ -95,6 +95,9 @@ def test_importing_the_wire_module_does_not_import_aiohttp() -> None:
 def test_encode_chunk_is_encode(value: object) -> None:
     # encode_chunk is encode's output built once (no per-call encoder set-up).
     assert wire.encode_chunk(value) == wire.encode(value)
+    # encode_utf8: the same, non-ASCII text kept as is.
+    utf8 = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+    assert wire.encode_utf8(value) == utf8(value)
 
 
 def _circular() -> list[object]:
@@ -113,3 +116,5 @@ def test_encode_chunk_refuses_what_encode_refuses(value: object) -> None:
         wire.encode(value)
     with pytest.raises((TypeError, ValueError)):
         wire.encode_chunk(value)
+    with pytest.raises((TypeError, ValueError)):
+        wire.encode_utf8(value)
