@@ -15,6 +15,12 @@ not started within ``AHEAD_FOR`` seconds (the op in front of it is slow) is take
 turn comes. A crash can thus leave "outcome unknown" on an ask that never ran only in
 the first ``AHEAD_FOR`` seconds behind a slow op.
 
+The record is a conditional insert: when the key already has a record (of an earlier
+ask, finished or left "started" by a daemon that died), nothing is written, the op is
+not started (:func:`decline`), and the idempotency store answers from that record. So
+a keyed ask costs two statements (this one and its outcome), with no read of the store
+when it arrives.
+
 The cell knows nothing of keys: the idempotency store gives a keyed envelope a
 :class:`Handover` (``envelope.handover``), and the cell calls it.
 """
@@ -44,7 +50,9 @@ class Handover(Protocol):
     key: str
 
     def record(self) -> asyncio.Future[Any]:
-        """Queue the durable "handed over" record; the future resolves once committed."""
+        """Queue the durable "handed over" record, a conditional insert; the future
+        resolves once committed: True when it was written, False when the key had a
+        record already (an earlier ask's): then the op must not start."""
 
     def revoke(self) -> None:
         """The op will not start now after all (it went back to the mailbox): delete
@@ -98,6 +106,12 @@ async def hand_over(cell: ActorCell, envelope: Envelope) -> bool:
     errors = [f.exception() for f in written]  # each retrieved: no "never retrieved" noise
     failed = next((e for e in errors if e is not None), None)
     if failed is None:
+        for member, done in zip(batch, written, strict=True):
+            if not done.result():  # the key had a record (an earlier ask's): not handed
+                member.handed = 0.0
+        if not envelope.handed:
+            decline(envelope)
+            return False
         if envelope.deadline > loop.time():
             return True
         cell.answer(envelope, error=cell.expired_error(envelope))  # it will not start
@@ -111,6 +125,22 @@ async def hand_over(cell: ActorCell, envelope: Envelope) -> bool:
         ),
     )
     return False
+
+
+def decline(envelope: Envelope) -> None:
+    """Settle a keyed ask whose claim found the record of an earlier ask with its key:
+    its op never starts, and the idempotency store answers from that record. Not an
+    outcome of the actor's, so not counted in its status nor its metrics."""
+    from pulsing_daemon.envelope import EnvelopeState
+
+    envelope.state = EnvelopeState.DONE
+    if envelope.timer is not None:
+        envelope.timer.cancel()
+    if not envelope.future.done():
+        envelope.future.set_exception(
+            PulsingSystemError(f"{envelope.op} was not started: its key is taken", recoverable=True)
+        )
+        envelope.future.exception()  # retrieved: the store answers from the record instead
 
 
 def revoke_waiting(cell: ActorCell) -> None:

@@ -18,6 +18,11 @@ Rules (also in pulsing.toml(5)):
   *started* record: the outcome is unknown, as after a SIGKILL.
 - A sync op still running after its caller timed out keeps its record; its real
   outcome is stored when it finishes, and a repeat meanwhile waits for it.
+- A repeat finds the stored record of an earlier ask when its own claim at the
+  handover finds the key taken (a conditional insert; the op is then not started), or,
+  answered before the handover (expired in the mailbox, actor stopped, mailbox full),
+  by reading the record then; either way the record answers it as below. So a repeat
+  of a stored key waits its turn in the mailbox like any ask; the answer is the same.
 - A concurrent repeat waits for the first and gets the same outcome.
 - The same key with a different op or arguments is a business error (HTTP 422).
 - A record still *started* when the daemon starts means the daemon died after the op
@@ -43,7 +48,7 @@ from pulsing_daemon.exceptions import (
     PulsingUnsupportedError,
     from_wire,
 )
-from pulsing_daemon.journal import GroupCommit, Journal
+from pulsing_daemon.journal import AskRecord, GroupCommit, Journal
 from pulsing_daemon.wire import fingerprint, read_outcome, stored_outcome
 
 MAX_KEY_LENGTH = 256
@@ -70,7 +75,9 @@ class IdempotencyStore:
         self.journal = journal
         self.retention = retention
         # keys being run here: (future of the outcome for repeats, fingerprint)
-        self._running: dict[tuple[str, str], tuple[asyncio.Future[Outcome], str]] = {}
+        # (the future's value is an AskRecord when the first was answered by the stored
+        # record of an earlier ask: each repeat then gets that record's answer)
+        self._running: dict[tuple[str, str], tuple[asyncio.Future[Outcome | AskRecord], str]] = {}
         # Outcomes are written in group commits: one transaction per loop iteration.
         self._commits = GroupCommit(journal)
 
@@ -104,14 +111,28 @@ class IdempotencyStore:
                         ),
                     )
                 ) from None
+            if isinstance(outcome, AskRecord):  # the first was answered by a stored record
+                return self._answer_from(cell, envelope, key, outcome, request_fingerprint)
             return _replay(outcome)
-        record = self.journal.ask_record(cell.name, key)
-        if record is None:
-            # A new key (the common case): claimed in memory, so repeats arriving from
-            # now on wait for this one. Nothing is written until the op is handed over
-            # (see pulsing_daemon.handover): a crash before that leaves the key free.
-            self._running[slot] = (asyncio.get_running_loop().create_future(), request_fingerprint)
-            return await self._first(cell, envelope, key, slot, request_fingerprint)
+        # Not running here: claimed in memory, so repeats arriving from now on wait for
+        # this one. Whether the store holds a record of an earlier ask with this key is
+        # found when the op is handed over (pulsing_daemon.handover): the durable claim
+        # is a conditional insert, which finds the earlier record instead of writing; the
+        # op then never starts and the record answers. An ask that never gets that far
+        # looks the record up when it is answered (``_first``). Nothing is written until
+        # the handover: a crash before it leaves the key free.
+        self._running[slot] = (asyncio.get_running_loop().create_future(), request_fingerprint)
+        return await self._first(cell, envelope, key, slot, request_fingerprint)
+
+    def _answer_from(
+        self,
+        cell: ActorCell,
+        envelope: Envelope,
+        key: str,
+        record: AskRecord,
+        request_fingerprint: str,
+    ) -> tuple[Any, bool]:
+        """The answer a stored record of an earlier ask gives a repeat of its key."""
         if record.fingerprint != request_fingerprint:
             raise self._conflict(cell, key)
         if record.done and record.outcome is not None:
@@ -136,7 +157,26 @@ class IdempotencyStore:
             )
         )
 
-    def _release(self, slot: tuple[str, str], outcome: Outcome) -> None:
+    def _settle_unheld(
+        self,
+        cell: ActorCell,
+        envelope: Envelope,
+        key: str,
+        slot: tuple[str, str],
+        request_fingerprint: str,
+        error: PulsingError,
+    ) -> tuple[Any, bool]:
+        """An ask answered with ``error`` before it held the key (nothing of it was
+        written): the stored record of an earlier ask with this key answers instead, as
+        it would have had the op been handed over; else ``error`` does."""
+        record = self.journal.ask_record(cell.name, key)
+        if record is not None:
+            self._release(slot, record)
+            return self._answer_from(cell, envelope, key, record, request_fingerprint)
+        self._release(slot, (None, error))
+        raise error
+
+    def _release(self, slot: tuple[str, str], outcome: Outcome | AskRecord) -> None:
         running = self._running.pop(slot, None)
         if running is not None and not running[0].done():
             running[0].set_result(outcome)
@@ -149,13 +189,12 @@ class IdempotencyStore:
         slot: tuple[str, str],
         request_fingerprint: str,
     ) -> tuple[Any, bool]:
-        """Run the first ask with this key; the cell records it as handed over."""
-        envelope.handover = _Handover(self, cell.name, key, request_fingerprint)
+        """Run the first ask with this key here; the cell records it as handed over."""
+        handover = envelope.handover = _Handover(self, cell.name, key, request_fingerprint)
         try:
             cell.submit(envelope)
         except PulsingError as error:  # the actor cannot take it: it never ran, no record
-            self._release(slot, (None, error))
-            raise
+            return self._settle_unheld(cell, envelope, key, slot, request_fingerprint, error)
 
         def late(value: Any, error: PulsingError | None) -> None:
             # A sync op finished after its caller timed out: store what really happened.
@@ -167,6 +206,13 @@ class IdempotencyStore:
             outcome: Outcome = (value, None)
         except PulsingError as error:
             outcome = (None, error)
+        if handover.found is not None:  # the key had a record: the op was not started
+            self._release(slot, handover.found)
+            return self._answer_from(cell, envelope, key, handover.found, request_fingerprint)
+        if outcome[1] is not None and not handover.held:
+            # Answered before it ever held the key (expired in the mailbox, actor
+            # stopped, bad arguments): an earlier ask's record, if any, answers instead.
+            return self._settle_unheld(cell, envelope, key, slot, request_fingerprint, outcome[1])
         left_running = (
             isinstance(outcome[1], PulsingTimeoutError)
             and envelope.executed
@@ -230,16 +276,27 @@ class IdempotencyStore:
 class _Handover:
     """The durable "handed over" record of one keyed ask (see pulsing_daemon.handover)."""
 
-    __slots__ = ("actor", "fingerprint", "key", "store")
+    __slots__ = ("actor", "fingerprint", "found", "held", "key", "store")
 
     def __init__(self, store: IdempotencyStore, actor: str, key: str, fingerprint: str) -> None:
         self.store, self.actor, self.key, self.fingerprint = store, actor, key, fingerprint
+        # A claim of this ask found the key free: no earlier ask's record to answer from
+        # (true from then on, even if that claim is later taken back or rolled back).
+        self.held = False
+        self.found: AskRecord | None = None  # the record of an earlier ask with the key
 
     def record(self) -> asyncio.Future[Any]:
+        return self.store._commits.run(self._claim)
+
+    def _claim(self) -> bool:
+        # In the group commit's transaction: the insert, or the record it found (read in
+        # the same transaction, so it is the one that made the insert a no-op).
         journal = self.store.journal
-        return self.store._commits.run(
-            lambda: journal.claim_ask(self.actor, self.key, self.fingerprint)
-        )
+        if journal.claim_ask(self.actor, self.key, self.fingerprint):
+            self.held = True
+            return True
+        self.found = journal.ask_record(self.actor, self.key)
+        return False
 
     def revoke(self) -> None:
         journal = self.store.journal
