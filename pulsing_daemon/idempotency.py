@@ -34,6 +34,7 @@ Rules (also in pulsing.toml(5)):
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from pulsing_daemon.cell import ActorCell
@@ -74,10 +75,11 @@ class IdempotencyStore:
     def __init__(self, journal: Journal, retention: float) -> None:
         self.journal = journal
         self.retention = retention
-        # keys being run here: (future of the outcome for repeats, fingerprint)
-        # (the future's value is an AskRecord when the first was answered by the stored
-        # record of an earlier ask: each repeat then gets that record's answer)
-        self._running: dict[tuple[str, str], tuple[asyncio.Future[Outcome | AskRecord], str]] = {}
+        # keys being run here: their fingerprint, and the future of the outcome for
+        # repeats, made when the first repeat comes (its value is an AskRecord when the
+        # first was answered by the stored record of an earlier ask: each repeat then
+        # gets that record's answer)
+        self._running: dict[tuple[str, str], _Running] = {}
         # Outcomes are written in group commits: one transaction per loop iteration.
         self._commits = GroupCommit(journal)
 
@@ -94,9 +96,11 @@ class IdempotencyStore:
         request_fingerprint = fingerprint(envelope.op, envelope.args, envelope.kwargs)
         running = self._running.get(slot)
         if running is not None:  # a concurrent repeat: wait for the first (within our deadline)
-            shared, first_print = running
-            if first_print != request_fingerprint:
+            if running.fingerprint != request_fingerprint:
                 raise self._conflict(cell, key)
+            shared = running.outcome
+            if shared is None:
+                shared = running.outcome = asyncio.get_running_loop().create_future()
             remaining = Deadline(envelope.deadline).remaining()
             try:
                 outcome = await asyncio.wait_for(asyncio.shield(shared), remaining)
@@ -121,7 +125,7 @@ class IdempotencyStore:
         # op then never starts and the record answers. An ask that never gets that far
         # looks the record up when it is answered (``_first``). Nothing is written until
         # the handover: a crash before it leaves the key free.
-        self._running[slot] = (asyncio.get_running_loop().create_future(), request_fingerprint)
+        self._running[slot] = _Running(request_fingerprint)
         return await self._first(cell, envelope, key, slot, request_fingerprint)
 
     def _answer_from(
@@ -178,8 +182,8 @@ class IdempotencyStore:
 
     def _release(self, slot: tuple[str, str], outcome: Outcome | AskRecord) -> None:
         running = self._running.pop(slot, None)
-        if running is not None and not running[0].done():
-            running[0].set_result(outcome)
+        if running is not None and running.outcome is not None and not running.outcome.done():
+            running.outcome.set_result(outcome)
 
     async def _first(
         self,
@@ -206,9 +210,10 @@ class IdempotencyStore:
             outcome: Outcome = (value, None)
         except PulsingError as error:
             outcome = (None, error)
-        if handover.found is not None:  # the key had a record: the op was not started
-            self._release(slot, handover.found)
-            return self._answer_from(cell, envelope, key, handover.found, request_fingerprint)
+        found = handover.found
+        if found is not None:  # the key had a record: the op was not started
+            self._release(slot, found)
+            return self._answer_from(cell, envelope, key, found, request_fingerprint)
         if outcome[1] is not None and not handover.held:
             # Answered before it ever held the key (expired in the mailbox, actor
             # stopped, bad arguments): an earlier ask's record, if any, answers instead.
@@ -220,7 +225,7 @@ class IdempotencyStore:
         )
         if not left_running:  # else ``late`` settles the record when the op ends
             # Stored (committed) before the caller hears the outcome.
-            await self._record_outcome(
+            written = self._record_outcome(
                 slot,
                 key,
                 cell.name,
@@ -229,6 +234,8 @@ class IdempotencyStore:
                 envelope.result_json,
                 bool(envelope.handed),
             )
+            if written is not None:
+                await written
         if outcome[1] is not None:
             raise outcome[1]
         return outcome[0], False
@@ -242,41 +249,59 @@ class IdempotencyStore:
         executed: bool,
         result_json: str | None,
         handed: bool,
-    ) -> asyncio.Future[Any]:
+    ) -> asyncio.Future[None] | None:
         """Store or drop the record; then, and only then, release waiting repeats.
+        Returns the future of the write's commit (None when nothing is written).
 
         The slot stays "running" until the write has committed, so a repeat never
         reads a record still marked started for an ask that has in fact finished.
         """
         value, error = outcome
+        journal = self.journal
+        if not handed:  # nothing of it is in the store
+            self._release(slot, outcome)
+            return None
         if is_final(error, executed):
             text = stored_outcome(value, error, result_json)
-            written = self._commits.run(lambda: self.journal.finish_ask(actor, key, text))
-        elif not handed:  # nothing was written
-            written = asyncio.get_running_loop().create_future()
-            written.set_result(None)
+            statement = lambda: journal.finish_ask(actor, key, text)  # noqa: E731
         elif executed and isinstance(error, PulsingRuntimeError):
             # The op started, then the daemon gave up on it (shutdown past the grace
             # period): its outcome is unknown. Keep the record "started" so a repeat
             # after the restart is told so, and the op never runs twice.
-            written = asyncio.get_running_loop().create_future()
-            written.set_result(None)
-        else:
-            written = self._commits.run(lambda: self.journal.forget_ask(actor, key))
-
-        def release(done: asyncio.Future[Any]) -> None:
-            if not done.cancelled():
-                done.exception()  # retrieved here; the first caller re-raises it
             self._release(slot, outcome)
+            return None
+        else:
+            statement = lambda: journal.forget_ask(actor, key)  # noqa: E731
+        written: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
-        written.add_done_callback(release)
+        def settled(failed: Exception | None) -> None:
+            self._release(slot, outcome)
+            if written.done():  # the first caller left (cancelled)
+                return
+            if failed is None:
+                written.set_result(None)
+            else:  # the first caller re-raises it
+                written.set_exception(failed)
+                written.exception()  # retrieved: a caller that left must not warn
+
+        self._commits.add(statement, settled)
         return written
+
+
+class _Running:
+    """A key being run here (see ``IdempotencyStore._running``)."""
+
+    __slots__ = ("fingerprint", "outcome")
+
+    def __init__(self, fingerprint: str) -> None:
+        self.fingerprint = fingerprint
+        self.outcome: asyncio.Future[Outcome | AskRecord] | None = None
 
 
 class _Handover:
     """The durable "handed over" record of one keyed ask (see pulsing_daemon.handover)."""
 
-    __slots__ = ("actor", "fingerprint", "found", "held", "key", "store")
+    __slots__ = ("actor", "fingerprint", "found", "held", "key", "store", "taken")
 
     def __init__(self, store: IdempotencyStore, actor: str, key: str, fingerprint: str) -> None:
         self.store, self.actor, self.key, self.fingerprint = store, actor, key, fingerprint
@@ -284,29 +309,26 @@ class _Handover:
         # (true from then on, even if that claim is later taken back or rolled back).
         self.held = False
         self.found: AskRecord | None = None  # the record of an earlier ask with the key
+        self.taken = False  # the last claim found the key taken (by ``found``)
 
-    def record(self) -> asyncio.Future[Any]:
-        return self.store._commits.run(self._claim)
+    def record(self, after: Callable[[Exception | None], None] | None = None) -> None:
+        self.store._commits.add(self._claim, after)
 
-    def _claim(self) -> bool:
+    def _claim(self) -> None:
         # In the group commit's transaction: the insert, or the record it found (read in
         # the same transaction, so it is the one that made the insert a no-op).
         journal = self.store.journal
         if journal.claim_ask(self.actor, self.key, self.fingerprint):
             self.held = True
-            return True
-        self.found = journal.ask_record(self.actor, self.key)
-        return False
+            self.taken, self.found = False, None
+        else:
+            self.taken = True
+            self.found = journal.ask_record(self.actor, self.key)
 
     def revoke(self) -> None:
+        # A failed delete leaves the record: "outcome unknown", the safe side.
         journal = self.store.journal
-        written = self.store._commits.run(lambda: journal.forget_ask(self.actor, self.key))
-        written.add_done_callback(_retrieve)
-
-
-def _retrieve(done: asyncio.Future[Any]) -> None:
-    if not done.cancelled():
-        done.exception()  # a failed delete leaves the record: "unknown", the safe side
+        self.store._commits.add(lambda: journal.forget_ask(self.actor, self.key))
 
 
 def _replay(outcome: Outcome) -> tuple[Any, bool]:

@@ -267,35 +267,54 @@ class Journal:
 class GroupCommit:
     """Statements queued during one event-loop iteration, committed as one transaction.
 
-    One WAL commit for many writes: ``run(statement)`` returns a future resolved with
-    the statement's result once the transaction holding it has committed.
+    One WAL commit for many writes. ``run(statement)`` returns a future resolved with
+    the statement's result once the transaction holding it has committed. ``add`` is
+    the lighter form for the hot path, with no future: ``after(error)`` is called right
+    after the commit (with ``None``) or the rollback (with the error), in the flush.
     """
 
     def __init__(self, journal: Journal) -> None:
         self.journal = journal
-        self._pending: list[tuple[Callable[[], Any], asyncio.Future[Any]]] = []
+        self._pending: list[tuple[Callable[[], Any], asyncio.Future[Any] | None]] = []
+        self._after: list[Callable[[Exception | None], None]] = []
 
     def run(self, statement: Callable[[], Any]) -> asyncio.Future[Any]:
-        loop = asyncio.get_running_loop()
-        future = loop.create_future()
-        if not self._pending:
-            loop.call_soon(self._flush)
-        self._pending.append((statement, future))
+        future = asyncio.get_running_loop().create_future()
+        self._queue(statement, future)
         return future
+
+    def add(
+        self,
+        statement: Callable[[], Any],
+        after: Callable[[Exception | None], None] | None = None,
+    ) -> None:
+        self._queue(statement, None)
+        if after is not None:
+            self._after.append(after)
+
+    def _queue(self, statement: Callable[[], Any], future: asyncio.Future[Any] | None) -> None:
+        if not self._pending:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._pending.append((statement, future))
 
     def _flush(self) -> None:
         batch, self._pending = self._pending, []
+        after, self._after = self._after, []
+        error: Exception | None = None
+        results: list[Any] = []
         try:
             with self.journal.transaction():
                 results = [statement() for statement, _ in batch]
         except Exception as exc:  # rolled back: every statement of the batch failed
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-            return
-        for (_, future), result in zip(batch, results, strict=True):
-            if not future.done():
-                future.set_result(result)
+            error = exc
+        for callback in after:
+            callback(error)
+        for index, (_, future) in enumerate(batch):
+            if future is not None and not future.done():
+                if error is None:
+                    future.set_result(results[index])
+                else:
+                    future.set_exception(error)
 
 
 class _Transaction:

@@ -281,3 +281,21 @@ def test_a_repeat_of_a_key_left_started_waits_its_turn_and_never_runs(tmp_path: 
         assert runs("left-1") == 0
 
     run_keyed(tmp_path, scenario, before=died_while_running)
+
+
+@pytest.mark.parametrize(
+    ("op", "args", "kwargs"),
+    [
+        ("aecho", [], {"x": 1}),
+        ("op", [1, 2.5, "é", None, True, [], {}], {"b": [1, {"z": 1, "a": -0.0}], "a": "\u2028"}),
+        ("big", [10**30, 1e300, "\ud800"], {"nested": [[[{"k": "v"}]]]}),
+    ],
+)
+def test_the_fingerprint_text_is_what_the_store_always_kept(
+    op: str, args: list[Any], kwargs: dict[str, Any]
+) -> None:
+    """Built once for speed, its text must not change: stored records compare to it."""
+    import json
+
+    kept = json.dumps([op, args, kwargs], sort_keys=True, separators=(",", ":"), default=str)
+    assert fingerprint(op, args, kwargs) == kept
