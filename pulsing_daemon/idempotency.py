@@ -49,7 +49,7 @@ from pulsing_daemon.exceptions import (
     PulsingUnsupportedError,
     from_wire,
 )
-from pulsing_daemon.journal import AskRecord, GroupCommit, Journal
+from pulsing_daemon.journal import FINISH_ASK, AskRecord, GroupCommit, Journal
 from pulsing_daemon.wire import fingerprint, read_outcome, stored_outcome
 
 MAX_KEY_LENGTH = 256
@@ -261,17 +261,15 @@ class IdempotencyStore:
         if not handed:  # nothing of it is in the store
             self._release(slot, outcome)
             return None
+        row: tuple[Any, ...] | None = None  # of FINISH_ASK: rows of it go in one executemany
         if is_final(error, executed):
-            text = stored_outcome(value, error, result_json)
-            statement = lambda: journal.finish_ask(actor, key, text)  # noqa: E731
+            row = journal.finish_ask_row(actor, key, stored_outcome(value, error, result_json))
         elif executed and isinstance(error, PulsingRuntimeError):
             # The op started, then the daemon gave up on it (shutdown past the grace
             # period): its outcome is unknown. Keep the record "started" so a repeat
             # after the restart is told so, and the op never runs twice.
             self._release(slot, outcome)
             return None
-        else:
-            statement = lambda: journal.forget_ask(actor, key)  # noqa: E731
         written: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
         def settled(failed: Exception | None) -> None:
@@ -284,7 +282,10 @@ class IdempotencyStore:
                 written.set_exception(failed)
                 written.exception()  # retrieved: a caller that left must not warn
 
-        self._commits.add(statement, settled)
+        if row is not None:
+            self._commits.add_row(FINISH_ASK, row, settled)
+        else:
+            self._commits.add(lambda: journal.forget_ask(actor, key), settled)
         return written
 
 
