@@ -327,9 +327,17 @@ class _Handover:
             self.found = journal.ask_record(self.actor, self.key)
 
     def revoke(self) -> None:
-        # A failed delete leaves the record: "outcome unknown", the safe side.
-        journal = self.store.journal
-        self.store._commits.add(lambda: journal.forget_ask(self.actor, self.key))
+        # A failed delete leaves the record: "outcome unknown", the safe side. A record
+        # the claim found (an earlier ask's) is never this ask's to delete: not when the
+        # claim is known taken now (revoke_waiting may run before hand_over has read the
+        # claims back, after a loop turn longer than AHEAD_FOR), nor when it turns out
+        # taken by the time the delete runs.
+        if not self.taken:
+            self.store._commits.add(self._forget)
+
+    def _forget(self) -> None:
+        if not self.taken:
+            self.store.journal.forget_ask(self.actor, self.key)
 
 
 def _replay(outcome: Outcome) -> tuple[Any, bool]:

@@ -299,3 +299,40 @@ def test_the_fingerprint_text_is_what_the_store_always_kept(
 
     kept = json.dumps([op, args, kwargs], sort_keys=True, separators=(",", ":"), default=str)
     assert fingerprint(op, args, kwargs) == kept
+
+
+def test_taking_back_a_claim_that_found_the_key_taken_never_deletes_the_record(
+    tmp_path: Path,
+) -> None:
+    """revoke_waiting may reach an ask handed over ahead before hand_over has read its
+    claim back (a loop turn longer than AHEAD_FOR): if that claim found an earlier
+    ask's record, taking it back must leave that record alone, or a repeat would run."""
+    from pulsing_daemon.idempotency import _Handover
+
+    print_ = fingerprint("put", [], {"token": "kept-1"})
+
+    def stored(journal: Journal) -> None:
+        journal.claim_ask("s", "k", print_)
+        journal.finish_ask("s", "k", stored_outcome(1, None))
+
+    async def scenario(keyed: Keyed) -> None:
+        store = keyed.store
+        handover = _Handover(store, "s", "k", print_)
+        committed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        handover.record(lambda error: committed.set_result(None))
+        await committed
+        assert handover.taken and handover.found is not None and handover.found.done
+        handover.revoke()
+        fresh = _Handover(store, "s", "fresh", print_)
+        fresh.record()
+        fresh.revoke()  # queued before the claim runs: the delete follows the insert
+        handover.taken = False  # as if read before the claim ran: the delete checks again
+        handover.revoke()
+        handover.taken = True
+        assert await keyed.ask("k", "put", token="kept-1") == (1, True)
+        record = store.journal.ask_record("s", "k")
+        assert record is not None and record.done
+        assert store.journal.ask_record("s", "fresh") is None
+        assert runs("kept-1") == 0
+
+    run_keyed(tmp_path, scenario, before=stored)
