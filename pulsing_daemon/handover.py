@@ -15,6 +15,12 @@ not started within ``AHEAD_FOR`` seconds (the op in front of it is slow) is take
 turn comes. A crash can thus leave "outcome unknown" on an ask that never ran only in
 the first ``AHEAD_FOR`` seconds behind a slow op.
 
+The record is a conditional insert: when the key already has a record (of an earlier
+ask, finished or left "started" by a daemon that died), nothing is written, the op is
+not started (:func:`decline`), and the idempotency store answers from that record. So
+a keyed ask costs two statements (this one and its outcome), with no read of the store
+when it arrives.
+
 The cell knows nothing of keys: the idempotency store gives a keyed envelope a
 :class:`Handover` (``envelope.handover``), and the cell calls it.
 """
@@ -22,7 +28,8 @@ The cell knows nothing of keys: the idempotency store gives a keyed envelope a
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
 
 from pulsing_daemon.exceptions import PulsingRuntimeError, PulsingSystemError
 from pulsing_daemon.hosts.base import InstanceLost
@@ -43,8 +50,13 @@ class Handover(Protocol):
 
     key: str
 
-    def record(self) -> asyncio.Future[Any]:
-        """Queue the durable "handed over" record; the future resolves once committed."""
+    taken: bool  # the last record() found the key taken
+
+    def record(self, after: Callable[[Exception | None], None] | None = None) -> None:
+        """Queue the durable "handed over" record, a conditional insert, in the group
+        commit; ``after(error)`` is called once it has committed (None) or failed. It
+        is not written when the key has a record already (an earlier ask's): then
+        ``taken`` is true, and the op must not start."""
 
     def revoke(self) -> None:
         """The op will not start now after all (it went back to the mailbox): delete
@@ -73,16 +85,29 @@ async def hand_over(cell: ActorCell, envelope: Envelope) -> bool:
             and queued.state is EnvelopeState.QUEUED  # not answered (expired) meanwhile
         ):
             batch.append(queued)
-    written = [member.handover.record() for member in batch]  # type: ignore[union-attr]
+    committed: asyncio.Future[None] = loop.create_future()
+
+    def settled(error: Exception | None) -> None:
+        if committed.done():  # cancelled: the daemon is shutting down
+            return
+        if error is None:
+            committed.set_result(None)
+        else:
+            committed.set_exception(error)
+
+    # One group commit holds them all (queued together, before any flush): the last
+    # one is settled when every one is.
+    for member in batch[:-1]:
+        member.handover.record()  # type: ignore[union-attr]
+    batch[-1].handover.record(settled)  # type: ignore[union-attr]
     now = loop.time()
     for member in batch:
         member.handed = now
     if len(batch) > 1:
         loop.call_later(AHEAD_FOR, revoke_waiting, cell)
+    failed: Exception | None = None
     try:
-        # One group commit holds them all (queued together, before any flush): the last
-        # one is settled when every one is.
-        await written[-1]
+        await committed
     except asyncio.CancelledError:  # daemon shutdown past the grace period
         cell.answer(
             envelope,
@@ -93,11 +118,15 @@ async def hand_over(cell: ActorCell, envelope: Envelope) -> bool:
             ),
         )
         raise
-    except Exception:  # the commit failed: every member's future says so (read below)
-        pass
-    errors = [f.exception() for f in written]  # each retrieved: no "never retrieved" noise
-    failed = next((e for e in errors if e is not None), None)
+    except Exception as exc:  # the commit failed: none of them was written
+        failed = exc
     if failed is None:
+        for member in batch:
+            if member.handover.taken:  # type: ignore[union-attr]
+                member.handed = 0.0  # the key had a record (an earlier ask's)
+        if not envelope.handed:
+            decline(envelope)
+            return False
         if envelope.deadline > loop.time():
             return True
         cell.answer(envelope, error=cell.expired_error(envelope))  # it will not start
@@ -111,6 +140,22 @@ async def hand_over(cell: ActorCell, envelope: Envelope) -> bool:
         ),
     )
     return False
+
+
+def decline(envelope: Envelope) -> None:
+    """Settle a keyed ask whose claim found the record of an earlier ask with its key:
+    its op never starts, and the idempotency store answers from that record. Not an
+    outcome of the actor's, so not counted in its status nor its metrics."""
+    from pulsing_daemon.envelope import EnvelopeState
+
+    envelope.state = EnvelopeState.DONE
+    if envelope.timer is not None:
+        envelope.timer.cancel()
+    if not envelope.future.done():
+        envelope.future.set_exception(
+            PulsingSystemError(f"{envelope.op} was not started: its key is taken", recoverable=True)
+        )
+        envelope.future.exception()  # retrieved: the store answers from the record instead
 
 
 def revoke_waiting(cell: ActorCell) -> None:

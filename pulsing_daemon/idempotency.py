@@ -18,6 +18,11 @@ Rules (also in pulsing.toml(5)):
   *started* record: the outcome is unknown, as after a SIGKILL.
 - A sync op still running after its caller timed out keeps its record; its real
   outcome is stored when it finishes, and a repeat meanwhile waits for it.
+- A repeat finds the stored record of an earlier ask when its own claim at the
+  handover finds the key taken (a conditional insert; the op is then not started), or,
+  answered before the handover (expired in the mailbox, actor stopped, mailbox full),
+  by reading the record then; either way the record answers it as below. So a repeat
+  of a stored key waits its turn in the mailbox like any ask; the answer is the same.
 - A concurrent repeat waits for the first and gets the same outcome.
 - The same key with a different op or arguments is a business error (HTTP 422).
 - A record still *started* when the daemon starts means the daemon died after the op
@@ -29,6 +34,7 @@ Rules (also in pulsing.toml(5)):
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from pulsing_daemon.cell import ActorCell
@@ -43,7 +49,7 @@ from pulsing_daemon.exceptions import (
     PulsingUnsupportedError,
     from_wire,
 )
-from pulsing_daemon.journal import GroupCommit, Journal
+from pulsing_daemon.journal import FINISH_ASK, AskRecord, GroupCommit, Journal
 from pulsing_daemon.wire import fingerprint, read_outcome, stored_outcome
 
 MAX_KEY_LENGTH = 256
@@ -69,8 +75,11 @@ class IdempotencyStore:
     def __init__(self, journal: Journal, retention: float) -> None:
         self.journal = journal
         self.retention = retention
-        # keys being run here: (future of the outcome for repeats, fingerprint)
-        self._running: dict[tuple[str, str], tuple[asyncio.Future[Outcome], str]] = {}
+        # keys being run here: their fingerprint, and the future of the outcome for
+        # repeats, made when the first repeat comes (its value is an AskRecord when the
+        # first was answered by the stored record of an earlier ask: each repeat then
+        # gets that record's answer)
+        self._running: dict[tuple[str, str], _Running] = {}
         # Outcomes are written in group commits: one transaction per loop iteration.
         self._commits = GroupCommit(journal)
 
@@ -87,9 +96,11 @@ class IdempotencyStore:
         request_fingerprint = fingerprint(envelope.op, envelope.args, envelope.kwargs)
         running = self._running.get(slot)
         if running is not None:  # a concurrent repeat: wait for the first (within our deadline)
-            shared, first_print = running
-            if first_print != request_fingerprint:
+            if running.fingerprint != request_fingerprint:
                 raise self._conflict(cell, key)
+            shared = running.outcome
+            if shared is None:
+                shared = running.outcome = asyncio.get_running_loop().create_future()
             remaining = Deadline(envelope.deadline).remaining()
             try:
                 outcome = await asyncio.wait_for(asyncio.shield(shared), remaining)
@@ -104,14 +115,28 @@ class IdempotencyStore:
                         ),
                     )
                 ) from None
+            if isinstance(outcome, AskRecord):  # the first was answered by a stored record
+                return self._answer_from(cell, envelope, key, outcome, request_fingerprint)
             return _replay(outcome)
-        record = self.journal.ask_record(cell.name, key)
-        if record is None:
-            # A new key (the common case): claimed in memory, so repeats arriving from
-            # now on wait for this one. Nothing is written until the op is handed over
-            # (see pulsing_daemon.handover): a crash before that leaves the key free.
-            self._running[slot] = (asyncio.get_running_loop().create_future(), request_fingerprint)
-            return await self._first(cell, envelope, key, slot, request_fingerprint)
+        # Not running here: claimed in memory, so repeats arriving from now on wait for
+        # this one. Whether the store holds a record of an earlier ask with this key is
+        # found when the op is handed over (pulsing_daemon.handover): the durable claim
+        # is a conditional insert, which finds the earlier record instead of writing; the
+        # op then never starts and the record answers. An ask that never gets that far
+        # looks the record up when it is answered (``_first``). Nothing is written until
+        # the handover: a crash before it leaves the key free.
+        self._running[slot] = _Running(request_fingerprint)
+        return await self._first(cell, envelope, key, slot, request_fingerprint)
+
+    def _answer_from(
+        self,
+        cell: ActorCell,
+        envelope: Envelope,
+        key: str,
+        record: AskRecord,
+        request_fingerprint: str,
+    ) -> tuple[Any, bool]:
+        """The answer a stored record of an earlier ask gives a repeat of its key."""
         if record.fingerprint != request_fingerprint:
             raise self._conflict(cell, key)
         if record.done and record.outcome is not None:
@@ -136,10 +161,29 @@ class IdempotencyStore:
             )
         )
 
-    def _release(self, slot: tuple[str, str], outcome: Outcome) -> None:
+    def _settle_unheld(
+        self,
+        cell: ActorCell,
+        envelope: Envelope,
+        key: str,
+        slot: tuple[str, str],
+        request_fingerprint: str,
+        error: PulsingError,
+    ) -> tuple[Any, bool]:
+        """An ask answered with ``error`` before it held the key (nothing of it was
+        written): the stored record of an earlier ask with this key answers instead, as
+        it would have had the op been handed over; else ``error`` does."""
+        record = self.journal.ask_record(cell.name, key)
+        if record is not None:
+            self._release(slot, record)
+            return self._answer_from(cell, envelope, key, record, request_fingerprint)
+        self._release(slot, (None, error))
+        raise error
+
+    def _release(self, slot: tuple[str, str], outcome: Outcome | AskRecord) -> None:
         running = self._running.pop(slot, None)
-        if running is not None and not running[0].done():
-            running[0].set_result(outcome)
+        if running is not None and running.outcome is not None and not running.outcome.done():
+            running.outcome.set_result(outcome)
 
     async def _first(
         self,
@@ -149,13 +193,12 @@ class IdempotencyStore:
         slot: tuple[str, str],
         request_fingerprint: str,
     ) -> tuple[Any, bool]:
-        """Run the first ask with this key; the cell records it as handed over."""
-        envelope.handover = _Handover(self, cell.name, key, request_fingerprint)
+        """Run the first ask with this key here; the cell records it as handed over."""
+        handover = envelope.handover = _Handover(self, cell.name, key, request_fingerprint)
         try:
             cell.submit(envelope)
         except PulsingError as error:  # the actor cannot take it: it never ran, no record
-            self._release(slot, (None, error))
-            raise
+            return self._settle_unheld(cell, envelope, key, slot, request_fingerprint, error)
 
         def late(value: Any, error: PulsingError | None) -> None:
             # A sync op finished after its caller timed out: store what really happened.
@@ -167,6 +210,14 @@ class IdempotencyStore:
             outcome: Outcome = (value, None)
         except PulsingError as error:
             outcome = (None, error)
+        found = handover.found
+        if found is not None:  # the key had a record: the op was not started
+            self._release(slot, found)
+            return self._answer_from(cell, envelope, key, found, request_fingerprint)
+        if outcome[1] is not None and not handover.held:
+            # Answered before it ever held the key (expired in the mailbox, actor
+            # stopped, bad arguments): an earlier ask's record, if any, answers instead.
+            return self._settle_unheld(cell, envelope, key, slot, request_fingerprint, outcome[1])
         left_running = (
             isinstance(outcome[1], PulsingTimeoutError)
             and envelope.executed
@@ -174,7 +225,7 @@ class IdempotencyStore:
         )
         if not left_running:  # else ``late`` settles the record when the op ends
             # Stored (committed) before the caller hears the outcome.
-            await self._record_outcome(
+            written = self._record_outcome(
                 slot,
                 key,
                 cell.name,
@@ -183,6 +234,8 @@ class IdempotencyStore:
                 envelope.result_json,
                 bool(envelope.handed),
             )
+            if written is not None:
+                await written
         if outcome[1] is not None:
             raise outcome[1]
         return outcome[0], False
@@ -196,60 +249,95 @@ class IdempotencyStore:
         executed: bool,
         result_json: str | None,
         handed: bool,
-    ) -> asyncio.Future[Any]:
+    ) -> asyncio.Future[None] | None:
         """Store or drop the record; then, and only then, release waiting repeats.
+        Returns the future of the write's commit (None when nothing is written).
 
         The slot stays "running" until the write has committed, so a repeat never
         reads a record still marked started for an ask that has in fact finished.
         """
         value, error = outcome
+        journal = self.journal
+        if not handed:  # nothing of it is in the store
+            self._release(slot, outcome)
+            return None
+        row: tuple[Any, ...] | None = None  # of FINISH_ASK: rows of it go in one executemany
         if is_final(error, executed):
-            text = stored_outcome(value, error, result_json)
-            written = self._commits.run(lambda: self.journal.finish_ask(actor, key, text))
-        elif not handed:  # nothing was written
-            written = asyncio.get_running_loop().create_future()
-            written.set_result(None)
+            row = journal.finish_ask_row(actor, key, stored_outcome(value, error, result_json))
         elif executed and isinstance(error, PulsingRuntimeError):
             # The op started, then the daemon gave up on it (shutdown past the grace
             # period): its outcome is unknown. Keep the record "started" so a repeat
             # after the restart is told so, and the op never runs twice.
-            written = asyncio.get_running_loop().create_future()
-            written.set_result(None)
-        else:
-            written = self._commits.run(lambda: self.journal.forget_ask(actor, key))
-
-        def release(done: asyncio.Future[Any]) -> None:
-            if not done.cancelled():
-                done.exception()  # retrieved here; the first caller re-raises it
             self._release(slot, outcome)
+            return None
+        written: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
-        written.add_done_callback(release)
+        def settled(failed: Exception | None) -> None:
+            self._release(slot, outcome)
+            if written.done():  # the first caller left (cancelled)
+                return
+            if failed is None:
+                written.set_result(None)
+            else:  # the first caller re-raises it
+                written.set_exception(failed)
+                written.exception()  # retrieved: a caller that left must not warn
+
+        if row is not None:
+            self._commits.add_row(FINISH_ASK, row, settled)
+        else:
+            self._commits.add(lambda: journal.forget_ask(actor, key), settled)
         return written
+
+
+class _Running:
+    """A key being run here (see ``IdempotencyStore._running``)."""
+
+    __slots__ = ("fingerprint", "outcome")
+
+    def __init__(self, fingerprint: str) -> None:
+        self.fingerprint = fingerprint
+        self.outcome: asyncio.Future[Outcome | AskRecord] | None = None
 
 
 class _Handover:
     """The durable "handed over" record of one keyed ask (see pulsing_daemon.handover)."""
 
-    __slots__ = ("actor", "fingerprint", "key", "store")
+    __slots__ = ("actor", "fingerprint", "found", "held", "key", "store", "taken")
 
     def __init__(self, store: IdempotencyStore, actor: str, key: str, fingerprint: str) -> None:
         self.store, self.actor, self.key, self.fingerprint = store, actor, key, fingerprint
+        # A claim of this ask found the key free: no earlier ask's record to answer from
+        # (true from then on, even if that claim is later taken back or rolled back).
+        self.held = False
+        self.found: AskRecord | None = None  # the record of an earlier ask with the key
+        self.taken = False  # the last claim found the key taken (by ``found``)
 
-    def record(self) -> asyncio.Future[Any]:
+    def record(self, after: Callable[[Exception | None], None] | None = None) -> None:
+        self.store._commits.add(self._claim, after)
+
+    def _claim(self) -> None:
+        # In the group commit's transaction: the insert, or the record it found (read in
+        # the same transaction, so it is the one that made the insert a no-op).
         journal = self.store.journal
-        return self.store._commits.run(
-            lambda: journal.claim_ask(self.actor, self.key, self.fingerprint)
-        )
+        if journal.claim_ask(self.actor, self.key, self.fingerprint):
+            self.held = True
+            self.taken, self.found = False, None
+        else:
+            self.taken = True
+            self.found = journal.ask_record(self.actor, self.key)
 
     def revoke(self) -> None:
-        journal = self.store.journal
-        written = self.store._commits.run(lambda: journal.forget_ask(self.actor, self.key))
-        written.add_done_callback(_retrieve)
+        # A failed delete leaves the record: "outcome unknown", the safe side. A record
+        # the claim found (an earlier ask's) is never this ask's to delete: not when the
+        # claim is known taken now (revoke_waiting may run before hand_over has read the
+        # claims back, after a loop turn longer than AHEAD_FOR), nor when it turns out
+        # taken by the time the delete runs.
+        if not self.taken:
+            self.store._commits.add(self._forget)
 
-
-def _retrieve(done: asyncio.Future[Any]) -> None:
-    if not done.cancelled():
-        done.exception()  # a failed delete leaves the record: "unknown", the safe side
+    def _forget(self) -> None:
+        if not self.taken:
+            self.store.journal.forget_ask(self.actor, self.key)
 
 
 def _replay(outcome: Outcome) -> tuple[Any, bool]:

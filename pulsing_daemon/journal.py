@@ -56,6 +56,9 @@ CREATE INDEX IF NOT EXISTS asks_by_created ON asks(created);
 """
 
 
+# Stores a keyed ask's outcome (parameters: Journal.finish_ask_row).
+FINISH_ASK = "UPDATE asks SET done = 1, outcome = ?, finished = ? WHERE actor = ? AND key = ?"
+
 WAL_SIZE_LIMIT = 8 << 20  # bytes the WAL is truncated to after a checkpoint
 
 
@@ -246,10 +249,11 @@ class Journal:
         return cursor.rowcount == 1
 
     def finish_ask(self, actor: str, key: str, outcome: str) -> None:
-        self.db.execute(
-            "UPDATE asks SET done = 1, outcome = ?, finished = ? WHERE actor = ? AND key = ?",
-            (outcome, self.wall_clock(), actor, key),
-        )
+        self.db.execute(FINISH_ASK, self.finish_ask_row(actor, key, outcome))
+
+    def finish_ask_row(self, actor: str, key: str, outcome: str) -> tuple[Any, ...]:
+        """The parameters of ``FINISH_ASK`` (for ``GroupCommit.add_row``)."""
+        return (outcome, self.wall_clock(), actor, key)
 
     def forget_ask(self, actor: str, key: str) -> None:
         self.db.execute("DELETE FROM asks WHERE actor = ? AND key = ?", (actor, key))
@@ -267,35 +271,76 @@ class Journal:
 class GroupCommit:
     """Statements queued during one event-loop iteration, committed as one transaction.
 
-    One WAL commit for many writes: ``run(statement)`` returns a future resolved with
-    the statement's result once the transaction holding it has committed.
+    One WAL commit for many writes. ``run(statement)`` returns a future resolved with
+    the statement's result once the transaction holding it has committed. ``add`` and
+    ``add_row`` are the lighter forms for the hot path, with no future: ``after(error)``
+    is called right after the commit (with ``None``) or the rollback (with the error),
+    in the flush. ``add_row(sql, params)`` queues one row of a statement: rows of the
+    same statement queued one after another run as one ``executemany``.
     """
 
     def __init__(self, journal: Journal) -> None:
         self.journal = journal
-        self._pending: list[tuple[Callable[[], Any], asyncio.Future[Any]]] = []
+        # (statement, its future or None) or (SQL text, [its rows]), in order
+        self._pending: list[tuple[Any, Any]] = []
+        self._after: list[Callable[[Exception | None], None]] = []
 
     def run(self, statement: Callable[[], Any]) -> asyncio.Future[Any]:
-        loop = asyncio.get_running_loop()
-        future = loop.create_future()
-        if not self._pending:
-            loop.call_soon(self._flush)
-        self._pending.append((statement, future))
+        future = asyncio.get_running_loop().create_future()
+        self._queue((statement, future))
         return future
+
+    def add(
+        self,
+        statement: Callable[[], Any],
+        after: Callable[[Exception | None], None] | None = None,
+    ) -> None:
+        self._queue((statement, None))
+        if after is not None:
+            self._after.append(after)
+
+    def add_row(
+        self,
+        sql: str,
+        params: tuple[Any, ...],
+        after: Callable[[Exception | None], None] | None = None,
+    ) -> None:
+        pending = self._pending
+        if pending and pending[-1][0] is sql:
+            pending[-1][1].append(params)
+        else:
+            self._queue((sql, [params]))
+        if after is not None:
+            self._after.append(after)
+
+    def _queue(self, entry: tuple[Any, Any]) -> None:
+        if not self._pending:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._pending.append(entry)
 
     def _flush(self) -> None:
         batch, self._pending = self._pending, []
+        after, self._after = self._after, []
+        error: Exception | None = None
+        results: list[Any] = []
         try:
-            with self.journal.transaction():
-                results = [statement() for statement, _ in batch]
+            with self.journal.transaction() as db:
+                for statement, extra in batch:
+                    if type(statement) is str:
+                        db.executemany(statement, extra)
+                        results.append(None)
+                    else:
+                        results.append(statement())
         except Exception as exc:  # rolled back: every statement of the batch failed
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-            return
-        for (_, future), result in zip(batch, results, strict=True):
-            if not future.done():
-                future.set_result(result)
+            error = exc
+        for callback in after:
+            callback(error)
+        for index, (statement, future) in enumerate(batch):
+            if type(statement) is not str and future is not None and not future.done():
+                if error is None:
+                    future.set_result(results[index])
+                else:
+                    future.set_exception(error)
 
 
 class _Transaction:

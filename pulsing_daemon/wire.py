@@ -161,9 +161,33 @@ def chunk_seq(line: bytes) -> int | None:
 
 
 # ---------------------------------------------------------------------- idempotency
+def _make_fingerprint_encoder() -> Callable[[Any], str]:
+    """``_encode_fingerprint``'s output, built once (as ``encode_chunk``; every keyed ask
+    pays it). Its text is kept in the store, so it must not change: same options. No
+    circular check: what it encodes came from JSON."""
+    if c_make_encoder is None:  # a Python without the C accelerator
+        return _encode_fingerprint
+    iterencode = c_make_encoder(
+        None,  # markers: no circular-reference table
+        str,  # default=str
+        encode_basestring_ascii,  # ensure_ascii=True
+        None,  # indent
+        ":",
+        ",",
+        True,  # sort_keys
+        False,  # skipkeys
+        True,  # allow_nan (the JSONEncoder default)
+    )
+    join = "".join
+    return lambda value: join(iterencode(value, 0))
+
+
+_fingerprint_once = _make_fingerprint_encoder()
+
+
 def fingerprint(op: str, args: list[Any], kwargs: dict[str, Any]) -> str:
     """What must match for a repeat with the same key to be 'the same request'."""
-    return _encode_fingerprint([op, args, kwargs])
+    return _fingerprint_once([op, args, kwargs])
 
 
 def stored_outcome(value: Any, error: PulsingError | None, result_json: str | None = None) -> str:

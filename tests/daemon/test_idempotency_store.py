@@ -186,3 +186,153 @@ def test_an_outcome_survives_its_text_form() -> None:
     )
     assert value is None and isinstance(error, PulsingBusinessError)
     assert (error.code, error.message, error.details) == ("no", "not now", {"x": 1})
+
+
+# A repeat of a stored key is found by the claim at the handover (a conditional insert),
+# or, when the ask is answered before it gets there, by reading the record then; the
+# answer is the stored one either way, and the repeat is not an outcome of the actor's.
+def test_a_repeat_of_a_stored_key_is_not_counted_as_an_outcome(tmp_path: Path) -> None:
+    async def scenario(keyed: Keyed) -> None:
+        await keyed.ask("k", "put", token="count-1", value=7)
+        counts = dict(keyed.supervisor.cell("s").counts)
+        for _ in range(3):
+            assert await keyed.ask("k", "put", token="count-1", value=7) == (7, True)
+        assert keyed.supervisor.cell("s").counts == counts
+        assert runs("count-1") == 1
+
+    run_keyed(tmp_path, scenario)
+
+
+def test_a_repeat_of_a_stored_key_to_a_stopped_actor_gets_the_stored_outcome(
+    tmp_path: Path,
+) -> None:
+    async def scenario(keyed: Keyed) -> None:
+        await keyed.ask("k", "put", token="stopped-1", value="v")
+        await keyed.error("b", "refuse", token="stopped-2")
+        await asyncio.wait_for(keyed.supervisor.control("s", "stop"), BOUND)
+        assert await keyed.ask("k", "put", token="stopped-1", value="v") == ("v", True)
+        again = await keyed.error("b", "refuse", token="stopped-2")
+        assert isinstance(again, PulsingBusinessError) and again.extra.get("replayed") is True
+        conflict = await keyed.error("k", "put", token="stopped-3")
+        assert isinstance(conflict, PulsingBusinessError)
+        assert conflict.code == "idempotency_conflict"
+        fresh = await keyed.error("new", "put", token="stopped-4")
+        assert isinstance(fresh, PulsingRuntimeError)  # a new key: the actor's answer
+        assert keyed.store._running == {}
+        assert runs("stopped-1") == runs("stopped-2") == 1 and runs("stopped-4") == 0
+
+    run_keyed(tmp_path, scenario)
+
+
+def test_a_repeat_of_a_stored_key_that_expires_in_the_mailbox_gets_the_stored_outcome(
+    tmp_path: Path,
+) -> None:
+    async def scenario(keyed: Keyed) -> None:
+        await keyed.ask("k", "put", token="queued-1", value=1)
+        slow = asyncio.ensure_future(keyed.ask("slow", "wait", token="queued-2", seconds=0.4))
+        await asyncio.sleep(0.05)  # the slow op holds the actor
+        assert await keyed.ask("k", "put", token="queued-1", value=1, timeout=0.1) == (1, True)
+        expired = await keyed.error("new", "put", token="queued-3", timeout=0.1)
+        assert isinstance(expired, PulsingTimeoutError)  # a new key: the usual answer
+        assert await slow == ("queued-2", False)
+        assert keyed.store.journal.ask_record("s", "new") is None
+        assert runs("queued-1") == 1 and runs("queued-3") == 0
+
+    run_keyed(tmp_path, scenario)
+
+
+def test_stored_and_new_keys_queued_together_each_run_at_most_once(tmp_path: Path) -> None:
+    """Claimed in one commit (handed over ahead): the stored keys are answered from
+    their records, the new ones run once; and concurrent repeats share either answer."""
+
+    async def scenario(keyed: Keyed) -> None:
+        for i in range(0, 20, 2):
+            await keyed.ask(f"k{i}", "put", token=f"mix-{i}", value=i)
+        slow = asyncio.ensure_future(keyed.ask("slow", "wait", token="mix-slow", seconds=0.1))
+        await asyncio.sleep(0.02)
+        asks = [keyed.ask(f"k{i}", "put", token=f"mix-{i}", value=i) for i in range(20)]
+        asks += [keyed.ask(f"k{i}", "put", token=f"mix-{i}", value=i) for i in range(20)]
+        outcomes = await asyncio.gather(*asks)
+        await slow
+        for i in range(20):
+            first, repeat = outcomes[i], outcomes[20 + i]
+            assert first[0] == repeat[0] == i
+            assert first[1] is (i % 2 == 0) and repeat[1] is True
+            assert runs(f"mix-{i}") == 1
+            record = keyed.store.journal.ask_record("s", f"k{i}")
+            assert record is not None and record.done
+
+    run_keyed(tmp_path, scenario)
+
+
+def test_a_repeat_of_a_key_left_started_waits_its_turn_and_never_runs(tmp_path: Path) -> None:
+    def died_while_running(journal: Journal) -> None:
+        journal.claim_ask("s", "dead", fingerprint("put", [], {"token": "left-1"}))
+
+    async def scenario(keyed: Keyed) -> None:
+        repeats = (keyed.error("dead", "put", token="left-1") for _ in range(3))
+        errors = await asyncio.gather(*repeats)
+        for error in errors:
+            assert isinstance(error, PulsingSystemError) and not error.recoverable
+            assert "outcome unknown" in error.message
+            assert "replayed" not in error.extra
+        record = keyed.store.journal.ask_record("s", "dead")
+        assert record is not None and not record.done  # left as it was
+        assert runs("left-1") == 0
+
+    run_keyed(tmp_path, scenario, before=died_while_running)
+
+
+@pytest.mark.parametrize(
+    ("op", "args", "kwargs"),
+    [
+        ("aecho", [], {"x": 1}),
+        ("op", [1, 2.5, "é", None, True, [], {}], {"b": [1, {"z": 1, "a": -0.0}], "a": "\u2028"}),
+        ("big", [10**30, 1e300, "\ud800"], {"nested": [[[{"k": "v"}]]]}),
+    ],
+)
+def test_the_fingerprint_text_is_what_the_store_always_kept(
+    op: str, args: list[Any], kwargs: dict[str, Any]
+) -> None:
+    """Built once for speed, its text must not change: stored records compare to it."""
+    import json
+
+    kept = json.dumps([op, args, kwargs], sort_keys=True, separators=(",", ":"), default=str)
+    assert fingerprint(op, args, kwargs) == kept
+
+
+def test_taking_back_a_claim_that_found_the_key_taken_never_deletes_the_record(
+    tmp_path: Path,
+) -> None:
+    """revoke_waiting may reach an ask handed over ahead before hand_over has read its
+    claim back (a loop turn longer than AHEAD_FOR): if that claim found an earlier
+    ask's record, taking it back must leave that record alone, or a repeat would run."""
+    from pulsing_daemon.idempotency import _Handover
+
+    print_ = fingerprint("put", [], {"token": "kept-1"})
+
+    def stored(journal: Journal) -> None:
+        journal.claim_ask("s", "k", print_)
+        journal.finish_ask("s", "k", stored_outcome(1, None))
+
+    async def scenario(keyed: Keyed) -> None:
+        store = keyed.store
+        handover = _Handover(store, "s", "k", print_)
+        committed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        handover.record(lambda error: committed.set_result(None))
+        await committed
+        assert handover.taken and handover.found is not None and handover.found.done
+        handover.revoke()
+        fresh = _Handover(store, "s", "fresh", print_)
+        fresh.record()
+        fresh.revoke()  # queued before the claim runs: the delete follows the insert
+        handover.taken = False  # as if read before the claim ran: the delete checks again
+        handover.revoke()
+        handover.taken = True
+        assert await keyed.ask("k", "put", token="kept-1") == (1, True)
+        record = store.journal.ask_record("s", "k")
+        assert record is not None and record.done
+        assert store.journal.ask_record("s", "fresh") is None
+        assert runs("kept-1") == 0
+
+    run_keyed(tmp_path, scenario, before=stored)

@@ -214,3 +214,31 @@ def test_records_are_stamped_and_pruned_on_the_injected_wall_clock(tmp_path: Pat
         assert journal.prune_streams(max_age=50.0, max_total_bytes=1 << 20) == 1
     finally:
         journal.close()
+
+
+def test_rows_of_one_statement_in_a_row_run_together_in_order(journal: Journal) -> None:
+    """add_row merges consecutive rows of the same statement (one executemany); other
+    statements between them keep their place, and every callback hears the commit."""
+    from pulsing_daemon.journal import FINISH_ASK
+
+    async def main() -> None:
+        commits = GroupCommit(journal)
+        heard: list[Exception | None] = []
+        for key in "abc":
+            commits.add(lambda key=key: journal.claim_ask("a", key, "fp"))
+        commits.add_row(FINISH_ASK, journal.finish_ask_row("a", "a", '"1"'), heard.append)
+        commits.add_row(FINISH_ASK, journal.finish_ask_row("a", "b", '"2"'), heard.append)
+        commits.add(lambda: journal.forget_ask("a", "b"))
+        commits.add(lambda: journal.claim_ask("a", "b", "fp2"))
+        commits.add_row(FINISH_ASK, journal.finish_ask_row("a", "b", '"3"'), heard.append)
+        await asyncio.wait_for(commits.run(lambda: None), 3.0)
+        assert heard == [None, None, None]
+        records = {key: journal.ask_record("a", key) for key in "abc"}
+        assert records["a"] is not None and records["a"].outcome == '"1"'
+        assert records["b"] is not None and (records["b"].outcome, records["b"].fingerprint) == (
+            '"3"',
+            "fp2",
+        )
+        assert records["c"] is not None and not records["c"].done
+
+    asyncio.run(main())
