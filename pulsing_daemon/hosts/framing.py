@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from typing import Any
 
 MAX_FRAME = 64 * 1024 * 1024
+RECV_SIZE = 256 * 1024  # as asyncio's stream reader reads
 
 
 class FrameError(Exception):
@@ -31,16 +33,63 @@ async def read_frame(reader: asyncio.StreamReader) -> dict[str, Any] | None:
     except (asyncio.IncompleteReadError, ConnectionError):
         return None
     size = int.from_bytes(header, "big")
-    if size > MAX_FRAME:
-        raise FrameError(f"incoming frame of {size} bytes exceeds the {MAX_FRAME}-byte limit")
+    _check_size(size)
     try:
         body = await reader.readexactly(size)
     except (asyncio.IncompleteReadError, ConnectionError):
         return None
-    message = json.loads(body)
+    return _decode(body)
+
+
+def _check_size(size: int) -> None:
+    if size > MAX_FRAME:
+        raise FrameError(f"incoming frame of {size} bytes exceeds the {MAX_FRAME}-byte limit")
+
+
+def _decode(body: bytes) -> dict[str, Any]:
+    try:
+        message = json.loads(body)
+    except ValueError as exc:
+        raise FrameError(f"a frame that is not JSON: {exc}") from None
     if not isinstance(message, dict):
         raise FrameError("a frame must hold a JSON object")
     return message
+
+
+class FrameReader:
+    """Frames from a blocking socket, for a thread: ``read`` blocks for the next one.
+    Frames that came in the same read wait in the buffer; only one thread at a time may
+    read (the child's reader threads take turns)."""
+
+    __slots__ = ("buffer", "sock")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buffer = bytearray()
+
+    def read(self) -> dict[str, Any] | None:
+        """The next message, or None at end of stream; FrameError for a bad frame."""
+        header = self._exactly(4)
+        if header is None:
+            return None
+        size = int.from_bytes(header, "big")
+        _check_size(size)
+        body = self._exactly(size)
+        return None if body is None else _decode(body)
+
+    def _exactly(self, size: int) -> bytes | None:
+        buffer = self.buffer
+        while len(buffer) < size:
+            try:
+                data = self.sock.recv(max(RECV_SIZE, size - len(buffer)))
+            except OSError:
+                return None
+            if not data:
+                return None
+            buffer += data
+        taken = bytes(buffer[:size])
+        del buffer[:size]
+        return taken
 
 
 class Outbox:
