@@ -16,6 +16,7 @@ import functools
 import logging
 import math
 import os
+import select
 import signal
 import socket
 import sys
@@ -158,13 +159,14 @@ class Child:
 
     Two reader threads take turns reading the socket (leader/follower). An ask that
     finds the child idle -- nothing running or queued, no run of asks coming in
-    (``LOOP_BUSY``) -- and is a sync op runs
-    on the thread that read it, right away, and its answer is written from there: no
-    hop to the event loop and to an op thread and back. Before running it, that
-    thread hands the turn to read to the other one, so frames are still read while
-    the op runs: an ask sent ahead behind it can be withdrawn unstarted, a cancel or a
-    stop arrives. Every other frame goes to the event loop, which queues the asks and
-    runs them in order (``_run_calls``), after the one a reader thread runs.
+    (``LOOP_BUSY``) -- and is a sync op runs on the thread that read it, right away,
+    and its answer is written from there: no hop to the event loop and to an op
+    thread and back. While it runs, a frame that comes wakes the other thread (an
+    epoll armed for as long as the op runs), which takes the turn to read: an ask
+    sent ahead behind a long op can be withdrawn unstarted, a cancel or a stop
+    arrives. A short op wakes nobody. Every other frame goes to the event loop,
+    which queues the asks and runs them in order (``_run_calls``), after the one a
+    reader thread runs.
     """
 
     def __init__(self, sock: socket.socket) -> None:
@@ -181,8 +183,10 @@ class Child:
         self.batch: dict[int, SyncCall] = {}  # the sync asks of the batch being run
         self.failed = False  # an op failed the instance: start nothing more
         # Shared by the reader threads and the loop, under ``state``:
-        self.state = threading.Condition()
-        self.reading = False  # a reader thread has the turn to read
+        self.state = threading.Lock()
+        self.turn: int | None = None  # the reader thread whose turn it is to read
+        # Armed (the socket) while a reader thread runs an ask: wakes the other one.
+        self.watch = select.epoll()
         self.closed = False  # the stream ended: the reader threads stop
         self.direct: int | None = None  # the ask a reader thread is running
         self.queued = 0  # asks given to the loop and not answered yet
@@ -267,24 +271,39 @@ class Child:
 
     # ------------------------------------------------------------ reader threads
     def _read_turns(self, post: LoopPost) -> None:
-        """A reader thread: wait for the turn to read, read until an ask to run here
-        comes, hand the turn over, run it, answer it; until the stream ends."""
+        """A reader thread: take the turn to read when it is free, else watch (see
+        ``_watch``); read until an ask to run here comes, run it, answer it; until
+        the stream ends."""
         state = self.state
         while True:
+            me = threading.get_ident()
             with state:
-                while self.reading and not self.closed:
-                    state.wait()
                 if self.closed:
                     return
-                self.reading = True
+                if self.turn is None:
+                    self.turn = me
+                mine = self.turn == me
+            if not mine:
+                self._watch()
+                continue
             taken = self._read_until_direct(post)
             if taken is None:
                 return
             self._run_direct(post, *taken)
 
+    def _watch(self) -> None:
+        """The thread without the turn to read: wait until a frame comes while the
+        other one runs an ask (``_run_direct`` arms the watch for as long as the op
+        runs), then take the turn. A short op ends with no frame come: nobody woke,
+        the thread that ran it goes on reading."""
+        self.watch.poll()
+        with self.state:
+            if self.direct is not None:  # the op still runs: read for its thread
+                self.turn = threading.get_ident()
+
     def _read_until_direct(self, post: LoopPost) -> tuple[int, BoundCall] | None:
         """Read frames, giving each to the loop, until one is an ask to run on this
-        thread: returned once the turn to read is handed over. None at the end."""
+        thread (returned). None at the end of the stream."""
         state = self.state
         while True:
             code = 0
@@ -295,15 +314,12 @@ class Child:
             if message is None:  # the daemon is gone (or spoke nonsense)
                 with state:
                     self.closed = True
-                    state.notify_all()
                 post.post(self._end, code)
                 return None
             is_call = message.get("t") == "call"
             with state:
                 taken = self._take_direct(message) if is_call else None
                 if taken is not None:
-                    self.reading = False
-                    state.notify()  # the other thread reads while this one runs the op
                     return taken
                 if is_call:
                     self.queued += 1
@@ -333,18 +349,25 @@ class Child:
         return message["id"], bound
 
     def _run_direct(self, post: LoopPost, call_id: int, bound: BoundCall) -> None:
-        value = error = None
+        """Run an ask on the reader thread; the other thread reads if a frame comes
+        meanwhile (the watch is armed while the op runs)."""
+        fd = self.frames.sock.fileno()
+        self.watch.register(fd, select.EPOLLIN | select.EPOLLONESHOT)
         try:
-            value = bound.method(*bound.args, **bound.kwargs)
-        except BaseException as exc:
-            error = exc
-        # Answered before the next ask may start: answers go out in the order run.
-        self.sink.send(self._outcome(call_id, value, error))
-        with self.state:
-            if error is not None and is_failure(error):
-                self.failed = True
-            self.direct = None
-            waiting = self.queued > 0
+            value = error = None
+            try:
+                value = bound.method(*bound.args, **bound.kwargs)
+            except BaseException as exc:
+                error = exc
+            # Answered before the next ask may start: answers go out in the order run.
+            self.sink.send(self._outcome(call_id, value, error))
+            with self.state:
+                if error is not None and is_failure(error):
+                    self.failed = True
+                self.direct = None
+                waiting = self.queued > 0
+        finally:
+            self.watch.unregister(fd)
         if waiting:
             post.post(self.direct_ended.set)
 

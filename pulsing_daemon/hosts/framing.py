@@ -61,11 +61,14 @@ class FrameReader:
     Frames that came in the same read wait in the buffer; only one thread at a time may
     read (the child's reader threads take turns)."""
 
-    __slots__ = ("buffer", "sock")
+    __slots__ = ("buffer", "received", "sock", "view")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.buffer = bytearray()
+        # Reads land here: ``recv(n)`` would allocate (and, this large, mmap) n bytes.
+        self.received = bytearray(RECV_SIZE)
+        self.view = memoryview(self.received)
 
     def read(self) -> dict[str, Any] | None:
         """The next message, or None at end of stream; FrameError for a bad frame."""
@@ -81,12 +84,12 @@ class FrameReader:
         buffer = self.buffer
         while len(buffer) < size:
             try:
-                data = self.sock.recv(max(RECV_SIZE, size - len(buffer)))
+                count = self.sock.recv_into(self.received)
             except OSError:
                 return None
-            if not data:
+            if not count:
                 return None
-            buffer += data
+            buffer += self.view[:count]
         taken = bytes(buffer[:size])
         del buffer[:size]
         return taken
