@@ -26,19 +26,21 @@ def encode(message: dict[str, Any]) -> bytes:
     return len(body).to_bytes(4, "big") + body
 
 
-async def read_frame(reader: asyncio.StreamReader) -> dict[str, Any] | None:
-    """The next message, or None at end of stream."""
-    try:
-        header = await reader.readexactly(4)
-    except (asyncio.IncompleteReadError, ConnectionError):
-        return None
-    size = int.from_bytes(header, "big")
-    _check_size(size)
-    try:
-        body = await reader.readexactly(size)
-    except (asyncio.IncompleteReadError, ConnectionError):
-        return None
-    return _decode(body)
+def take_frames(buffer: bytearray) -> list[dict[str, Any]]:
+    """The whole frames at the start of ``buffer``, taken out of it (a partial one
+    stays for the next read); FrameError for a bad frame."""
+    messages = []
+    start, end = 0, len(buffer)
+    while end - start >= 4:
+        size = int.from_bytes(buffer[start : start + 4], "big")
+        _check_size(size)
+        if end - start - 4 < size:
+            break
+        messages.append(_decode(bytes(buffer[start + 4 : start + 4 + size])))
+        start += 4 + size
+    if start:
+        del buffer[:start]
+    return messages
 
 
 def _check_size(size: int) -> None:
@@ -96,13 +98,13 @@ class FrameReader:
 
 
 class Outbox:
-    """Frames for one stream writer, queued during a loop iteration and written at its
+    """Frames for one transport, queued during a loop iteration and written at its
     end in one write: frames come in runs (asks sent ahead, the answers of a batch), and
     a write per frame costs a syscall more than the frame."""
 
     __slots__ = ("frames", "writer")
 
-    def __init__(self, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, writer: asyncio.WriteTransport) -> None:
         self.writer = writer
         self.frames: list[bytes] = []
 
