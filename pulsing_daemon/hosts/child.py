@@ -353,21 +353,22 @@ class Child:
         meanwhile (the watch is armed while the op runs)."""
         fd = self.frames.sock.fileno()
         self.watch.register(fd, select.EPOLLIN | select.EPOLLONESHOT)
+        value = error = None
         try:
-            value = error = None
-            try:
-                value = bound.method(*bound.args, **bound.kwargs)
-            except BaseException as exc:
-                error = exc
-            # Answered before the next ask may start: answers go out in the order run.
-            self.sink.send(self._outcome(call_id, value, error))
-            with self.state:
-                if error is not None and is_failure(error):
-                    self.failed = True
-                self.direct = None
-                waiting = self.queued > 0
+            value = bound.method(*bound.args, **bound.kwargs)
+        except BaseException as exc:
+            error = exc
         finally:
-            self.watch.unregister(fd)
+            self.watch.unregister(fd)  # before the answer: the daemon wakes to a child
+            # that is about to block, with little left to do on this CPU
+        frame = self._outcome(call_id, value, error)
+        # Answered before the next ask may start: answers go out in the order run.
+        self.sink.send(frame)
+        with self.state:
+            if error is not None and is_failure(error):
+                self.failed = True
+            self.direct = None
+            waiting = self.queued > 0
         if waiting:
             post.post(self.direct_ended.set)
 
