@@ -36,7 +36,7 @@ def take_frames(buffer: bytearray) -> list[dict[str, Any]]:
         _check_size(size)
         if end - start - 4 < size:
             break
-        messages.append(_decode(bytes(buffer[start + 4 : start + 4 + size])))
+        messages.append(_decode(buffer[start + 4 : start + 4 + size]))
         start += 4 + size
     if start:
         del buffer[:start]
@@ -48,7 +48,7 @@ def _check_size(size: int) -> None:
         raise FrameError(f"incoming frame of {size} bytes exceeds the {MAX_FRAME}-byte limit")
 
 
-def _decode(body: bytes) -> dict[str, Any]:
+def _decode(body: bytes | bytearray) -> dict[str, Any]:
     try:
         message = json.loads(body)
     except ValueError as exc:
