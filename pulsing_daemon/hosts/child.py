@@ -186,7 +186,8 @@ class Child:
         self.state = threading.Lock()
         self.turn: int | None = None  # the reader thread whose turn it is to read
         # Armed (the socket) while a reader thread runs an ask: wakes the other one.
-        self.watch = select.epoll()
+        # Without epoll (not Linux), one reader thread gives every frame to the loop.
+        self.watch = select.epoll() if hasattr(select, "epoll") else None
         self.closed = False  # the stream ended: the reader threads stop
         self.direct: int | None = None  # the ask a reader thread is running
         self.queued = 0  # asks given to the loop and not answered yet
@@ -259,7 +260,7 @@ class Child:
         self.send({"t": "ready", "pid": os.getpid()})
         self.ended = loop.create_future()
         post = loop_post(loop)
-        for _ in range(2):
+        for _ in range(1 if self.watch is None else 2):
             threading.Thread(
                 target=self._read_turns, args=(post,), name="pulsing-child-reader", daemon=True
             ).start()
@@ -296,6 +297,7 @@ class Child:
         other one runs an ask (``_run_direct`` arms the watch for as long as the op
         runs), then take the turn. A short op ends with no frame come: nobody woke,
         the thread that ran it goes on reading."""
+        assert self.watch is not None
         self.watch.poll()
         with self.state:
             if self.direct is not None:  # the op still runs: read for its thread
@@ -330,7 +332,7 @@ class Child:
         nothing running or queued before it, the instance not failed, its deadline
         not passed, and the child idle (``LOOP_BUSY``). Anything else goes to the
         loop (which answers it as it should)."""
-        if self.direct is not None or self.queued or self.failed:
+        if self.direct is not None or self.queued or self.failed or self.watch is None:
             return None
         if self.frames.buffer or time.monotonic() - self.loop_answered < LOOP_BUSY:
             return None  # asks in a run: the loop batches them
@@ -351,6 +353,7 @@ class Child:
     def _run_direct(self, post: LoopPost, call_id: int, bound: BoundCall) -> None:
         """Run an ask on the reader thread; the other thread reads if a frame comes
         meanwhile (the watch is armed while the op runs)."""
+        assert self.watch is not None
         fd = self.frames.sock.fileno()
         self.watch.register(fd, select.EPOLLIN | select.EPOLLONESHOT)
         value = error = None
