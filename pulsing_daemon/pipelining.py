@@ -66,6 +66,7 @@ async def execute_pipelined(cell: ActorCell, host: ActorHost, first: Envelope) -
                 _send_ahead(cell, host, window, timers)
             envelope, running = window[0]
             if not running.done():
+                host.send_now()
                 remaining = envelope.deadline - loop.time()
                 await asyncio.wait((running,), timeout=max(0.0, remaining))
             if not running.done():  # the op outlived its deadline

@@ -232,6 +232,11 @@ class ActorHost(abc.ABC):
         answers ``NotStarted(expired)``."""
         return None
 
+    def send_now(self) -> None:
+        """Hosts that ``pipelines``: send the asks invoked so far now; the cell calls
+        it before it waits (a host may hold them to send several at once)."""
+        return None
+
     def info(self) -> dict[str, Any]:
         """Extra facts for status (a pid, ...)."""
         return {}

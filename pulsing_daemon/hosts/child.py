@@ -16,19 +16,29 @@ import functools
 import logging
 import math
 import os
+import select
 import signal
 import socket
 import sys
 import threading
+import time
 import traceback
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pulsing_daemon.exceptions import PulsingError, is_failure
-from pulsing_daemon.hosts.framing import FrameError, Outbox, encode, read_frame
-from pulsing_daemon.hosts.threads import SyncCall, SyncCallState
+from pulsing_daemon.hosts.framing import FrameError, FrameReader, encode
+from pulsing_daemon.hosts.threads import LoopPost, SyncCall, SyncCallState, loop_post
+
+if TYPE_CHECKING:
+    from pulsing_daemon.hosts.inline import BoundCall
 
 # Sync asks run back to back in one trip to an op thread (as batching.SYNC_BATCH).
 BATCH = 64
+# A reader thread runs an ask itself only when the child looks idle: no frame behind
+# it already read, and the loop has answered no ask for this long. Asks that come in a
+# run (load) go to the loop, which runs them in batches on an op thread: under load
+# that costs less CPU per ask than one write and one hand-over per ask.
+LOOP_BUSY = 0.0005
 
 
 def _die_with_parent() -> None:
@@ -77,11 +87,10 @@ def describe_exception(exc: BaseException, memory_limit: int | None = None) -> d
 class _FrameLogHandler(logging.Handler):
     """The child's ``logging`` records go to the daemon as ``log`` frames (any thread)."""
 
-    def __init__(self, child: Child, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, child: Child) -> None:
         super().__init__(logging.NOTSET)
         self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
         self.child = child
-        self.loop = loop
         self.loop_thread = threading.get_ident()
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -90,7 +99,7 @@ class _FrameLogHandler(logging.Handler):
             if threading.get_ident() == self.loop_thread:
                 self.child.send(frame)
             else:
-                self.loop.call_soon_threadsafe(self.child.send, frame)
+                self.child.send_now(frame)
         except Exception:
             self.handleError(record)
 
@@ -99,43 +108,134 @@ def _capture_logging(child: Child) -> None:
     root = logging.getLogger()
     if not root.handlers and root.level == logging.WARNING:
         root.setLevel(logging.INFO)
-    root.addHandler(_FrameLogHandler(child, asyncio.get_running_loop()))
+    root.addHandler(_FrameLogHandler(child))
+
+
+class FrameSink:
+    """Frames to the daemon, from the loop and from reader threads, in one order.
+
+    The loop's frames of one iteration go out in one write (they come in runs: the
+    answers of a batch, the asks a withdraw takes back); a thread's frame goes out at
+    once, behind any the loop queued before it. Writes block (the socket is blocking:
+    the reader threads read it); a write to a daemon that is gone is dropped."""
+
+    __slots__ = ("frames", "lock", "open", "sock")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.lock = threading.Lock()
+        self.frames: list[bytes] = []
+        self.open = True
+
+    def put(self, frame: bytes) -> None:
+        """Loop thread: queue a frame, written at the end of this loop iteration."""
+        with self.lock:
+            self.frames.append(frame)
+            first = len(self.frames) == 1
+        if first:
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def send(self, frame: bytes) -> None:
+        """Any thread: write a frame now."""
+        with self.lock:
+            self.frames.append(frame)
+            self._write()
+
+    def flush(self) -> None:
+        with self.lock:
+            self._write()
+
+    def _write(self) -> None:
+        frames, self.frames = self.frames, []
+        if frames and self.open:
+            try:
+                self.sock.sendall(frames[0] if len(frames) == 1 else b"".join(frames))
+            except OSError:
+                self.open = False  # the daemon is gone: the reader sees the end
 
 
 class Child:
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
+    """The child's side of the frames.
+
+    Two reader threads take turns reading the socket (leader/follower). An ask that
+    finds the child idle -- nothing running or queued, no run of asks coming in
+    (``LOOP_BUSY``) -- and is a sync op runs on the thread that read it, right away,
+    and its answer is written from there: no hop to the event loop and to an op
+    thread and back. While it runs, a frame that comes wakes the other thread (an
+    epoll armed for as long as the op runs), which takes the turn to read: an ask
+    sent ahead behind a long op can be withdrawn unstarted, a cancel or a stop
+    arrives. A short op wakes nobody. Every other frame goes to the event loop,
+    which queues the asks and runs them in order (``_run_calls``), after the one a
+    reader thread runs.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        sock.setblocking(True)
+        self.frames = FrameReader(sock)
+        self.sink = FrameSink(sock)
         self.host: Any = None
         self.tasks: dict[int, asyncio.Future[Any]] = {}
         self.memory_limit: int | None = None
-        # Asks run one at a time, in the order they came (the daemon sends them ahead):
-        # (call message, withdrawn as expired: None while still wanted).
+        # Asks run one at a time, in the order they came (the daemon sends them ahead).
+        # Those the loop runs: (call message), in order.
         self.calls: collections.OrderedDict[int, dict[str, Any]] = collections.OrderedDict()
         self.calls_ready = asyncio.Event()
         self.batch: dict[int, SyncCall] = {}  # the sync asks of the batch being run
         self.failed = False  # an op failed the instance: start nothing more
-        self.outbox = Outbox(writer)
+        # Shared by the reader threads and the loop, under ``state``:
+        self.state = threading.Lock()
+        self.turn: int | None = None  # the reader thread whose turn it is to read
+        # Armed (the socket) while a reader thread runs an ask: wakes the other one.
+        # Without epoll (not Linux), one reader thread gives every frame to the loop.
+        self.watch = select.epoll() if hasattr(select, "epoll") else None
+        self.closed = False  # the stream ended: the reader threads stop
+        self.direct: int | None = None  # the ask a reader thread is running
+        self.queued = 0  # asks given to the loop and not answered yet
+        self.loop_answered = -math.inf  # when the loop last answered an ask
+        self.direct_ended = asyncio.Event()  # set when the loop waits for ``direct``
+        self.ended: asyncio.Future[int] | None = None  # serve's exit code
+        self.stopping: asyncio.Future[None] | None = None
 
-    def send(self, message: dict[str, Any]) -> None:
-        """Queue a frame; the frames of one loop iteration go out in one write."""
+    def encode(self, message: dict[str, Any]) -> bytes | None:
         try:
-            frame = encode(message)
+            return encode(message)
         except FrameError as exc:
             if "id" not in message:
-                return
-            frame = encode(
+                return None
+            return encode(
                 {"t": "error", "id": message["id"], "type": "FrameError", "message": str(exc)}
             )
-        self.outbox.put(frame)
+
+    def send(self, message: dict[str, Any]) -> None:
+        """Loop thread: queue a frame; the frames of one loop iteration go out in one
+        write."""
+        frame = self.encode(message)
+        if frame is not None:
+            self.sink.put(frame)
+
+    def send_now(self, message: dict[str, Any]) -> None:
+        """Any thread: write a frame now."""
+        frame = self.encode(message)
+        if frame is not None:
+            self.sink.send(frame)
+
+    def reply(self, message: dict[str, Any]) -> None:
+        """Loop thread: the one answer to an ask the loop was given."""
+        self.send(message)
+        with self.state:
+            self.queued -= 1
+            self.loop_answered = time.monotonic()
 
     async def drain(self) -> None:
-        """Write the queued frames now, then wait while the socket is full."""
-        self.outbox.flush()
-        await self.writer.drain()
+        """Write the queued frames now (writes block while the socket is full)."""
+        self.sink.flush()
 
     async def serve(self) -> int:
-        init = await read_frame(self.reader)
+        loop = asyncio.get_running_loop()
+        try:
+            init = await loop.run_in_executor(None, self.frames.read)
+        except FrameError:
+            return 2
         if init is None or init.get("t") != "init":
             return 2
         from pulsing_daemon.hosts.inline import InlineHost
@@ -158,44 +258,170 @@ class Child:
             return 1
         self.host.exited.add_done_callback(self._instance_exited)
         self.send({"t": "ready", "pid": os.getpid()})
+        self.ended = loop.create_future()
+        post = loop_post(loop)
+        for _ in range(1 if self.watch is None else 2):
+            threading.Thread(
+                target=self._read_turns, args=(post,), name="pulsing-child-reader", daemon=True
+            ).start()
         runner = asyncio.ensure_future(self._run_calls())
         try:
-            return await self._read_messages()
+            return await self.ended
         finally:
             runner.cancel()
 
-    async def _read_messages(self) -> int:
+    # ------------------------------------------------------------ reader threads
+    def _read_turns(self, post: LoopPost) -> None:
+        """A reader thread: take the turn to read when it is free, else watch (see
+        ``_watch``); read until an ask to run here comes, run it, answer it; until
+        the stream ends."""
+        state = self.state
         while True:
+            me = threading.get_ident()
+            with state:
+                if self.closed:
+                    return
+                if self.turn is None:
+                    self.turn = me
+                mine = self.turn == me
+            if not mine:
+                self._watch()
+                continue
+            taken = self._read_until_direct(post)
+            if taken is None:
+                return
+            self._run_direct(post, *taken)
+
+    def _watch(self) -> None:
+        """The thread without the turn to read: wait until a frame comes while the
+        other one runs an ask (``_run_direct`` arms the watch for as long as the op
+        runs), then take the turn. A short op ends with no frame come: nobody woke,
+        the thread that ran it goes on reading."""
+        assert self.watch is not None
+        self.watch.poll()
+        with self.state:
+            if self.direct is not None:  # the op still runs: read for its thread
+                self.turn = threading.get_ident()
+
+    def _read_until_direct(self, post: LoopPost) -> tuple[int, BoundCall] | None:
+        """Read frames, giving each to the loop, until one is an ask to run on this
+        thread (returned). None at the end of the stream."""
+        state = self.state
+        while True:
+            code = 0
             try:
-                message = await read_frame(self.reader)
+                message = self.frames.read()
             except FrameError:
-                return 2
-            if message is None:  # the daemon is gone
-                return 0
-            kind = message.get("t")
-            if kind == "call":
-                self.calls[message["id"]] = message
-                self.calls_ready.set()
-            elif kind == "withdraw":
-                call_id = message["id"]
-                taken = self.calls.pop(call_id, None) is not None  # not started: never will
-                if not taken and call_id in self.batch and self.batch[call_id].hold():
-                    del self.batch[call_id]  # in a batch, not started: it never will
-                    taken = True
-                if taken:
-                    self.send({"t": "not_started", "id": call_id, "expired": message["expired"]})
-            elif kind == "stream":
-                self.tasks[message["id"]] = asyncio.ensure_future(self._stream(message))
-            elif kind == "cancel":
-                task = self.tasks.get(message["id"])
-                if isinstance(task, asyncio.Task):
-                    task.cancel()
-            elif kind == "stop":
-                await self.host.stop(graceful=True)
-                self.send({"t": "stopped"})
-                await self.drain()
-                return 0
-            await self.drain()
+                message, code = None, 2
+            if message is None:  # the daemon is gone (or spoke nonsense)
+                with state:
+                    self.closed = True
+                post.post(self._end, code)
+                return None
+            is_call = message.get("t") == "call"
+            with state:
+                taken = self._take_direct(message) if is_call else None
+                if taken is not None:
+                    return taken
+                if is_call:
+                    self.queued += 1
+            post.post(self._handle, message)
+
+    def _take_direct(self, message: dict[str, Any]) -> tuple[int, BoundCall] | None:
+        """(Under ``state``.) The ask to run on this thread now: a sync op, with
+        nothing running or queued before it, the instance not failed, its deadline
+        not passed, and the child idle (``LOOP_BUSY``). Anything else goes to the
+        loop (which answers it as it should)."""
+        if self.direct is not None or self.queued or self.failed or self.watch is None:
+            return None
+        if self.frames.buffer or time.monotonic() - self.loop_answered < LOOP_BUSY:
+            return None  # asks in a run: the loop batches them
+        deadline = message.get("deadline")
+        if deadline is not None and time.monotonic() >= deadline:
+            return None  # the loop's clock is time.monotonic: not started, expired
+        try:
+            bound = self.host.prepare(
+                message["op"], message.get("args") or [], message.get("kwargs") or {}
+            )
+        except BaseException:
+            return None
+        if bound.is_async:
+            return None
+        self.direct = message["id"]
+        return message["id"], bound
+
+    def _run_direct(self, post: LoopPost, call_id: int, bound: BoundCall) -> None:
+        """Run an ask on the reader thread; the other thread reads if a frame comes
+        meanwhile (the watch is armed while the op runs)."""
+        assert self.watch is not None
+        fd = self.frames.sock.fileno()
+        self.watch.register(fd, select.EPOLLIN | select.EPOLLONESHOT)
+        value = error = None
+        try:
+            value = bound.method(*bound.args, **bound.kwargs)
+        except BaseException as exc:
+            error = exc
+        finally:
+            self.watch.unregister(fd)  # before the answer: the daemon wakes to a child
+            # that is about to block, with little left to do on this CPU
+        frame = self._outcome(call_id, value, error)
+        # Answered before the next ask may start: answers go out in the order run.
+        self.sink.send(frame)
+        with self.state:
+            if error is not None and is_failure(error):
+                self.failed = True
+            self.direct = None
+            waiting = self.queued > 0
+        if waiting:
+            post.post(self.direct_ended.set)
+
+    def _outcome(self, call_id: int, value: Any, error: BaseException | None) -> bytes:
+        """The answer frame of an ask that ran."""
+        frame: bytes | None
+        if error is not None:
+            described = describe_exception(error, self.memory_limit)
+            frame = self.encode({"t": "error", "id": call_id, **described})
+        else:
+            try:
+                frame = self.encode({"t": "result", "id": call_id, "value": value})
+            except (TypeError, ValueError) as err:
+                frame = self.encode({"t": "result", "id": call_id, "unserializable": str(err)})
+        assert frame is not None  # an answer has an id
+        return frame
+
+    # ------------------------------------------------------------ the loop
+    def _end(self, code: int) -> None:
+        if self.ended is not None and not self.ended.done():
+            self.ended.set_result(code)
+
+    def _handle(self, message: dict[str, Any]) -> None:
+        """A frame the reader threads gave to the loop."""
+        kind = message.get("t")
+        if kind == "call":
+            self.calls[message["id"]] = message
+            self.calls_ready.set()
+        elif kind == "withdraw":
+            call_id = message["id"]
+            taken = self.calls.pop(call_id, None) is not None  # not started: never will
+            if not taken and call_id in self.batch and self.batch[call_id].hold():
+                del self.batch[call_id]  # in a batch, not started: it never will
+                taken = True
+            if taken:
+                self.reply({"t": "not_started", "id": call_id, "expired": message["expired"]})
+        elif kind == "stream":
+            self.tasks[message["id"]] = asyncio.ensure_future(self._stream(message))
+        elif kind == "cancel":
+            task = self.tasks.get(message["id"])
+            if isinstance(task, asyncio.Task):
+                task.cancel()
+        elif kind == "stop":
+            self.stopping = asyncio.ensure_future(self._stop())
+
+    async def _stop(self) -> None:
+        await self.host.stop(graceful=True)
+        self.send({"t": "stopped"})
+        await self.drain()
+        self._end(0)
 
     def _instance_exited(self, done: asyncio.Future[Any]) -> None:
         error = done.result().cause
@@ -203,20 +429,26 @@ class Child:
         self.send({"t": "exited", "error": payload})
 
     async def _run_calls(self) -> None:
-        """Run the asks in the order they came, one at a time. One whose deadline passed
-        before its turn, or that comes after an op that failed the instance, is answered
-        "not started": the daemon answers it as never executed, or gives it to the next
-        instance. A sync op and the sync asks queued right behind it go to an op thread
-        in one batch, as in the daemon (``hosts.threads.run_sync_batch``)."""
+        """Run the asks given to the loop in the order they came, one at a time, each
+        after the one a reader thread runs. One whose deadline passed before its turn,
+        or that comes after an op that failed the instance, is answered "not started":
+        the daemon answers it as never executed, or gives it to the next instance. A
+        sync op and the sync asks queued right behind it go to an op thread in one
+        batch, as in the daemon (``hosts.threads.run_sync_batch``)."""
         loop = asyncio.get_running_loop()
         while True:
             while not self.calls:
                 self.calls_ready.clear()
                 await self.calls_ready.wait()
+            while self.direct is not None:  # the reader thread's ask first
+                self.direct_ended.clear()
+                if self.direct is None:
+                    break
+                await self.direct_ended.wait()
             call_id, message = self.calls.popitem(last=False)
             deadline = message.get("deadline")
             if self.failed or (deadline is not None and loop.time() >= deadline):
-                self.send({"t": "not_started", "id": call_id, "expired": not self.failed})
+                self.reply({"t": "not_started", "id": call_id, "expired": not self.failed})
                 await self.drain()
                 continue
             try:
@@ -229,7 +461,7 @@ class Child:
                     await self._run_batch(call_id, message, prepared)
                     continue
             except BaseException as exc:
-                self.send({"t": "error", "id": call_id, **describe_exception(exc)})
+                self.reply({"t": "error", "id": call_id, **describe_exception(exc)})
                 await self.drain()
                 continue
             self.tasks[call_id] = running
@@ -281,24 +513,23 @@ class Child:
                 # Not started (expired, left behind by a failure, or the batch given up
                 # at shutdown): it never will be. One running now still answers.
                 if not call.future.done() and call.hold():
-                    self.send({"t": "not_started", "id": member_id, "expired": expired})
+                    self.reply({"t": "not_started", "id": member_id, "expired": expired})
         await self.drain()
 
     def _answer(self, call_id: int, done: asyncio.Future[Any]) -> None:
         self.tasks.pop(call_id, None)
         if done.cancelled():
-            self.send({"t": "cancelled", "id": call_id})
-            return
-        exc = done.exception()
-        if exc is not None:
-            self.failed = self.failed or is_failure(exc)
-            self.send({"t": "error", "id": call_id, **describe_exception(exc, self.memory_limit)})
-            return
-        value = done.result()
-        try:
-            self.send({"t": "result", "id": call_id, "value": value})
-        except (TypeError, ValueError) as err:
-            self.send({"t": "result", "id": call_id, "unserializable": str(err)})
+            frame = self.encode({"t": "cancelled", "id": call_id})
+        else:
+            exc = done.exception()
+            if exc is not None:
+                self.failed = self.failed or is_failure(exc)
+            frame = self._outcome(call_id, None if exc is not None else done.result(), exc)
+        assert frame is not None
+        self.sink.put(frame)
+        with self.state:
+            self.queued -= 1
+            self.loop_answered = time.monotonic()
 
     async def _stream(self, message: dict[str, Any]) -> None:
         call_id = message["id"]
@@ -328,10 +559,9 @@ async def _watch_parent(parent: int) -> None:
 
 async def main(fd: int, parent: int) -> int:
     sock = socket.socket(fileno=fd)
-    reader, writer = await asyncio.open_connection(sock=sock)
     watcher = asyncio.ensure_future(_watch_parent(parent))
     try:
-        return await Child(reader, writer).serve()
+        return await Child(sock).serve()
     finally:
         watcher.cancel()
 

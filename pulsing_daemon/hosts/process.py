@@ -34,7 +34,7 @@ from pulsing_daemon.hosts.base import (
     call_deadline,
     ended_within,
 )
-from pulsing_daemon.hosts.framing import FrameError, Outbox, encode, read_frame
+from pulsing_daemon.hosts.framing import RECV_SIZE, FrameError, Outbox, encode, take_frames
 from pulsing_daemon.hosts.ops import OpKind, bind_arguments, resolve_op
 from pulsing_daemon.hosts.registry import register
 from pulsing_daemon.hosts.threads import queued_chunks
@@ -116,6 +116,39 @@ def describe_exit(returncode: int, memory_limit: int | None, cpu_limit: float | 
     return text
 
 
+class _Frames(asyncio.BufferedProtocol):
+    """The child's frames, dispatched as they are read (no task to wake in between).
+    Reads land in one buffer (a plain protocol gets a new 256 KB bytes per read,
+    mmapped and unmapped)."""
+
+    def __init__(self, host: ProcessHost) -> None:
+        self.host = host
+        self.buffer = bytearray()
+        self.received = memoryview(bytearray(RECV_SIZE))
+        self.broken = False
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.received
+
+    def buffer_updated(self, nbytes: int) -> None:
+        if self.broken:
+            return
+        self.buffer += self.received[:nbytes]
+        try:
+            messages = take_frames(self.buffer)
+        except FrameError as exc:
+            self.broken = True
+            self.host._protocol_error(exc)
+            return
+        for message in messages:
+            try:
+                self.host._dispatch(message)
+            except Exception as exc:  # one bad frame must not close the connection
+                asyncio.get_running_loop().call_exception_handler(
+                    {"message": f"error dispatching a frame of {self.host.name}", "exception": exc}
+                )
+
+
 def _finish_keys(values: dict[str, Any], base: Path, problem: Callable[[str, str], None]) -> None:
     """``cwd`` relative to the config file, and a directory; ``env`` a plain dict."""
     values["env"] = dict(values["env"])
@@ -166,7 +199,7 @@ class ProcessHost(ActorHost):
         loop = asyncio.get_running_loop()
         self.exited: asyncio.Future[Exit] = loop.create_future()
         self.proc: asyncio.subprocess.Process | None = None
-        self.writer: asyncio.StreamWriter | None = None
+        self.writer: asyncio.WriteTransport | None = None
         self._calls: dict[int, asyncio.Future[Any]] = {}
         self._streams: dict[int, asyncio.Queue[tuple[str, Any]]] = {}
         self._next_id = 0
@@ -204,10 +237,10 @@ class ProcessHost(ActorHost):
             )
         finally:
             child_sock.close()
-        reader, self.writer = await asyncio.open_connection(sock=parent_sock)
+        loop = asyncio.get_running_loop()
+        self.writer, _ = await loop.create_connection(lambda: _Frames(self), sock=parent_sock)
         self._outbox = Outbox(self.writer)
         self._tasks = [
-            asyncio.create_task(self._read(reader)),
             asyncio.create_task(self._pump(self.proc.stdout, "stdout")),
             asyncio.create_task(self._pump(self.proc.stderr, "stderr")),
             asyncio.create_task(self._wait()),
@@ -233,17 +266,9 @@ class ProcessHost(ActorHost):
     def info(self) -> dict[str, Any]:
         return {"pid": self.proc.pid if self.proc else None}
 
-    async def _read(self, reader: asyncio.StreamReader) -> None:
-        while True:
-            try:
-                message = await read_frame(reader)
-            except (FrameError, ValueError) as exc:
-                log.event("protocol_error", actor=self.name, category="system", msg=str(exc))
-                self._kill("protocol")
-                return
-            if message is None:
-                return
-            self._dispatch(message)
+    def _protocol_error(self, exc: FrameError) -> None:
+        log.event("protocol_error", actor=self.name, category="system", msg=str(exc))
+        self._kill("protocol")
 
     def _dispatch(self, message: dict[str, Any]) -> None:
         kind = message.get("t")
@@ -375,6 +400,12 @@ class ProcessHost(ActorHost):
              "deadline": call_deadline.get()}
         )  # fmt: skip
         return future
+
+    def send_now(self) -> None:
+        """The frames queued so far go out now, not at the end of the loop iteration:
+        the cell is about to wait for the first answer."""
+        if self._outbox is not None:
+            self._outbox.flush()
 
     def withdraw(self, running: asyncio.Future[Any], expired: bool) -> None:
         """Take back an ask sent ahead: the child answers "not started" unless it has
