@@ -174,17 +174,19 @@ def test_deadlines(ray_daemon: Any, tmp_path: Path) -> None:
     assert "queued" not in (effects.read_text() if effects.exists() else "")
     assert ask(d, "w", "hello")[0] == 0
     # An ask sent ahead behind a long sync op, whose deadline passes before its turn:
-    # answered at its deadline (not when the op ends, ~5 s later), and never run.
-    first = d.cli_background("ask", "w", "block", "seconds=1.5")
-    time.sleep(0.5)
-    long = d.cli_background("ask", "w", "block", "seconds=5", "--timeout", "20")
-    time.sleep(0.3)
-    sent = time.monotonic()
-    ahead = d.cli_background("ask", "w", "mark", "tag=ahead", "--timeout", "2", "--json")
-    assert ahead.wait(20) == 124
-    assert time.monotonic() - sent < 4.5
+    # answered at its deadline (not when the long op ends, seconds later), and never
+    # run. Both wait in the mailbox while the first runs, so that the mark is sent
+    # ahead behind the long one (its deadline outlives the first); the CLI gives up 2 s
+    # after the deadline, the daemon answers at it.
+    first = d.cli_background("ask", "w", "block", "seconds=3")
+    wait_for(lambda: d.actor("w")["in_flight"] >= 1, 20, what="the first ask running")
+    long = d.cli_background("ask", "w", "block", "seconds=8", "--timeout", "30")
+    wait_for(lambda: d.actor("w")["mailbox"] >= 1, 20, what="the long ask queued")
+    ahead = d.cli_background("ask", "w", "mark", "tag=ahead", "--timeout", "4", "--json")
+    wait_for(lambda: d.actor("w")["mailbox"] >= 2, 20, what="the mark queued")
+    assert ahead.wait(30) == 124
     assert "never executed" in ahead.communicate()[0]  # the daemon's answer, not the CLI's
-    assert first.wait(10) == 0 and long.wait(20) == 0
+    assert first.wait(10) == 0 and long.wait(30) == 0
     assert "ahead" not in (effects.read_text() if effects.exists() else "")
     # kill_on_timeout: the Ray actor is killed, a restart with cause timeout.
     old = d.actor("k")["host"]["actor_id"]
