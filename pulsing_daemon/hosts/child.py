@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import collections
 import functools
-import logging
 import math
 import os
 import select
@@ -22,10 +21,16 @@ import socket
 import sys
 import threading
 import time
-import traceback
 from typing import TYPE_CHECKING, Any
 
-from pulsing_daemon.exceptions import PulsingError, is_failure
+from pulsing_daemon.exceptions import is_failure
+from pulsing_daemon.hosts.child_io import (
+    FrameSink,
+    apply_limits,
+    capture_logging,
+    describe_exception,
+    die_with_parent,
+)
 from pulsing_daemon.hosts.framing import FrameError, FrameReader, encode
 from pulsing_daemon.hosts.threads import LoopPost, SyncCall, SyncCallState, loop_post
 
@@ -39,119 +44,6 @@ BATCH = 64
 # run (load) go to the loop, which runs them in batches on an op thread: under load
 # that costs less CPU per ask than one write and one hand-over per ask.
 LOOP_BUSY = 0.0005
-
-
-def _die_with_parent() -> None:
-    """Ask Linux to SIGKILL us when the daemon dies (best effort elsewhere)."""
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
-
-            libc = ctypes.CDLL(None, use_errno=True)
-            PR_SET_PDEATHSIG = 1
-            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        except Exception:
-            pass
-
-
-def _apply_limits(memory_limit: int | None, cpu_limit: float | None) -> None:
-    import resource
-
-    if memory_limit:
-        resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
-    if cpu_limit:
-        seconds = max(1, int(cpu_limit + 0.999))
-        resource.setrlimit(resource.RLIMIT_CPU, (seconds, seconds + 1))
-
-
-def describe_exception(exc: BaseException, memory_limit: int | None = None) -> dict[str, Any]:
-    """An exception as a frame field: Pulsing errors keep their envelope; a failure
-    carries its traceback (the daemon shows it in status and logs)."""
-    described: dict[str, Any]
-    if isinstance(exc, PulsingError):
-        described = {"wire": exc.to_wire()}
-    else:
-        message = str(exc)
-        if isinstance(exc, MemoryError) and memory_limit:
-            message = f"memory_limit of {memory_limit} bytes exceeded" + (
-                f" ({message})" if message else ""
-            )
-        described = {"type": type(exc).__name__, "message": message}
-    if is_failure(exc) and exc.__traceback__ is not None:
-        described["traceback"] = "".join(
-            traceback.format_exception(type(exc), exc, exc.__traceback__)
-        )
-    return described
-
-
-class _FrameLogHandler(logging.Handler):
-    """The child's ``logging`` records go to the daemon as ``log`` frames (any thread)."""
-
-    def __init__(self, child: Child) -> None:
-        super().__init__(logging.NOTSET)
-        self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-        self.child = child
-        self.loop_thread = threading.get_ident()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            frame = {"t": "log", "text": self.format(record)}
-            if threading.get_ident() == self.loop_thread:
-                self.child.send(frame)
-            else:
-                self.child.send_now(frame)
-        except Exception:
-            self.handleError(record)
-
-
-def _capture_logging(child: Child) -> None:
-    root = logging.getLogger()
-    if not root.handlers and root.level == logging.WARNING:
-        root.setLevel(logging.INFO)
-    root.addHandler(_FrameLogHandler(child))
-
-
-class FrameSink:
-    """Frames to the daemon, from the loop and from reader threads, in one order.
-
-    The loop's frames of one iteration go out in one write (they come in runs: the
-    answers of a batch, the asks a withdraw takes back); a thread's frame goes out at
-    once, behind any the loop queued before it. Writes block (the socket is blocking:
-    the reader threads read it); a write to a daemon that is gone is dropped."""
-
-    __slots__ = ("frames", "lock", "open", "sock")
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.lock = threading.Lock()
-        self.frames: list[bytes] = []
-        self.open = True
-
-    def put(self, frame: bytes) -> None:
-        """Loop thread: queue a frame, written at the end of this loop iteration."""
-        with self.lock:
-            self.frames.append(frame)
-            first = len(self.frames) == 1
-        if first:
-            asyncio.get_running_loop().call_soon(self.flush)
-
-    def send(self, frame: bytes) -> None:
-        """Any thread: write a frame now."""
-        with self.lock:
-            self.frames.append(frame)
-            self._write()
-
-    def flush(self) -> None:
-        with self.lock:
-            self._write()
-
-    def _write(self) -> None:
-        frames, self.frames = self.frames, []
-        if frames and self.open:
-            try:
-                self.sock.sendall(frames[0] if len(frames) == 1 else b"".join(frames))
-            except OSError:
-                self.open = False  # the daemon is gone: the reader sees the end
 
 
 class Child:
@@ -241,12 +133,12 @@ class Child:
         from pulsing_daemon.hosts.inline import InlineHost
 
         self.memory_limit = init.get("memory_limit")
-        _capture_logging(self)
+        capture_logging(self)
         try:
             for path in reversed(init.get("sys_path") or []):
                 if path not in sys.path:
                     sys.path.insert(0, path)
-            _apply_limits(init.get("memory_limit"), init.get("cpu_limit"))
+            apply_limits(init.get("memory_limit"), init.get("cpu_limit"))
             from pulsing_daemon.config_classes import import_class
 
             cls = import_class(init["class"])
@@ -567,7 +459,7 @@ async def main(fd: int, parent: int) -> int:
 
 
 if __name__ == "__main__":
-    _die_with_parent()
+    die_with_parent()
     parser = argparse.ArgumentParser(prog="python -m pulsing_daemon.hosts.child")
     parser.add_argument("--fd", type=int, required=True)
     parser.add_argument("--parent", type=int, required=True)

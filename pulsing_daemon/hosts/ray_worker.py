@@ -2,7 +2,7 @@
 
 It hosts the instance with the same ``InlineHost`` the daemon uses in-process (as the
 child of a process-isolated actor does) and answers in plain data: results as JSON
-text, exceptions described as the child describes them (``child.describe_exception``:
+text, exceptions described as the child describes them (``child_io.describe_exception``:
 a Pulsing error keeps its envelope, a failure carries its traceback). Nothing raised
 here reaches Ray, so the daemon never has to unwrap a ``RayTaskError`` of ours.
 
@@ -34,7 +34,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from pulsing_daemon.exceptions import PulsingSystemError, is_failure
-from pulsing_daemon.hosts.child import describe_exception
+from pulsing_daemon.hosts.child_io import describe_exception
 from pulsing_daemon.wire import encode_utf8
 
 BATCH = 64  # most chunks per streamed Ray object
