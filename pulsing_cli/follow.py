@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 from pulsing_cli.transport import TransportError
 from pulsing_daemon.exceptions import PulsingError, PulsingRuntimeError, from_wire
-from pulsing_daemon.wire import NDJSON_TYPE, chunk_seq
+from pulsing_daemon.wire import CHUNK_PREFIX, NDJSON_TYPE, chunk_seq
 
 if TYPE_CHECKING:
     from pulsing_cli.client import Chunk, Client
@@ -158,8 +158,7 @@ async def follow_batches(
                             return
                         if seq != state.next_seq:
                             raise PulsingRuntimeError(
-                                f"stream {state.stream}: expected seq {state.next_seq}, "
-                                f"got {seq}"
+                                f"stream {state.stream}: expected seq {state.next_seq}, got {seq}"
                             )
                         state.next_seq = seq + 1  # the right seq, written another way
                         progressed = True
@@ -195,7 +194,7 @@ def _chunk_run(lines: list[bytes], start: int, seq: int) -> int:
     ``seq + 1``, ... as the daemon writes them (``{"seq":N,`` first)."""
     run = 0
     for line in islice(lines, start, None):
-        if not line.startswith(b'{"seq":%d,' % (seq + run)):
+        if not line.startswith(CHUNK_PREFIX + b"%d," % (seq + run)):
             break
         run += 1
     return run

@@ -28,14 +28,11 @@ from pulsing_daemon.eventloop import thread_clock
 from pulsing_daemon.exceptions import PulsingRuntimeError
 from pulsing_daemon.handover import hand_over
 from pulsing_daemon.hosts.base import ActorHost
-from pulsing_daemon.hosts.threads import HEAVY_FOR, SyncCall, SyncCallState
+from pulsing_daemon.hosts.threads import HEAVY_FOR, SYNC_BATCH, SyncCall, SyncCallState
 from pulsing_daemon.running import NOT_STARTED, due, execute, finish_late, start_op
 
 if TYPE_CHECKING:
     from pulsing_daemon.cell import ActorCell
-
-# Most sync ops handed to the op thread in one trip.
-SYNC_BATCH = 64
 
 
 async def run_batch(cell: ActorCell, host: ActorHost, first: Envelope) -> Ended | None:

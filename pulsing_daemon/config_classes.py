@@ -43,7 +43,7 @@ def import_class(class_path: str) -> type:
     return target
 
 
-def prepend_sys_path(directories: Iterable[Path]) -> None:
+def prepend_sys_path(directories: Iterable[str | Path]) -> None:
     """Put ``directories`` first on ``sys.path`` (in their order), once each."""
     for directory in reversed(tuple(directories)):
         entry = str(directory)

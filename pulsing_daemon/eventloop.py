@@ -32,8 +32,8 @@ class LoopChoiceError(Exception):
     """``PULSING_EVENT_LOOP`` names a loop that cannot be used."""
 
 
-def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """The factory of the loop to run on; None means asyncio's default loop.
+def choose() -> str:
+    """The loop to run on: ``uvloop`` when installed (or asked for), else ``asyncio``.
 
     Raises LoopChoiceError for an unknown ``PULSING_EVENT_LOOP`` or an explicit
     ``uvloop`` that is not installed.
@@ -45,35 +45,25 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
             f"{ENV}={os.environ[ENV]!r} is not a known event loop (use one of: {choices})"
         )
     if wanted == "asyncio":
-        return None
+        return "asyncio"
     try:
-        import uvloop
+        import uvloop  # noqa: F401
     except ImportError:
         if wanted == "uvloop":
             raise LoopChoiceError(
                 f"{ENV}=uvloop but uvloop is not installed (pip install uvloop)"
             ) from None
-        return None
-    return uvloop.new_event_loop  # type: ignore[no-any-return]
+        return "asyncio"
+    return "uvloop"
 
 
-def run(main: Any, factory: Callable[[], asyncio.AbstractEventLoop] | None) -> Any:
-    """``asyncio.run(main)`` on a loop made by ``factory`` (asyncio's when None)."""
-    if factory is None:
-        return asyncio.run(main)
-    if hasattr(asyncio, "Runner"):  # Python >= 3.11
-        with asyncio.Runner(loop_factory=factory) as runner:
-            return runner.run(main)
-    loop = factory()  # Python 3.10: what asyncio.Runner does, by hand
-    try:
-        asyncio.set_event_loop(loop)
-        return loop.run_until_complete(main)
-    finally:
-        try:
-            loop.run_until_complete(loop.shutdown_asyncgens())
-        finally:
-            asyncio.set_event_loop(None)
-            loop.close()
+def run(main: Any, choice: str) -> Any:
+    """``asyncio.run(main)`` on the loop ``choose`` picked."""
+    if choice == "uvloop":
+        import uvloop
+
+        return uvloop.run(main)
+    return asyncio.run(main)
 
 
 def loop_name(loop: asyncio.AbstractEventLoop) -> str:
@@ -84,10 +74,12 @@ def loop_name(loop: asyncio.AbstractEventLoop) -> str:
 def thread_clock(loop: asyncio.AbstractEventLoop) -> Callable[[], float]:
     """A clock other threads may read that agrees with ``loop.time()``: asyncio's
     loops read theirs without side effects (``time.monotonic``, or a test's virtual
-    clock); uvloop's is ``time.monotonic`` cut to the millisecond, so threads read
-    ``time.monotonic`` itself (never behind the loop's reading)."""
+    clock); uvloop's is ``time.monotonic`` cut to the millisecond, and reading it
+    updates libuv's cached time, so threads read ``time.monotonic`` itself (at most
+    1 ms ahead of the loop's reading: a deadline seen from a thread may pass up to
+    1 ms early)."""
     return time.monotonic if _is_uvloop(loop) else loop.time
 
 
 def _is_uvloop(loop: asyncio.AbstractEventLoop) -> bool:
-    return type(loop).__module__.split(".", 1)[0] == "uvloop"
+    return type(loop).__module__.startswith("uvloop")

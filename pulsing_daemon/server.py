@@ -302,12 +302,12 @@ def main(
         )
         return 2
     try:
-        factory = eventloop.loop_factory()
+        choice = eventloop.choose()
     except eventloop.LoopChoiceError as exc:
         print(f"pulsing daemon: {exc}", file=sys.stderr)
         return 2
     try:
-        eventloop.run(serve(config, listen_override=listen), factory)
+        eventloop.run(serve(config, listen_override=listen), choice)
     except StartupError as exc:
         print(f"pulsing daemon: {exc}", file=sys.stderr)
         return 1

@@ -13,7 +13,8 @@ The bodies (CONTRACT §3, §6):
 - terminal record   ``{"end": true}``, or the error envelope that ended the stream
 - stored outcome    a result or an error envelope, as kept for an idempotency key
 
-``encode`` writes every body except two kinds of error text that must never fail
+``encode`` writes every body (results and chunks through ``encode_chunk``: the same
+text, from an encoder built once) except two kinds of error text that must never fail
 to encode, whatever an error carries (``default=str``): a stream's terminal record,
 which also keeps non-ASCII text as UTF-8 (it is stored in the journal and sent as
 is), and a stored outcome.
@@ -79,6 +80,17 @@ def error_body(error: PulsingError) -> str:
 
 
 # ---------------------------------------------------------------------- streams
+def _c_encoder(
+    default: Callable[[Any], Any], quote: Callable[[str], str], *, sort_keys: bool, allow_nan: bool
+) -> Callable[[Any, int], Any] | None:
+    """A C JSON encoder built once: compact separators, no indent, no circular-reference
+    table (``iterencode(value, 0)`` yields the text's parts); None without the C
+    accelerator."""
+    if c_make_encoder is None:
+        return None
+    return c_make_encoder(None, default, quote, None, ":", ",", sort_keys, False, allow_nan)  # type: ignore[no-any-return]
+
+
 def _make_chunk_encoder(ensure_ascii: bool = True) -> Callable[[Any], str]:
     """``encode``'s output, without its per-call set-up.
 
@@ -91,21 +103,12 @@ def _make_chunk_encoder(ensure_ascii: bool = True) -> Callable[[Any], str]:
     text as is (text with a lone surrogate then fails to encode as UTF-8 later).
     """
     quote = encode_basestring_ascii if ensure_ascii else encode_basestring
-    if c_make_encoder is None:  # a Python without the C accelerator
+    # encode's default raises TypeError for what JSON cannot carry.
+    iterencode = _c_encoder(encode.__self__.default, quote, sort_keys=False, allow_nan=False)
+    if iterencode is None:  # a Python without the C accelerator
         return json.JSONEncoder(
             separators=(",", ":"), ensure_ascii=ensure_ascii, allow_nan=False
         ).encode
-    iterencode = c_make_encoder(
-        None,  # markers: no circular-reference table
-        encode.__self__.default,  # raises TypeError for what JSON cannot carry
-        quote,
-        None,  # indent
-        ":",
-        ",",
-        False,  # sort_keys
-        False,  # skipkeys
-        False,  # allow_nan
-    )
     join = "".join
 
     def encode_chunk(chunk: Any) -> str:
@@ -123,6 +126,7 @@ def _make_chunk_encoder(ensure_ascii: bool = True) -> Callable[[Any], str]:
 encode_chunk = _make_chunk_encoder()
 # The same, non-ASCII text kept as is: the Ray host's messages (UTF-8 bytes both ways).
 encode_utf8 = _make_chunk_encoder(ensure_ascii=False)
+
 
 def chunk_records(chunks: Iterable[tuple[int, str]], ndjson: bool) -> bytes:
     """Chunk records ``(seq, data_json)`` as NDJSON lines or SSE events (``id:`` = seq)."""
@@ -165,19 +169,10 @@ def _make_fingerprint_encoder() -> Callable[[Any], str]:
     """``_encode_fingerprint``'s output, built once (as ``encode_chunk``; every keyed ask
     pays it). Its text is kept in the store, so it must not change: same options. No
     circular check: what it encodes came from JSON."""
-    if c_make_encoder is None:  # a Python without the C accelerator
+    # default=str, ensure_ascii, sort_keys, allow_nan (the JSONEncoder default)
+    iterencode = _c_encoder(str, encode_basestring_ascii, sort_keys=True, allow_nan=True)
+    if iterencode is None:  # a Python without the C accelerator
         return _encode_fingerprint
-    iterencode = c_make_encoder(
-        None,  # markers: no circular-reference table
-        str,  # default=str
-        encode_basestring_ascii,  # ensure_ascii=True
-        None,  # indent
-        ":",
-        ",",
-        True,  # sort_keys
-        False,  # skipkeys
-        True,  # allow_nan (the JSONEncoder default)
-    )
     join = "".join
     return lambda value: join(iterencode(value, 0))
 

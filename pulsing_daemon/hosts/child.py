@@ -23,6 +23,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from pulsing_daemon.eventloop import thread_clock
 from pulsing_daemon.exceptions import is_failure
 from pulsing_daemon.hosts.child_io import (
     FrameSink,
@@ -32,13 +33,17 @@ from pulsing_daemon.hosts.child_io import (
     die_with_parent,
 )
 from pulsing_daemon.hosts.framing import FrameError, FrameReader, encode
-from pulsing_daemon.hosts.threads import LoopPost, SyncCall, SyncCallState, loop_post
+from pulsing_daemon.hosts.threads import (
+    SYNC_BATCH,
+    LoopPost,
+    SyncCall,
+    SyncCallState,
+    loop_post,
+)
 
 if TYPE_CHECKING:
     from pulsing_daemon.hosts.inline import BoundCall
 
-# Sync asks run back to back in one trip to an op thread (as batching.SYNC_BATCH).
-BATCH = 64
 # A reader thread runs an ask itself only when the child looks idle: no frame behind
 # it already read, and the loop has answered no ask for this long. Asks that come in a
 # run (load) go to the loop, which runs them in batches on an op thread: under load
@@ -114,13 +119,19 @@ class Child:
     def reply(self, message: dict[str, Any]) -> None:
         """Loop thread: the one answer to an ask the loop was given."""
         self.send(message)
+        self._answered()
+
+    def _answered(self) -> None:
+        """Loop thread: an ask given to the loop has its answer queued."""
         with self.state:
             self.queued -= 1
             self.loop_answered = time.monotonic()
 
-    async def drain(self) -> None:
-        """Write the queued frames now (writes block while the socket is full)."""
-        self.sink.flush()
+    def _prepare(self, message: dict[str, Any]) -> BoundCall:
+        """The ask of a call frame, resolved and bound (raises what refuses it)."""
+        return self.host.prepare(  # type: ignore[no-any-return]
+            message["op"], message.get("args") or [], message.get("kwargs") or {}
+        )
 
     async def serve(self) -> int:
         loop = asyncio.get_running_loop()
@@ -135,18 +146,17 @@ class Child:
         self.memory_limit = init.get("memory_limit")
         capture_logging(self)
         try:
-            for path in reversed(init.get("sys_path") or []):
-                if path not in sys.path:
-                    sys.path.insert(0, path)
+            from pulsing_daemon.config_classes import import_class, prepend_sys_path
+
+            prepend_sys_path(init.get("sys_path") or [])
             apply_limits(init.get("memory_limit"), init.get("cpu_limit"))
-            from pulsing_daemon.config_classes import import_class
 
             cls = import_class(init["class"])
             self.host = InlineHost(cls, init.get("args") or {}, init.get("name", "actor"))
             await self.host.start()
         except BaseException as exc:  # a failed start: report, then exit
             self.send({"t": "start_failed", **describe_exception(exc, self.memory_limit)})
-            await self.drain()
+            self.sink.flush()  # the child exits next
             return 1
         self.host.exited.add_done_callback(self._instance_exited)
         self.send({"t": "ready", "pid": os.getpid()})
@@ -168,8 +178,8 @@ class Child:
         ``_watch``); read until an ask to run here comes, run it, answer it; until
         the stream ends."""
         state = self.state
+        me = threading.get_ident()
         while True:
-            me = threading.get_ident()
             with state:
                 if self.closed:
                     return
@@ -232,9 +242,7 @@ class Child:
         if deadline is not None and time.monotonic() >= deadline:
             return None  # the loop's clock is time.monotonic: not started, expired
         try:
-            bound = self.host.prepare(
-                message["op"], message.get("args") or [], message.get("kwargs") or {}
-            )
+            bound = self._prepare(message)
         except BaseException:
             return None
         if bound.is_async:
@@ -312,7 +320,7 @@ class Child:
     async def _stop(self) -> None:
         await self.host.stop(graceful=True)
         self.send({"t": "stopped"})
-        await self.drain()
+        self.sink.flush()  # the child exits next
         self._end(0)
 
     def _instance_exited(self, done: asyncio.Future[Any]) -> None:
@@ -341,12 +349,9 @@ class Child:
             deadline = message.get("deadline")
             if self.failed or (deadline is not None and loop.time() >= deadline):
                 self.reply({"t": "not_started", "id": call_id, "expired": not self.failed})
-                await self.drain()
                 continue
             try:
-                prepared = self.host.prepare(
-                    message["op"], message.get("args") or [], message.get("kwargs") or {}
-                )
+                prepared = self._prepare(message)
                 if prepared.is_async:
                     running = asyncio.ensure_future(prepared.start())
                 else:
@@ -354,12 +359,10 @@ class Child:
                     continue
             except BaseException as exc:
                 self.reply({"t": "error", "id": call_id, **describe_exception(exc)})
-                await self.drain()
                 continue
             self.tasks[call_id] = running
             await asyncio.wait((running,))
             self._answer(call_id, running)
-            await self.drain()
 
     async def _run_batch(self, call_id: int, message: dict[str, Any], first: Any) -> None:
         """Run a sync ask and the sync asks queued right behind it in one trip to an op
@@ -368,6 +371,7 @@ class Child:
         its turn, or left behind by a member that failed the instance, after the batch."""
         loop = asyncio.get_running_loop()
         lock = threading.Lock()
+        clock = thread_clock(loop)  # read on the op thread
 
         def sync_call(bound: Any, deadline: float | None) -> SyncCall:
             return SyncCall(
@@ -377,16 +381,14 @@ class Child:
                 math.inf if deadline is None else deadline,
                 loop.create_future(),
                 lock,
-                loop.time,
+                clock,
             )
 
         members = [(call_id, sync_call(first, message.get("deadline")))]
-        while len(members) < BATCH and self.calls:
+        while len(members) < SYNC_BATCH and self.calls:
             next_id, queued = next(iter(self.calls.items()))
             try:
-                bound = self.host.prepare(
-                    queued["op"], queued.get("args") or [], queued.get("kwargs") or {}
-                )
+                bound = self._prepare(queued)
             except BaseException:
                 break  # answered when its turn comes
             if bound.is_async:
@@ -406,7 +408,6 @@ class Child:
                 # at shutdown): it never will be. One running now still answers.
                 if not call.future.done() and call.hold():
                     self.reply({"t": "not_started", "id": member_id, "expired": expired})
-        await self.drain()
 
     def _answer(self, call_id: int, done: asyncio.Future[Any]) -> None:
         self.tasks.pop(call_id, None)
@@ -419,9 +420,7 @@ class Child:
             frame = self._outcome(call_id, None if exc is not None else done.result(), exc)
         assert frame is not None
         self.sink.put(frame)
-        with self.state:
-            self.queued -= 1
-            self.loop_answered = time.monotonic()
+        self._answered()
 
     async def _stream(self, message: dict[str, Any]) -> None:
         call_id = message["id"]
@@ -431,7 +430,6 @@ class Child:
             )
             async for chunk in chunks:
                 self.send({"t": "chunk", "id": call_id, "data": chunk})
-                await self.drain()
         except asyncio.CancelledError:
             self.send({"t": "cancelled", "id": call_id})
         except BaseException as exc:

@@ -35,13 +35,13 @@ from typing import Any
 
 from pulsing_daemon.exceptions import PulsingSystemError, is_failure
 from pulsing_daemon.hosts.child_io import describe_exception
+from pulsing_daemon.hosts.threads import loop_post
 from pulsing_daemon.wire import encode_utf8
 
 BATCH = 64  # most chunks per streamed Ray object
 RUN_AHEAD = 256  # chunks produced ahead of what was handed to Ray
 ASYNC_SLACK = 0.5  # the daemon cancels an async op at its deadline; this is the backstop
 LOG_LINES = 512  # most output lines per watch item
-
 
 
 def described(exc: BaseException) -> dict[str, Any]:
@@ -130,13 +130,10 @@ class _Core:
             return
         if len(self._lines) < 100_000:
             self._lines.append((stream, text))
-        try:
-            if threading.get_ident() == self._loop_thread:
-                self._wake_lines()
-            else:
-                loop.call_soon_threadsafe(self._wake_lines)
-        except RuntimeError:
-            pass
+        if threading.get_ident() == self._loop_thread:
+            self._wake_lines()
+        else:  # a sync op's thread: one wake-up of the loop for a burst of lines
+            loop_post(loop).post(self._wake_lines)
 
     def _wake_lines(self) -> None:
         if self._lines_ready is not None:
@@ -317,12 +314,12 @@ class PulsingRayWorker:
 
     def __init__(self, name: str, sys_path: list[str]) -> None:
         self.name = name
-        for path in reversed(sys_path):
-            if path not in sys.path:
-                sys.path.insert(0, path)
         # Imported now, so that a warm spare's start only imports the actor's class.
         import pulsing_daemon.config
         import pulsing_daemon.hosts.inline  # noqa: F401
+        from pulsing_daemon.config_classes import prepend_sys_path
+
+        prepend_sys_path(sys_path)
 
         self.core = _Core(name)
         self.loop = asyncio.new_event_loop()
@@ -400,8 +397,10 @@ class PulsingRayWorker:
         call_id = message["id"]
         with self.lock:
             self.reached = call_id  # from here on, cancel cannot withdraw it
-            reason = self.withdrawn.pop(call_id, None) if self.withdrawn else None
-            if self.withdrawn:  # ids of asks already answered, or of streams
+            reason = None
+            if self.withdrawn:
+                reason = self.withdrawn.pop(call_id, None)
+                # Ids below this one: asks already answered, or streams.
                 for stale in [k for k in self.withdrawn if k < call_id]:
                     del self.withdrawn[stale]
         if reason is not None:

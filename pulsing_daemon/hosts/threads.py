@@ -39,6 +39,10 @@ _EXECUTOR = concurrent.futures.ThreadPoolExecutor(max_workers=256, thread_name_p
 # where the loop is then (sched_getcpu, ~0.2 us). An op that burns more than
 # HEAVY_OP of CPU (numpy, compression: work that may run beside the loop without
 # the GIL) stops its actor's ops from following for HEAVY_FOR.
+# Most sync ops handed to the op thread in one trip (the daemon's batches and the
+# process child's).
+SYNC_BATCH = 64
+
 HOME_REFRESH = 1.0  # seconds between looks at the CPUs the daemon may use
 HEAVY_OP = 0.002
 HEAVY_FOR = 60.0

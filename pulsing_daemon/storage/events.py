@@ -130,7 +130,10 @@ class EventLog:
             "kind": kind,
         }
         event.update((key, value) for key, value in fields.items() if key not in event)
-        self._pending.append((event_id, actor, json.dumps(event, default=str)))
+        body = _encode_event(event)  # stored, and sent as is to followers (``text``)
+        self._pending.append((event_id, actor, body))
+        if self._followers:
+            self._keep_text(event_id, body)
         for follower in self._followers:
             if follower.actor is not None and follower.actor != actor:
                 continue
@@ -266,10 +269,14 @@ class EventLog:
         event_id = event["id"]
         text = self._texts.get(event_id)
         if text is None:
-            if len(self._texts) >= TEXTS_KEPT:
-                self._texts.clear()
-            text = self._texts[event_id] = _encode_event(event)
+            text = _encode_event(event)
+            self._keep_text(event_id, text)
         return text
+
+    def _keep_text(self, event_id: int, text: str) -> None:
+        if len(self._texts) >= TEXTS_KEPT:
+            self._texts.clear()
+        self._texts[event_id] = text
 
     @property
     def followers(self) -> int:
