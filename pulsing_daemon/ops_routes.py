@@ -10,6 +10,7 @@ actor's events. SSE frames carry ``id:`` = the event id, so ``EventSource`` and
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from aiohttp import web
@@ -17,7 +18,10 @@ from aiohttp import web
 from pulsing_daemon.http import STREAMS, SUPERVISOR, bad_request, json_response
 from pulsing_daemon.storage.events import EventLog, FollowerOverrun
 
-HEARTBEAT = 15.0  # seconds between keep-alives on an idle event stream
+HEARTBEAT = 15.0  # seconds between keep-alives on an event stream
+# Bytes a follower's connection may hold unsent before new events wait in its queue
+# (written by its own task, which waits for the reader) instead of being sent directly.
+SEND_BUFFER = 64 * 1024
 DEFAULT_LIMIT = 100
 STREAM_STATES = ("running", "completed", "failed")
 
@@ -60,8 +64,14 @@ async def events(request: web.Request) -> web.StreamResponse:
             "X-Accel-Buffering": "no",
         }
     )
+    chunked = request.version >= (1, 1)  # else the body ends when the connection does
+    if chunked:
+        response.enable_chunked_encoding()
     await response.prepare(request)
-    stream = log.follow(since, actor, limit if since is None else None, heartbeat=HEARTBEAT)
+    stream = log.follow(
+        since, actor, limit if since is None else None, heartbeat=HEARTBEAT,
+        send=_sender(request, ndjson, chunked),
+    )  # fmt: skip
     try:
         await response.write(b"" if ndjson else b": events\n\n")  # headers out now
         async for batch in stream:
@@ -123,6 +133,33 @@ async def actor_ops(request: web.Request) -> web.Response:
 def _frame(log: EventLog, event: dict[str, Any], ndjson: bool) -> str:
     text = log.text(event)
     return text + "\n" if ndjson else f"id: {event['id']}\ndata: {text}\n\n"
+
+
+def _sender(request: web.Request, ndjson: bool, chunked: bool) -> Any:
+    """``EventLog.follow``'s ``send`` for one response: writes an event to the connection
+    from ``emit`` itself, unless the reader is behind (over ``SEND_BUFFER`` unsent)."""
+
+    def send(event_id: int, text: str) -> bool:
+        transport = request.transport
+        if (
+            transport is None
+            or transport.is_closing()
+            or transport.get_write_buffer_size() > SEND_BUFFER
+        ):
+            return False
+        transport.write(_wire(event_id, text, ndjson, chunked))
+        return True
+
+    return send
+
+
+@functools.lru_cache(maxsize=8)
+def _wire(event_id: int, text: str, ndjson: bool, chunked: bool) -> bytes:
+    """An event as its followers' connections carry it, built once for all of them: an
+    SSE or NDJSON frame, on HTTP/1.1 as one chunk of the chunked body (what
+    ``StreamResponse.write`` would send)."""
+    frame = (text + "\n" if ndjson else f"id: {event_id}\ndata: {text}\n\n").encode()
+    return b"%x\r\n%s\r\n" % (len(frame), frame) if chunked else frame
 
 
 def add_routes(app: web.Application, expect_handler: Any) -> None:

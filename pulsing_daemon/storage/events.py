@@ -15,9 +15,16 @@ An event is a JSON object ``{"id", "at", "actor", "kind", ...fields}``. Kinds:
 Ids grow by one per event and keep growing across daemon restarts: they come from
 blocks reserved durably in SQLite before use, so even after a SIGKILL no id is handed
 out twice (a crash leaves a gap instead). ``emit`` never blocks its caller: it numbers
-the event, hands it to the followers' queues and queues the row; the rows are written
-in one transaction per batch, on a timer, off the ask path. History is bounded to the
-newest ``keep`` events.
+the event, hands it to the followers and queues the row; the rows are written in one
+transaction per batch, on a timer, off the ask path. History is bounded to the newest
+``keep`` events.
+
+A follower whose reader keeps up gets each event written straight to its connection by
+``emit`` (its ``send``: the event encoded once for all of them, no task woken per
+follower per event); a follower that is behind -- its connection's buffer full, or
+events still queued for it -- gets the event queued, and its own task writes the queue
+in order, waiting for the reader. Either way every event reaches a follower once, in
+order.
 """
 
 from __future__ import annotations
@@ -54,14 +61,21 @@ class FollowerOverrun(Exception):
     """A follower fell too far behind; it reconnects and resumes from its last id."""
 
 
+# Writes one event (its id and JSON text) straight to a reader; False when it cannot now
+# (the reader is behind), and the event is queued for the follower's task instead.
+Send = Callable[[int, str], bool]
+
+
 class _Follower:
-    __slots__ = ("actor", "overrun", "queue", "wakeup")
+    __slots__ = ("actor", "overrun", "queue", "send", "wakeup")
 
     def __init__(self, actor: str | None) -> None:
         self.actor = actor
         self.queue: collections.deque[dict[str, Any]] = collections.deque()
         self.overrun = False
         self.wakeup = asyncio.Event()
+        # Set only while the follower's task waits with nothing queued (see ``follow``).
+        self.send: Send | None = None
 
 
 class EventLog:
@@ -137,6 +151,14 @@ class EventLog:
         for follower in self._followers:
             if follower.actor is not None and follower.actor != actor:
                 continue
+            send = follower.send
+            if send is not None:
+                try:
+                    if send(event_id, body):
+                        continue
+                except Exception:  # a broken reader: its task finds out when it writes
+                    pass
+            follower.send = None  # queued from here on, until its task has caught up
             if len(follower.queue) >= FOLLOWER_BACKLOG:
                 follower.overrun = True
             else:
@@ -222,12 +244,18 @@ class EventLog:
         actor: str | None = None,
         limit: int | None = None,
         heartbeat: float | None = None,
+        send: Send | None = None,
     ) -> AsyncIterator[list[dict[str, Any]] | None]:
         """Kept events after ``since`` (None: the newest ``limit``, or none), then new ones,
         in batches: the events that are there when the reader comes back for more (a
         crash makes several at once, and a reader writes each batch in one go).
 
-        Yields None after ``heartbeat`` idle seconds (a keep-alive for the reader).
+        With ``send``, new events that come while this generator waits (everything
+        before them yielded and written) go through ``send`` instead, straight from
+        ``emit``; what ``send`` refuses is queued and yielded here, in order.
+
+        Yields None every ``heartbeat`` seconds it waits (a keep-alive for the reader;
+        events sent meanwhile do not count).
         Raises FollowerOverrun if the reader falls ``FOLLOWER_BACKLOG`` events behind;
         ends when the log is closed (daemon shutdown).
         """
@@ -257,11 +285,14 @@ class EventLog:
                 follower.wakeup.clear()
                 if follower.queue or self._closed:
                     continue
+                follower.send = send  # the reader has everything so far: direct from here
                 try:
                     await asyncio.wait_for(follower.wakeup.wait(), heartbeat)
                 except asyncio.TimeoutError:
+                    follower.send = None
                     yield None
         finally:
+            follower.send = None
             self._followers.discard(follower)
 
     def text(self, event: dict[str, Any]) -> str:

@@ -159,6 +159,47 @@ def test_events_follow_rides_through_a_daemon_restart(daemon_factory: Any) -> No
     assert "daemon unreachable" in err and "daemon is back" in err
 
 
+def test_live_events_are_well_framed_on_http_1_1_chunked_and_http_1_0(
+    daemon_factory: Any,
+) -> None:
+    """Live events go to a waiting follower straight from the event log: as chunks of
+    the chunked body on HTTP/1.1 (decoded here by http.client), as plain bytes of a
+    body that ends with the connection on HTTP/1.0."""
+    import socket
+
+    d = daemon_factory(CRASHER)
+    last_id = wait_for(lambda: events_of(d), what="events")[-1]["id"]
+    conn = http.client.HTTPConnection("127.0.0.1", d.port, timeout=10)
+    conn.request("GET", f"/v1/events?since={last_id}", headers={"Accept": "application/x-ndjson"})
+    chunked = conn.getresponse()
+    assert chunked.status == 200 and chunked.getheader("Transfer-Encoding") == "chunked"
+    old = socket.create_connection(("127.0.0.1", d.port), timeout=10)
+    old.sendall(
+        f"GET /v1/events?since={last_id} HTTP/1.0\r\nAccept: application/x-ndjson\r\n\r\n".encode()
+    )
+    plain = old.makefile("rb")
+    assert plain.readline().startswith(b"HTTP/1.0 200")
+    while plain.readline().strip():
+        pass  # headers
+    time.sleep(0.2)  # both followers wait: what comes now is sent directly
+    assert d.http("POST", "/v1/actors/steady/restart")[0] == 200
+    for reader in (chunked, plain):
+        got: list[dict[str, Any]] = []
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not any(
+            e["kind"] == "state" and e.get("to") == "running" for e in got
+        ):
+            line = reader.readline()
+            assert line, "the event stream ended"
+            if line.strip():
+                got.append(json.loads(line))
+        ids = [e["id"] for e in got]
+        assert ids == list(range(last_id + 1, last_id + 1 + len(ids)))
+        assert any(e["kind"] == "operator" and e["action"] == "restart" for e in got)
+    conn.close()
+    old.close()
+
+
 def test_bad_since_is_a_400(daemon_factory: Any) -> None:
     d = daemon_factory(CRASHER)
     status, _, body = d.http("GET", "/v1/events?since=abc&follow=0")
