@@ -51,7 +51,8 @@ EVENTS_PER_TICK = 4  # what one crash of the benchmark's actor puts in pulsing's
 BATCH = 512  # chunks per stream transaction: pulsing's streams.FLUSH_CHUNKS
 WAL_SIZE_LIMIT = 8 << 20  # pulsing's journal.WAL_SIZE_LIMIT
 
-# The tables pulsing keeps for these guarantees (journal.SCHEMA, same columns and keys).
+# The tables pulsing keeps for these guarantees (journal.SCHEMA, same columns, keys and
+# indexes).
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS streams (
     id TEXT PRIMARY KEY, open INTEGER NOT NULL DEFAULT 1, terminal TEXT,
@@ -64,9 +65,9 @@ CREATE TABLE IF NOT EXISTS chunks (
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS asks (
     actor TEXT NOT NULL, key TEXT NOT NULL, fingerprint TEXT NOT NULL,
-    done INTEGER NOT NULL DEFAULT 0, outcome TEXT, created REAL NOT NULL, finished REAL,
-    PRIMARY KEY (actor, key)
-) WITHOUT ROWID;
+    done INTEGER NOT NULL DEFAULT 0, outcome TEXT, created REAL NOT NULL, finished REAL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS asks_by_key ON asks(actor, key);
 CREATE INDEX IF NOT EXISTS asks_by_created ON asks(created);
 """
 

@@ -242,3 +242,40 @@ def test_rows_of_one_statement_in_a_row_run_together_in_order(journal: Journal) 
         assert records["c"] is not None and not records["c"].done
 
     asyncio.run(main())
+
+
+def test_a_journal_from_before_rowids_keeps_its_ask_records(tmp_path: Path) -> None:
+    """The asks table of a journal written before it had rowids (records keyed by
+    (actor, key), WITHOUT ROWID) is rebuilt when the journal opens: every record kept,
+    a stored key still taken, the indexes in place."""
+    old = sqlite3.connect(tmp_path / "journal.db")
+    old.executescript(
+        """
+        CREATE TABLE asks (
+            actor TEXT NOT NULL, key TEXT NOT NULL, fingerprint TEXT NOT NULL,
+            done INTEGER NOT NULL DEFAULT 0, outcome TEXT, created REAL NOT NULL,
+            finished REAL, PRIMARY KEY (actor, key)
+        ) WITHOUT ROWID;
+        CREATE INDEX asks_by_created ON asks(created);
+        INSERT INTO asks VALUES ('w', 'k2', 'fp2', 0, NULL, 20.0, NULL);
+        INSERT INTO asks VALUES ('w', 'k1', 'fp1', 1, '{"result":1}', 10.0, 11.0);
+        """
+    )
+    old.close()
+    journal = Journal(tmp_path)
+    try:
+        record = journal.ask_record("w", "k1")
+        assert record is not None and record.done and record.outcome == '{"result":1}'
+        assert journal.ask_record("w", "k2") is not None
+        assert not journal.claim_ask("w", "k1", "fp1")  # still taken
+        assert journal.claim_ask("w", "k3", "fp3")
+        sql = journal.db.execute("SELECT sql FROM sqlite_master WHERE name = 'asks'").fetchone()
+        assert "WITHOUT ROWID" not in sql[0].upper()
+        indexes = {row[1] for row in journal.db.execute("PRAGMA index_list(asks)")}
+        assert {"asks_by_key", "asks_by_created"} <= indexes
+        keys = [row[0] for row in journal.db.execute("SELECT key FROM asks ORDER BY rowid")]
+        assert keys == ["k1", "k2", "k3"]  # in the order they came
+        assert journal.prune_asks(15.0, now=30.0) == 1  # k1 (created 10) only
+    finally:
+        journal.close()
+    Journal(tmp_path).close()  # opened again: nothing left to migrate
