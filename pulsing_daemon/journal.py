@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pulsing_daemon import log
+
 ASKS_TABLE = """
 CREATE TABLE IF NOT EXISTS asks (
     actor       TEXT NOT NULL,
@@ -101,11 +103,13 @@ class AskRecord:
 def _migrate_asks(db: sqlite3.Connection) -> None:
     """A journal written before the ``asks`` table had rowids (its records keyed by
     (actor, key), ``WITHOUT ROWID``) gets the current table, records kept, in one
-    transaction at start-up (about a second per million records here)."""
+    transaction at start-up, once (8.5 s for 1,000,000 records on a 2-vCPU VM; logged)."""
     row = db.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'asks'")
     found = row.fetchone()
     if found is None or "WITHOUT ROWID" not in found[0].upper():
         return
+    began = time.monotonic()
+    log.event("journal_migrating", msg="rebuilding the idempotency records' table, once")
     with _Transaction(db):
         db.execute("ALTER TABLE asks RENAME TO asks_keyed")
         db.execute("DROP INDEX IF EXISTS asks_by_created")
@@ -115,6 +119,8 @@ def _migrate_asks(db: sqlite3.Connection) -> None:
             f"SELECT {ASK_COLUMNS} FROM asks_keyed ORDER BY created"
         )
         db.execute("DROP TABLE asks_keyed")
+        records = db.execute("SELECT count(*) FROM asks").fetchone()[0]
+    log.event("journal_migrated", records=records, seconds=round(time.monotonic() - began, 3))
 
 
 class Journal:
