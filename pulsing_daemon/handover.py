@@ -50,7 +50,9 @@ class Handover(Protocol):
 
     key: str
 
-    taken: bool  # the last record() found the key taken
+    @property
+    def taken(self) -> bool:
+        """The last record() found the key taken."""
 
     def record(self, after: Callable[[Exception | None], None] | None = None) -> None:
         """Queue the durable "handed over" record, a conditional insert, in the group

@@ -126,7 +126,7 @@ class IdempotencyStore:
         # looks the record up when it is answered (``_first``). Nothing is written until
         # the handover: a crash before it leaves the key free.
         self._running[slot] = _Running(request_fingerprint)
-        return await self._first(cell, envelope, key, slot, request_fingerprint)
+        return await self._first(cell, envelope, key, request_fingerprint)
 
     def _answer_from(
         self,
@@ -166,13 +166,13 @@ class IdempotencyStore:
         cell: ActorCell,
         envelope: Envelope,
         key: str,
-        slot: tuple[str, str],
         request_fingerprint: str,
         error: PulsingError,
     ) -> tuple[Any, bool]:
         """An ask answered with ``error`` before it held the key (nothing of it was
         written): the stored record of an earlier ask with this key answers instead, as
         it would have had the op been handed over; else ``error`` does."""
+        slot = (cell.name, key)
         record = self.journal.ask_record(cell.name, key)
         if record is not None:
             self._release(slot, record)
@@ -190,19 +190,19 @@ class IdempotencyStore:
         cell: ActorCell,
         envelope: Envelope,
         key: str,
-        slot: tuple[str, str],
         request_fingerprint: str,
     ) -> tuple[Any, bool]:
         """Run the first ask with this key here; the cell records it as handed over."""
+        slot = (cell.name, key)
         handover = envelope.handover = _Handover(self, cell.name, key, request_fingerprint)
         try:
             cell.submit(envelope)
         except PulsingError as error:  # the actor cannot take it: it never ran, no record
-            return self._settle_unheld(cell, envelope, key, slot, request_fingerprint, error)
+            return self._settle_unheld(cell, envelope, key, request_fingerprint, error)
 
         def late(value: Any, error: PulsingError | None) -> None:
             # A sync op finished after its caller timed out: store what really happened.
-            self._record_outcome(slot, key, cell.name, (value, error), True, None, True)
+            self._record_outcome(key, cell.name, (value, error), True, None, True)
 
         envelope.on_late = late
         try:
@@ -217,7 +217,7 @@ class IdempotencyStore:
         if outcome[1] is not None and not handover.held:
             # Answered before it ever held the key (expired in the mailbox, actor
             # stopped, bad arguments): an earlier ask's record, if any, answers instead.
-            return self._settle_unheld(cell, envelope, key, slot, request_fingerprint, outcome[1])
+            return self._settle_unheld(cell, envelope, key, request_fingerprint, outcome[1])
         left_running = (
             isinstance(outcome[1], PulsingTimeoutError)
             and envelope.executed
@@ -226,7 +226,6 @@ class IdempotencyStore:
         if not left_running:  # else ``late`` settles the record when the op ends
             # Stored (committed) before the caller hears the outcome.
             written = self._record_outcome(
-                slot,
                 key,
                 cell.name,
                 outcome,
@@ -242,7 +241,6 @@ class IdempotencyStore:
 
     def _record_outcome(
         self,
-        slot: tuple[str, str],
         key: str,
         actor: str,
         outcome: Outcome,
@@ -258,6 +256,7 @@ class IdempotencyStore:
         """
         value, error = outcome
         journal = self.journal
+        slot = (actor, key)
         if not handed:  # nothing of it is in the store
             self._release(slot, outcome)
             return None
@@ -302,15 +301,20 @@ class _Running:
 class _Handover:
     """The durable "handed over" record of one keyed ask (see pulsing_daemon.handover)."""
 
-    __slots__ = ("actor", "fingerprint", "found", "held", "key", "store", "taken")
+    __slots__ = ("actor", "fingerprint", "found", "held", "key", "store")
 
     def __init__(self, store: IdempotencyStore, actor: str, key: str, fingerprint: str) -> None:
         self.store, self.actor, self.key, self.fingerprint = store, actor, key, fingerprint
         # A claim of this ask found the key free: no earlier ask's record to answer from
         # (true from then on, even if that claim is later taken back or rolled back).
         self.held = False
-        self.found: AskRecord | None = None  # the record of an earlier ask with the key
-        self.taken = False  # the last claim found the key taken (by ``found``)
+        # The record of an earlier ask that the last claim found the key taken by.
+        self.found: AskRecord | None = None
+
+    @property
+    def taken(self) -> bool:
+        """The last claim found the key taken (by ``found``)."""
+        return self.found is not None
 
     def record(self, after: Callable[[Exception | None], None] | None = None) -> None:
         self.store._commits.add(self._claim, after)
@@ -321,9 +325,8 @@ class _Handover:
         journal = self.store.journal
         if journal.claim_ask(self.actor, self.key, self.fingerprint):
             self.held = True
-            self.taken, self.found = False, None
+            self.found = None
         else:
-            self.taken = True
             self.found = journal.ask_record(self.actor, self.key)
 
     def revoke(self) -> None:

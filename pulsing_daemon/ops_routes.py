@@ -131,8 +131,12 @@ async def actor_ops(request: web.Request) -> web.Response:
 
 
 def _frame(log: EventLog, event: dict[str, Any], ndjson: bool) -> str:
-    text = log.text(event)
-    return text + "\n" if ndjson else f"id: {event['id']}\ndata: {text}\n\n"
+    return _framed(event["id"], log.text(event), ndjson)
+
+
+def _framed(event_id: int, text: str, ndjson: bool) -> str:
+    """An event's JSON ``text`` as one NDJSON line or one SSE frame."""
+    return text + "\n" if ndjson else f"id: {event_id}\ndata: {text}\n\n"
 
 
 def _sender(request: web.Request, ndjson: bool, chunked: bool) -> Any:
@@ -158,7 +162,7 @@ def _wire(event_id: int, text: str, ndjson: bool, chunked: bool) -> bytes:
     """An event as its followers' connections carry it, built once for all of them: an
     SSE or NDJSON frame, on HTTP/1.1 as one chunk of the chunked body (what
     ``StreamResponse.write`` would send)."""
-    frame = (text + "\n" if ndjson else f"id: {event_id}\ndata: {text}\n\n").encode()
+    frame = _framed(event_id, text, ndjson).encode()
     return b"%x\r\n%s\r\n" % (len(frame), frame) if chunked else frame
 
 

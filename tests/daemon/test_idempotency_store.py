@@ -326,9 +326,9 @@ def test_taking_back_a_claim_that_found_the_key_taken_never_deletes_the_record(
         fresh = _Handover(store, "s", "fresh", print_)
         fresh.record()
         fresh.revoke()  # queued before the claim runs: the delete follows the insert
-        handover.taken = False  # as if read before the claim ran: the delete checks again
-        handover.revoke()
-        handover.taken = True
+        found, handover.found = handover.found, None  # as if read before the claim ran:
+        handover.revoke()  # the delete checks again
+        handover.found = found
         assert await keyed.ask("k", "put", token="kept-1") == (1, True)
         record = store.journal.ask_record("s", "k")
         assert record is not None and record.done
