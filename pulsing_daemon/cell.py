@@ -321,9 +321,11 @@ class ActorCell:
         """Resolve an envelope once; count the outcome; remember the last error.
 
         ``remember=False`` for refusals (a drained mailbox): they must not hide the
-        failure that caused them from ``last_error``.
+        failure that caused them from ``last_error``. A keyed ask's handover may take
+        the answer (``Handover.settle``): its future is resolved once the outcome's
+        record has committed, so the caller hears it when it is stored.
         """
-        if envelope.state is EnvelopeState.DONE and envelope.future.done():
+        if envelope.state is EnvelopeState.DONE and (envelope.future.done() or envelope.recording):
             return
         envelope.state = EnvelopeState.DONE
         if envelope.timer is not None:
@@ -343,11 +345,14 @@ class ActorCell:
             op = envelope.op if outcome != "unsupported" else "_unsupported"
             self.metrics.observe(self.name, op, outcome, perf_counter() - envelope.born)
         if error is None:
-            envelope.future.set_result(value)
+            if envelope.handover is None or not envelope.handover.settle(envelope, value, None):
+                envelope.future.set_result(value)
             return
         self.stamp(error)
         if remember:
             cell_status.remember_error(self, envelope, error)
+        if envelope.handover is not None and envelope.handover.settle(envelope, None, error):
+            return  # resolved once the outcome is stored
         envelope.future.set_exception(error)
         envelope.future.exception()  # retrieved: a caller that left must not warn
 

@@ -71,6 +71,9 @@ class Envelope:
     # The task awaiting the op in place (running.execute_here): the mailbox timer
     # cancels it at the deadline, so an in-place op needs no timer of its own.
     runner: asyncio.Task[Any] | None = None
+    # Answered, its future resolved once its outcome's record has committed (a keyed
+    # ask: ``Handover.settle``).
+    recording: bool = False
 
 
 def new_envelope(

@@ -29,9 +29,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from pulsing_daemon.exceptions import PulsingRuntimeError, PulsingSystemError
+from pulsing_daemon.exceptions import PulsingError, PulsingRuntimeError, PulsingSystemError
 from pulsing_daemon.hosts.base import InstanceLost
 from pulsing_daemon.hosts.threads import SyncCallState
 
@@ -59,6 +59,12 @@ class Handover(Protocol):
         commit; ``after(error)`` is called once it has committed (None) or failed. It
         is not written when the key has a record already (an earlier ask's): then
         ``taken`` is true, and the op must not start."""
+
+    def settle(self, envelope: Envelope, value: Any, error: PulsingError | None) -> bool:
+        """The cell answers ``envelope`` (after counting it). True when the store takes
+        the answer: it queues the outcome's record (or its deletion) in the group
+        commit and resolves ``envelope.future`` once that has committed; False leaves
+        the cell to resolve it now."""
 
     def revoke(self) -> None:
         """The op will not start now after all (it went back to the mailbox): delete

@@ -34,6 +34,7 @@ Rules (also in pulsing.toml(5)):
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -210,6 +211,10 @@ class IdempotencyStore:
             outcome: Outcome = (value, None)
         except PulsingError as error:
             outcome = (None, error)
+        if envelope.recording:  # stored or dropped when answered (_Handover.settle)
+            if outcome[1] is not None:
+                raise outcome[1]
+            return outcome[0], False
         found = handover.found
         if found is not None:  # the key had a record: the op was not started
             self._release(slot, found)
@@ -225,15 +230,16 @@ class IdempotencyStore:
         )
         if not left_running:  # else ``late`` settles the record when the op ends
             # Stored (committed) before the caller hears the outcome.
-            written = self._record_outcome(
+            written: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            if self._record_outcome(
                 key,
                 cell.name,
                 outcome,
                 envelope.executed,
                 envelope.result_json,
                 bool(envelope.handed),
-            )
-            if written is not None:
+                functools.partial(_resolve, written, None),
+            ):
                 await written
         if outcome[1] is not None:
             raise outcome[1]
@@ -247,9 +253,11 @@ class IdempotencyStore:
         executed: bool,
         result_json: str | None,
         handed: bool,
-    ) -> asyncio.Future[None] | None:
-        """Store or drop the record; then, and only then, release waiting repeats.
-        Returns the future of the write's commit (None when nothing is written).
+        after: Callable[[Exception | None], None] | None = None,
+    ) -> bool:
+        """Store or drop the record; then, and only then, release waiting repeats and
+        call ``after`` (with None once committed, or the write's error). False when
+        nothing is written: repeats are released now and ``after`` is not called.
 
         The slot stays "running" until the write has committed, so a repeat never
         reads a record still marked started for an ask that has in fact finished.
@@ -259,7 +267,7 @@ class IdempotencyStore:
         slot = (actor, key)
         if not handed:  # nothing of it is in the store
             self._release(slot, outcome)
-            return None
+            return False
         row: tuple[Any, ...] | None = None  # of FINISH_ASK: rows of it go in one executemany
         if is_final(error, executed):
             row = journal.finish_ask_row(actor, key, stored_outcome(value, error, result_json))
@@ -268,24 +276,18 @@ class IdempotencyStore:
             # period): its outcome is unknown. Keep the record "started" so a repeat
             # after the restart is told so, and the op never runs twice.
             self._release(slot, outcome)
-            return None
-        written: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            return False
 
         def settled(failed: Exception | None) -> None:
             self._release(slot, outcome)
-            if written.done():  # the first caller left (cancelled)
-                return
-            if failed is None:
-                written.set_result(None)
-            else:  # the first caller re-raises it
-                written.set_exception(failed)
-                written.exception()  # retrieved: a caller that left must not warn
+            if after is not None:
+                after(failed)
 
         if row is not None:
             self._commits.add_row(FINISH_ASK, row, settled)
         else:
             self._commits.add(lambda: journal.forget_ask(actor, key), settled)
-        return written
+        return True
 
 
 class _Running:
@@ -316,6 +318,44 @@ class _Handover:
         """The last claim found the key taken (by ``found``)."""
         return self.found is not None
 
+    def settle(self, envelope: Envelope, value: Any, error: PulsingError | None) -> bool:
+        # The cell answers: an op that ran, or was handed over and will not run now, has
+        # its outcome stored (or its record dropped) before its caller hears it, from
+        # here, with no turn of the caller's task in between. What this does not settle
+        # (never held the key, found an earlier record, left running past its deadline)
+        # ``IdempotencyStore._first`` settles when the caller wakes, as it always could.
+        if (
+            not self.held
+            or self.found is not None
+            or not envelope.handed
+            or (
+                isinstance(error, PulsingTimeoutError)
+                and envelope.executed
+                and not envelope.interrupted
+            )
+        ):
+            return False
+        future = envelope.future
+
+        def stored(failed: Exception | None) -> None:
+            if failed is None and error is None:
+                _resolve(future, value, None)
+            else:  # the op's error, or the write's: the caller raises it
+                _resolve(future, None, failed if failed is not None else error)
+
+        if not self.store._record_outcome(
+            self.key,
+            self.actor,
+            (value, error),
+            envelope.executed,
+            envelope.result_json,
+            True,
+            stored,
+        ):
+            return False
+        envelope.recording = True
+        return True
+
     def record(self, after: Callable[[Exception | None], None] | None = None) -> None:
         self.store._commits.add(self._claim, after)
 
@@ -341,6 +381,17 @@ class _Handover:
     def _forget(self) -> None:
         if not self.taken:
             self.store.journal.forget_ask(self.actor, self.key)
+
+
+def _resolve(future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
+    """Resolve ``future`` unless its awaiter left (cancelled it)."""
+    if future.done():
+        return
+    if error is None:
+        future.set_result(value)
+    else:
+        future.set_exception(error)
+        future.exception()  # retrieved: an awaiter that left must not warn
 
 
 def _replay(outcome: Outcome) -> tuple[Any, bool]:

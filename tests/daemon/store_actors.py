@@ -21,6 +21,10 @@ class Store:
         _ran(token)
         return value
 
+    def put_sync(self, token: str, value: object = None) -> object:
+        _ran(token)
+        return value
+
     async def wait(self, token: str, seconds: float) -> str:
         _ran(token)
         await asyncio.sleep(seconds)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import sqlite3
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -122,6 +123,38 @@ def test_a_recoverable_error_is_not_stored_so_a_retry_runs(tmp_path: Path) -> No
         await keyed.error("k", "flaky", token="flaky-1")
         assert runs("flaky-1") == 2
         assert keyed.store.journal.ask_record("s", "k") is None
+
+    run_keyed(tmp_path, scenario)
+
+
+def test_the_caller_hears_an_outcome_once_its_record_has_committed(tmp_path: Path) -> None:
+    # A second connection sees committed data only: it must find each outcome stored
+    # (or its record dropped) the moment the caller is answered, one ask alone or many
+    # answered together, from async and sync ops.
+    async def scenario(keyed: Keyed) -> None:
+        reader = sqlite3.connect(keyed.store.journal.path)
+
+        def row(key: str) -> tuple[int, str] | None:
+            query = "SELECT done, outcome FROM asks WHERE actor = 's' AND key = ?"
+            return reader.execute(query, (key,)).fetchone()
+
+        async def one(key: str, op: str, value: int) -> None:
+            assert await keyed.ask(key, op, token=f"heard-{key}", value=value) == (value, False)
+            assert row(key) == (1, f'{{"result":{value}}}')
+
+        try:
+            await one("alone", "put", 7)
+            await one("alone-sync", "put_sync", 8)
+            await asyncio.gather(
+                *(one(f"many-{i}", "put" if i % 2 else "put_sync", i) for i in range(40))
+            )
+            await keyed.error("refused", "refuse", token="heard-refused")
+            stored = row("refused")
+            assert stored is not None and stored[0] == 1 and '"refused"' in stored[1]
+            await keyed.error("flaky", "flaky", token="heard-flaky")
+            assert row("flaky") is None  # dropped: a retry runs
+        finally:
+            reader.close()
 
     run_keyed(tmp_path, scenario)
 
