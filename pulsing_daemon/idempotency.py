@@ -50,7 +50,7 @@ from pulsing_daemon.exceptions import (
     PulsingUnsupportedError,
     from_wire,
 )
-from pulsing_daemon.journal import FINISH_ASK, AskRecord, GroupCommit, Journal
+from pulsing_daemon.journal import FINISH_ASK, FINISH_ASK_AT, AskRecord, GroupCommit, Journal
 from pulsing_daemon.wire import fingerprint, read_outcome, stored_outcome
 
 MAX_KEY_LENGTH = 256
@@ -203,7 +203,9 @@ class IdempotencyStore:
 
         def late(value: Any, error: PulsingError | None) -> None:
             # A sync op finished after its caller timed out: store what really happened.
-            self._record_outcome(key, cell.name, (value, error), True, None, True)
+            self._record_outcome(
+                key, cell.name, (value, error), True, None, True, handover.rowid
+            )
 
         envelope.on_late = late
         try:
@@ -238,6 +240,7 @@ class IdempotencyStore:
                 envelope.executed,
                 envelope.result_json,
                 bool(envelope.handed),
+                handover.rowid,
                 functools.partial(_resolve, written, None),
             ):
                 await written
@@ -253,11 +256,13 @@ class IdempotencyStore:
         executed: bool,
         result_json: str | None,
         handed: bool,
+        rowid: int | None = None,
         after: Callable[[Exception | None], None] | None = None,
     ) -> bool:
         """Store or drop the record; then, and only then, release waiting repeats and
         call ``after`` (with None once committed, or the write's error). False when
         nothing is written: repeats are released now and ``after`` is not called.
+        ``rowid``: the record's, when its claim created it here.
 
         The slot stays "running" until the write has committed, so a repeat never
         reads a record still marked started for an ask that has in fact finished.
@@ -268,9 +273,14 @@ class IdempotencyStore:
         if not handed:  # nothing of it is in the store
             self._release(slot, outcome)
             return False
-        row: tuple[Any, ...] | None = None  # of FINISH_ASK: rows of it go in one executemany
+        row: tuple[Any, ...] | None = None  # rows of one statement go in one executemany
         if is_final(error, executed):
-            row = journal.finish_ask_row(actor, key, stored_outcome(value, error, result_json))
+            text = stored_outcome(value, error, result_json)
+            row = (
+                journal.finish_ask_row(actor, key, text)
+                if rowid is None
+                else journal.finish_ask_at_row(rowid, actor, key, text)
+            )
         elif executed and isinstance(error, PulsingRuntimeError):
             # The op started, then the daemon gave up on it (shutdown past the grace
             # period): its outcome is unknown. Keep the record "started" so a repeat
@@ -284,7 +294,7 @@ class IdempotencyStore:
                 after(failed)
 
         if row is not None:
-            self._commits.add_row(FINISH_ASK, row, settled)
+            self._commits.add_row(FINISH_ASK if rowid is None else FINISH_ASK_AT, row, settled)
         else:
             self._commits.add(lambda: journal.forget_ask(actor, key), settled)
         return True
@@ -303,7 +313,7 @@ class _Running:
 class _Handover:
     """The durable "handed over" record of one keyed ask (see pulsing_daemon.handover)."""
 
-    __slots__ = ("actor", "fingerprint", "found", "held", "key", "store")
+    __slots__ = ("actor", "fingerprint", "found", "held", "key", "rowid", "store")
 
     def __init__(self, store: IdempotencyStore, actor: str, key: str, fingerprint: str) -> None:
         self.store, self.actor, self.key, self.fingerprint = store, actor, key, fingerprint
@@ -312,6 +322,8 @@ class _Handover:
         self.held = False
         # The record of an earlier ask that the last claim found the key taken by.
         self.found: AskRecord | None = None
+        # The rowid of the record the last claim created (None: it created none).
+        self.rowid: int | None = None
 
     @property
     def taken(self) -> bool:
@@ -350,6 +362,7 @@ class _Handover:
             envelope.executed,
             envelope.result_json,
             True,
+            self.rowid,
             stored,
         ):
             return False
@@ -363,7 +376,8 @@ class _Handover:
         # In the group commit's transaction: the insert, or the record it found (read in
         # the same transaction, so it is the one that made the insert a no-op).
         journal = self.store.journal
-        if journal.claim_ask(self.actor, self.key, self.fingerprint):
+        self.rowid = journal.claim_ask_at(self.actor, self.key, self.fingerprint)
+        if self.rowid is not None:
             self.held = True
             self.found = None
         else:

@@ -70,6 +70,11 @@ ASK_COLUMNS = "actor, key, fingerprint, done, outcome, created, finished"
 
 # Stores a keyed ask's outcome (parameters: Journal.finish_ask_row).
 FINISH_ASK = "UPDATE asks SET done = 1, outcome = ?, finished = ? WHERE actor = ? AND key = ?"
+# The same, for a record whose rowid its claim returned: found in the table directly,
+# not through the index of the keys (the key is still checked).
+FINISH_ASK_AT = (
+    "UPDATE asks SET done = 1, outcome = ?, finished = ? WHERE rowid = ? AND actor = ? AND key = ?"
+)
 
 WAL_SIZE_LIMIT = 8 << 20  # bytes the WAL is truncated to after a checkpoint
 
@@ -277,12 +282,17 @@ class Journal:
     def claim_ask(self, actor: str, key: str, fingerprint: str) -> bool:
         """Record, durably, that a keyed ask is about to run -- unless the key has a
         record already. True when this call created the record."""
+        return self.claim_ask_at(actor, key, fingerprint) is not None
+
+    def claim_ask_at(self, actor: str, key: str, fingerprint: str) -> int | None:
+        """``claim_ask``, returning the rowid of the record it created (None: the key
+        had one)."""
         cursor = self.db.execute(
             "INSERT INTO asks (actor, key, fingerprint, done, created) "
             "VALUES (?, ?, ?, 0, ?) ON CONFLICT (actor, key) DO NOTHING",
             (actor, key, fingerprint, self.wall_clock()),
         )
-        return cursor.rowcount == 1
+        return cursor.lastrowid if cursor.rowcount == 1 else None
 
     def finish_ask(self, actor: str, key: str, outcome: str) -> None:
         self.db.execute(FINISH_ASK, self.finish_ask_row(actor, key, outcome))
@@ -290,6 +300,12 @@ class Journal:
     def finish_ask_row(self, actor: str, key: str, outcome: str) -> tuple[Any, ...]:
         """The parameters of ``FINISH_ASK`` (for ``GroupCommit.add_row``)."""
         return (outcome, self.wall_clock(), actor, key)
+
+    def finish_ask_at_row(
+        self, rowid: int, actor: str, key: str, outcome: str
+    ) -> tuple[Any, ...]:
+        """The parameters of ``FINISH_ASK_AT``."""
+        return (outcome, self.wall_clock(), rowid, actor, key)
 
     def forget_ask(self, actor: str, key: str) -> None:
         self.db.execute("DELETE FROM asks WHERE actor = ? AND key = ?", (actor, key))

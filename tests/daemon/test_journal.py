@@ -141,6 +141,21 @@ def test_a_finished_ask_keeps_its_outcome(journal: Journal) -> None:
     assert record is not None and record.done and record.outcome == '{"result":1}'
 
 
+def test_an_outcome_is_stored_at_the_rowid_its_claim_returned(journal: Journal) -> None:
+    from pulsing_daemon.journal import FINISH_ASK_AT
+
+    first = journal.claim_ask_at("a", "k", "fp")
+    assert isinstance(first, int)
+    assert journal.claim_ask_at("a", "k", "fp") is None  # taken: no record made
+    other = journal.claim_ask_at("a", "other", "fp")
+    # The key is checked as well: a rowid that is another key's record changes nothing.
+    journal.db.execute(FINISH_ASK_AT, journal.finish_ask_at_row(other, "a", "k", '"wrong"'))
+    journal.db.execute(FINISH_ASK_AT, journal.finish_ask_at_row(first, "a", "k", '"right"'))
+    stored, untouched = journal.ask_record("a", "k"), journal.ask_record("a", "other")
+    assert stored is not None and stored.done and stored.outcome == '"right"'
+    assert untouched is not None and not untouched.done and untouched.outcome is None
+
+
 def test_a_forgotten_ask_can_be_claimed_again(journal: Journal) -> None:
     journal.claim_ask("a", "k", "fp")
     journal.forget_ask("a", "k")
