@@ -36,16 +36,15 @@ import functools
 import gc
 import logging
 import pickle
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from pulsing_daemon import log
+from pulsing_daemon import log, spawn
 from pulsing_daemon.config import (
     ActorConfig,
     Config,
@@ -217,35 +216,32 @@ class Reloader:
         )
         problem = functools.partial(ConfigProblem, str(old.path), "", None)
         try:
-            # The request from a file (no pipe to feed), the child started with vfork by
-            # subprocess.Popen (~0.5 ms). The loop's own subprocess_exec (uvloop: fork)
-            # copies the page tables of the daemon's whole heap first, with the loop
-            # waiting: ~10 ms with 10,000 actors.
+            # The request from a file: no pipe for the loop to feed while the child reads.
+            # spawn.start, not the loop's subprocess_exec: no loop stall while it forks.
             with tempfile.TemporaryFile() as data:
                 pickle.dump(request, data, pickle.HIGHEST_PROTOCOL)
                 data.seek(0)
-                child = subprocess.Popen(
+                child = await spawn.start(
                     [sys.executable, "-c", _READER, _PACKAGE_ROOT],
-                    stdin=data, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                    stdin=data, stdout=spawn.PIPE, stderr=spawn.PIPE,
                 )  # fmt: skip
         except OSError as exc:
             raise ConfigError([problem(f"cannot start the config reader: {exc}")]) from None
+        assert child.stdout is not None and child.stderr is not None
         try:
-            out, err = await asyncio.wait_for(
-                asyncio.gather(_read_to_end(child.stdout), _read_to_end(child.stderr)),
+            out, err, _ = await asyncio.wait_for(
+                asyncio.gather(child.stdout.read(), child.stderr.read(), child.wait()),
                 READ_TIMEOUT,
             )
-            # Both pipes ended: it is exiting. Waited for on a thread all the same.
-            await asyncio.wait_for(asyncio.to_thread(child.wait), READ_TIMEOUT)
         except asyncio.TimeoutError:
             raise ConfigError(
                 [problem(f"reading took over {READ_TIMEOUT:g}s (does an actor module block "
                          "when imported?)")]
             ) from None  # fmt: skip
         finally:
-            if child.poll() is None:  # timed out, or cancelled: no child left behind
-                child.kill()
-                child.wait()  # at once after SIGKILL
+            if child.returncode is None:  # timed out, or cancelled: no child left behind
+                child.popen.kill()
+                await child.wait()
         if err.strip():  # what actor modules printed while imported
             text = err.decode(errors="replace")[-4000:]
             log.event("reload_output", level=logging.DEBUG, msg=text)
@@ -293,20 +289,6 @@ class Reloader:
             for task in pending:  # an op still running on a removed or restarted actor
                 self._background.add(task)
                 task.add_done_callback(self._background.discard)
-
-
-async def _read_to_end(pipe: IO[bytes] | None) -> bytes:
-    """Everything a child writes to ``pipe``, read by the event loop."""
-    assert pipe is not None
-    reader = asyncio.StreamReader()
-    loop = asyncio.get_running_loop()
-    transport, _ = await loop.connect_read_pipe(
-        lambda: asyncio.StreamReaderProtocol(reader), pipe
-    )
-    try:
-        return await reader.read()
-    finally:
-        transport.close()
 
 
 def _assemble(old: Config, answer: Answer) -> Config:

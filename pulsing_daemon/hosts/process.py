@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pulsing_daemon import affinity, log
+from pulsing_daemon import affinity, log, spawn
 from pulsing_daemon.exceptions import from_wire
 from pulsing_daemon.hosts.base import (
     ActorHost,
@@ -198,7 +198,7 @@ class ProcessHost(ActorHost):
         self.name = config.name
         loop = asyncio.get_running_loop()
         self.exited: asyncio.Future[Exit] = loop.create_future()
-        self.proc: asyncio.subprocess.Process | None = None
+        self.proc: spawn.Child | None = None
         self.writer: asyncio.WriteTransport | None = None
         self._calls: dict[int, asyncio.Future[Any]] = {}
         self._streams: dict[int, asyncio.Queue[tuple[str, Any]]] = {}
@@ -218,18 +218,21 @@ class ProcessHost(ActorHost):
         cpus = affinity.released_cpus()  # a pinned daemon does not pin its children
         extra = ["--cpus", ",".join(map(str, sorted(cpus)))] if cpus else []
         try:
-            self.proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "pulsing_daemon.hosts.child",
-                "--fd",
-                str(child_sock.fileno()),
-                "--parent",
-                str(os.getpid()),
-                *extra,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
+            # spawn.start, not the loop's subprocess_exec: no loop stall while it forks.
+            self.proc = await spawn.start(
+                [
+                    sys.executable,
+                    "-m",
+                    "pulsing_daemon.hosts.child",
+                    "--fd",
+                    str(child_sock.fileno()),
+                    "--parent",
+                    str(os.getpid()),
+                    *extra,
+                ],
+                stdin=spawn.DEVNULL,
+                stdout=spawn.PIPE,
+                stderr=spawn.PIPE,
                 pass_fds=(child_sock.fileno(),),
                 env=env,
                 cwd=self.settings["cwd"],
