@@ -217,8 +217,9 @@ class Reloader:
         problem = functools.partial(ConfigProblem, str(old.path), "", None)
         try:
             # The request from a file: no pipe for the loop to feed while the child reads.
+            # Nameless, in state_dir (writable wherever the daemon runs, owner only).
             # spawn.start, not the loop's subprocess_exec: no loop stall while it forks.
-            with tempfile.TemporaryFile() as data:
+            with tempfile.TemporaryFile(dir=old.daemon.state_dir) as data:
                 pickle.dump(request, data, pickle.HIGHEST_PROTOCOL)
                 data.seek(0)
                 child = await spawn.start(

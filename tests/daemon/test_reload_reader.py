@@ -40,6 +40,7 @@ def test_a_reader_past_its_time_is_killed_and_the_reload_refused(
     head = f"[daemon]\nstate_dir = {json.dumps(str(tmp_path / 'state'))}\n"
     head += f"pythonpath = [{json.dumps(str(tmp_path))}]\n"
     path = tmp_path / "pulsing.toml"
+    (tmp_path / "state").mkdir()
     old = parse_config(head + '[actors.a]\nclass = "quick_mod:Quick"\n', path, import_classes=False)
     path.write_text(head + '[actors.a]\nclass = "slow_mod:Slow"\n')  # its import never ends
     monkeypatch.setattr(reload, "READ_TIMEOUT", 1.0)
