@@ -38,7 +38,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pulsing_daemon import __version__, log
+from pulsing_daemon import __version__, log, spawn
 
 EVENT_KINDS = ("state", "failure", "restart", "failed", "operator", "reload", "daemon")
 BATCH_KEEP = 100  # events carried in one coalesced delivery (older ones only counted)
@@ -296,11 +296,12 @@ class Notifier:
             "PULSING_EVENT_ACTOR": str(payload.get("actor") or ""),
         }
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *config.command,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT,
+            # spawn.start, not the loop's subprocess_exec: no loop stall while it forks.
+            proc = await spawn.start(
+                config.command,
+                stdin=spawn.PIPE,
+                stdout=spawn.PIPE,
+                stderr=spawn.STDOUT,
                 env=env,
                 start_new_session=True,  # its own process group: a timeout kills it all
             )
@@ -370,7 +371,7 @@ def _kill_group(pid: int) -> None:
         pass
 
 
-async def _talk(proc: asyncio.subprocess.Process, data: bytes) -> bytes:
+async def _talk(proc: spawn.Child, data: bytes) -> bytes:
     """Give a hook the event on its stdin, then read its output until it exits. A hook
     that does not read its stdin (exits first) is fine: its exit status tells."""
     assert proc.stdin is not None and proc.stdout is not None

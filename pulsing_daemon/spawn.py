@@ -21,15 +21,17 @@ from typing import IO, Any
 
 PIPE = subprocess.PIPE
 DEVNULL = subprocess.DEVNULL
+STDOUT = subprocess.STDOUT
 
 
 class Child:
-    """A started child: ``pid``, ``returncode`` (None while it runs), ``stdout`` and
-    ``stderr`` (stream readers, for pipes), ``wait()``."""
+    """A started child: ``pid``, ``returncode`` (None while it runs), ``stdin`` (a
+    stream writer), ``stdout`` and ``stderr`` (stream readers), for pipes; ``wait()``."""
 
     def __init__(self, popen: subprocess.Popen[bytes]) -> None:
         self.popen = popen
         self.pid = popen.pid
+        self.stdin: asyncio.StreamWriter | None = None
         self.stdout: asyncio.StreamReader | None = None
         self.stderr: asyncio.StreamReader | None = None
         self._exited: asyncio.Future[int] = asyncio.get_running_loop().create_future()
@@ -76,13 +78,14 @@ async def start(
     stderr: int | None = None,
     **popen: Any,
 ) -> Child:
-    """Start ``args`` (``subprocess.Popen`` keywords in ``popen``); ``stdout`` and
-    ``stderr`` given as ``PIPE`` are read by the event loop. Raises OSError when it
-    cannot start."""
+    """Start ``args`` (``subprocess.Popen`` keywords in ``popen``); pipes (``PIPE``) are
+    written and read by the event loop. Raises OSError when it cannot start."""
     loop = asyncio.get_running_loop()
     process = subprocess.Popen(args, stdin=stdin, stdout=stdout, stderr=stderr, **popen)
     child = Child(process)
     try:
+        if process.stdin is not None:
+            child.stdin = await _writer(loop, process.stdin)
         if process.stdout is not None:
             child.stdout = await _reader(loop, process.stdout)
         if process.stderr is not None:
@@ -93,6 +96,12 @@ async def start(
         raise
     child._watch(loop)
     return child
+
+
+async def _writer(loop: asyncio.AbstractEventLoop, pipe: IO[bytes]) -> asyncio.StreamWriter:
+    protocol = asyncio.StreamReaderProtocol(asyncio.StreamReader())  # flow control for drain()
+    transport, _ = await loop.connect_write_pipe(lambda: protocol, pipe)
+    return asyncio.StreamWriter(transport, protocol, None, loop)
 
 
 async def _reader(loop: asyncio.AbstractEventLoop, pipe: IO[bytes]) -> asyncio.StreamReader:

@@ -39,6 +39,22 @@ def test_output_and_exit_status(pidfd: bool, monkeypatch: pytest.MonkeyPatch) ->
     run(main())
 
 
+def test_stdin_is_written_by_the_loop_and_stderr_can_join_stdout() -> None:
+    async def main() -> None:
+        code = "import sys; data = sys.stdin.read(); print(len(data)); print('e', file=sys.stderr)"
+        child = await spawn.start(
+            [sys.executable, "-c", code], stdin=spawn.PIPE, stdout=spawn.PIPE, stderr=spawn.STDOUT
+        )
+        assert child.stdin is not None and child.stdout is not None and child.stderr is None
+        child.stdin.write(b"x" * 200_000)  # more than a pipe holds: drained as it reads
+        await child.stdin.drain()
+        child.stdin.close()
+        assert await child.stdout.read() == b"200000\ne\n"
+        assert await child.wait() == 0
+
+    run(main())
+
+
 def test_a_killed_child_is_reaped_with_its_signal() -> None:
     async def main() -> None:
         child = await spawn.start([sys.executable, "-c", "import time; time.sleep(60)"])
