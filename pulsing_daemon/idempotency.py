@@ -203,9 +203,7 @@ class IdempotencyStore:
 
         def late(value: Any, error: PulsingError | None) -> None:
             # A sync op finished after its caller timed out: store what really happened.
-            self._record_outcome(
-                key, cell.name, (value, error), True, None, True, handover.rowid
-            )
+            self._record_outcome(handover, (value, error), True, None, True)
 
         envelope.on_late = late
         try:
@@ -225,22 +223,15 @@ class IdempotencyStore:
             # Answered before it ever held the key (expired in the mailbox, actor
             # stopped, bad arguments): an earlier ask's record, if any, answers instead.
             return self._settle_unheld(cell, envelope, key, request_fingerprint, outcome[1])
-        left_running = (
-            isinstance(outcome[1], PulsingTimeoutError)
-            and envelope.executed
-            and not envelope.interrupted
-        )
-        if not left_running:  # else ``late`` settles the record when the op ends
+        if not _left_running(envelope, outcome[1]):  # else ``late`` settles the record
             # Stored (committed) before the caller hears the outcome.
             written: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             if self._record_outcome(
-                key,
-                cell.name,
+                handover,
                 outcome,
                 envelope.executed,
                 envelope.result_json,
                 bool(envelope.handed),
-                handover.rowid,
                 functools.partial(_resolve, written, None),
             ):
                 await written
@@ -250,25 +241,24 @@ class IdempotencyStore:
 
     def _record_outcome(
         self,
-        key: str,
-        actor: str,
+        handover: _Handover,
         outcome: Outcome,
         executed: bool,
         result_json: str | None,
         handed: bool,
-        rowid: int | None = None,
         after: Callable[[Exception | None], None] | None = None,
     ) -> bool:
-        """Store or drop the record; then, and only then, release waiting repeats and
-        call ``after`` (with None once committed, or the write's error). False when
-        nothing is written: repeats are released now and ``after`` is not called.
-        ``rowid``: the record's, when its claim created it here.
+        """Store or drop the record of ``handover``'s ask; then, and only then, release
+        waiting repeats and call ``after`` (with None once committed, or the write's
+        error). False when nothing is written: repeats are released now and ``after`` is
+        not called.
 
         The slot stays "running" until the write has committed, so a repeat never
         reads a record still marked started for an ask that has in fact finished.
         """
         value, error = outcome
         journal = self.journal
+        actor, key, rowid = handover.actor, handover.key, handover.rowid
         slot = (actor, key)
         if not handed:  # nothing of it is in the store
             self._release(slot, outcome)
@@ -276,11 +266,10 @@ class IdempotencyStore:
         row: tuple[Any, ...] | None = None  # rows of one statement go in one executemany
         if is_final(error, executed):
             text = stored_outcome(value, error, result_json)
-            row = (
-                journal.finish_ask_row(actor, key, text)
-                if rowid is None
-                else journal.finish_ask_at_row(rowid, actor, key, text)
-            )
+            if rowid is None:  # not created by a claim of this ask: found by its key
+                statement, row = FINISH_ASK, journal.finish_ask_row(actor, key, text)
+            else:
+                statement, row = FINISH_ASK_AT, journal.finish_ask_at_row(rowid, actor, key, text)
         elif executed and isinstance(error, PulsingRuntimeError):
             # The op started, then the daemon gave up on it (shutdown past the grace
             # period): its outcome is unknown. Keep the record "started" so a repeat
@@ -294,7 +283,7 @@ class IdempotencyStore:
                 after(failed)
 
         if row is not None:
-            self._commits.add_row(FINISH_ASK if rowid is None else FINISH_ASK_AT, row, settled)
+            self._commits.add_row(statement, row, settled)
         else:
             self._commits.add(lambda: journal.forget_ask(actor, key), settled)
         return True
@@ -340,30 +329,16 @@ class _Handover:
             not self.held
             or self.found is not None
             or not envelope.handed
-            or (
-                isinstance(error, PulsingTimeoutError)
-                and envelope.executed
-                and not envelope.interrupted
-            )
+            or _left_running(envelope, error)
         ):
             return False
         future = envelope.future
 
-        def stored(failed: Exception | None) -> None:
-            if failed is None and error is None:
-                _resolve(future, value, None)
-            else:  # the op's error, or the write's: the caller raises it
-                _resolve(future, None, failed if failed is not None else error)
+        def stored(failed: Exception | None) -> None:  # the write's error, else the op's
+            _resolve(future, value, failed if failed is not None else error)
 
         if not self.store._record_outcome(
-            self.key,
-            self.actor,
-            (value, error),
-            envelope.executed,
-            envelope.result_json,
-            True,
-            self.rowid,
-            stored,
+            self, (value, error), envelope.executed, envelope.result_json, True, stored
         ):
             return False
         envelope.recording = True
@@ -395,6 +370,14 @@ class _Handover:
     def _forget(self) -> None:
         if not self.taken:
             self.store.journal.forget_ask(self.actor, self.key)
+
+
+def _left_running(envelope: Envelope, error: PulsingError | None) -> bool:
+    """A timeout of an op still running on its thread (a sync op past its deadline):
+    its outcome is recorded when it ends (``Envelope.on_late``)."""
+    return (
+        isinstance(error, PulsingTimeoutError) and envelope.executed and not envelope.interrupted
+    )
 
 
 def _resolve(future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:

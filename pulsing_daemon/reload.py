@@ -241,7 +241,7 @@ class Reloader:
             ) from None  # fmt: skip
         finally:
             if child.returncode is None:  # timed out, or cancelled: no child left behind
-                child.popen.kill()
+                child.kill()
                 await child.wait()
         if err.strip():  # what actor modules printed while imported
             text = err.decode(errors="replace")[-4000:]

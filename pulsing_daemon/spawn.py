@@ -26,7 +26,8 @@ STDOUT = subprocess.STDOUT
 
 class Child:
     """A started child: ``pid``, ``returncode`` (None while it runs), ``stdin`` (a
-    stream writer), ``stdout`` and ``stderr`` (stream readers), for pipes; ``wait()``."""
+    stream writer), ``stdout`` and ``stderr`` (stream readers), for pipes; ``kill()``,
+    ``wait()``."""
 
     def __init__(self, popen: subprocess.Popen[bytes]) -> None:
         self.popen = popen
@@ -39,6 +40,10 @@ class Child:
     @property
     def returncode(self) -> int | None:
         return self.popen.returncode
+
+    def kill(self) -> None:
+        """SIGKILL it (nothing when it has been reaped already)."""
+        self.popen.kill()
 
     async def wait(self) -> int:
         """Its exit status, once it has exited (it is reaped then)."""

@@ -373,9 +373,7 @@ class ProcessHost(ActorHost):
         self._signal(signal.SIGKILL)
 
     def _signal(self, signum: int) -> bool:
-        """Signal the child unless it has exited. Uses os.kill, not Popen.send_signal:
-        on 3.11 the latter may reap the child itself, and asyncio then loses its exit
-        status ("Unknown child process pid")."""
+        """Signal the child unless it has exited. False when it had."""
         if self.proc is None or self.proc.returncode is not None:
             return False
         try:
