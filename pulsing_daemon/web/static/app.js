@@ -206,6 +206,7 @@
     const tbody = $("rows");
     if (!rows.size) tbody.replaceChildren(); // drop the server-rendered rows
     const seen = new Set();
+    let index = 0;
     for (const actor of status.actors) {
       seen.add(actor.name);
       let row = rows.get(actor.name);
@@ -213,7 +214,11 @@
         row = makeRow(actor.name);
         rows.set(actor.name, row);
       }
-      tbody.append(row.tr); // keeps the daemon's order; a no-op move when already there
+      // The daemon's order. A row already in its place stays put: moving it would take
+      // the keyboard focus from its buttons on every update.
+      const here = tbody.children[index] || null;
+      if (here !== row.tr) tbody.insertBefore(row.tr, here);
+      index += 1;
       fillRow(row, actor);
     }
     for (const [name, row] of rows) {
