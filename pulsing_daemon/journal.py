@@ -3,6 +3,8 @@
 One connection, used from the event loop thread only. With WAL and
 ``synchronous=NORMAL`` a committed transaction survives a crash or SIGKILL of the
 daemon (not a power cut: that would need ``synchronous=FULL`` and an fsync per commit).
+In the daemon its checkpoints (and their fsyncs) run on a thread of their own
+(:meth:`Journal.checkpoint_in_background`, storage/checkpoint.py).
 Chunk appends are batched into one transaction per flush by the stream writer.
 """
 
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pulsing_daemon import log
+from pulsing_daemon.storage.checkpoint import FALLBACK_PAGES, Checkpointer
 
 ASKS_TABLE = """
 CREATE TABLE IF NOT EXISTS asks (
@@ -146,8 +149,21 @@ class Journal:
         self.db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
         _migrate_asks(self.db)
         self.db.executescript(SCHEMA)
+        self.checkpointer: Checkpointer | None = None
+
+    def checkpoint_in_background(self) -> None:
+        """Checkpoint on a thread from now on; the loop's connection only past
+        ``FALLBACK_PAGES`` (storage/checkpoint.py)."""
+        if self.checkpointer is None:
+            self.db.execute(f"PRAGMA wal_autocheckpoint={FALLBACK_PAGES}")
+            # The WAL starts over at its beginning without truncating the file (a
+            # filesystem call the loop would wait on); the thread truncates it when idle.
+            self.db.execute("PRAGMA journal_size_limit=-1")
+            self.checkpointer = Checkpointer(self.path)
 
     def close(self) -> None:
+        if self.checkpointer is not None:
+            self.checkpointer.close()
         try:
             self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except sqlite3.Error:
@@ -317,7 +333,11 @@ class Journal:
 
     # ------------------------------------------------------------------ helpers
     def transaction(self) -> _Transaction:
-        return _Transaction(self.db)
+        if self.checkpointer is not None and self.checkpointer.failed:
+            self.checkpointer = None
+            self.db.execute("PRAGMA wal_autocheckpoint=1000")  # SQLite's default
+            self.db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
+        return _Transaction(self.db, self.checkpointer)
 
 
 class GroupCommit:
@@ -396,15 +416,21 @@ class GroupCommit:
 
 
 class _Transaction:
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(self, db: sqlite3.Connection, checkpointer: Checkpointer | None = None) -> None:
         self.db = db
+        self.checkpointer = checkpointer
 
     def __enter__(self) -> sqlite3.Connection:
         self.db.execute("BEGIN IMMEDIATE")
         return self.db
 
     def __exit__(self, exc_type: Any, *rest: Any) -> None:
-        self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+        if exc_type:
+            self.db.execute("ROLLBACK")
+            return
+        self.db.execute("COMMIT")
+        if self.checkpointer is not None:
+            self.checkpointer.committed(self.db)
 
 
 def _stream(row: Iterable[Any] | None) -> StreamRecord | None:

@@ -113,6 +113,7 @@ async def _serve_locked(
 ) -> None:
     daemon = config.daemon
     journal = Journal(daemon.state_dir)
+    journal.checkpoint_in_background()
     events = EventLog(daemon.state_dir / "events.db", keep=daemon.events_keep)
     logs = actor_logs.LogStore(daemon.state_dir / "logs")
     if os.environ.get("PULSING_LOG_CAPTURE", "1") != "0":  # 0: a diagnostic switch

@@ -1,0 +1,142 @@
+"""WAL checkpoints on the checkpointer's thread (pulsing_daemon/storage/checkpoint.py)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from pulsing_daemon.journal import WAL_SIZE_LIMIT, Journal
+from pulsing_daemon.storage import checkpoint
+from pulsing_daemon.storage.checkpoint import FALLBACK_PAGES
+
+
+def _write(journal: Journal, first: int, count: int) -> None:
+    with journal.transaction() as db:
+        for i in range(first, first + count):
+            db.execute(
+                "INSERT INTO asks (actor, key, fingerprint, created) VALUES ('a', ?, 'f', 0)",
+                (f"k{i:08d}",),
+            )
+
+
+def _wait(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return predicate()
+
+
+def _count(journal: Journal) -> int:
+    return journal.db.execute("SELECT count(*) FROM asks").fetchone()[0]
+
+
+def _pragma(journal: Journal, name: str) -> int:
+    return journal.db.execute(f"PRAGMA {name}").fetchone()[0]
+
+
+def _background(state_dir: Path) -> tuple[Journal, checkpoint.Checkpointer]:
+    journal = Journal(state_dir)
+    journal.checkpoint_in_background()
+    assert journal.checkpointer is not None
+    return journal, journal.checkpointer
+
+
+def _count_reopened(state_dir: Path) -> int:
+    journal = Journal(state_dir)
+    try:
+        return _count(journal)
+    finally:
+        journal.close()
+
+
+@pytest.fixture
+def fast(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(checkpoint, "INTERVAL", 0.005)
+    monkeypatch.setattr(checkpoint, "IDLE_AFTER", 0.2)
+
+
+def test_the_loop_connection_leaves_checkpoints_to_the_thread(tmp_path: Path) -> None:
+    journal = Journal(tmp_path)
+    try:
+        assert _pragma(journal, "wal_autocheckpoint") == 1000
+        journal.checkpoint_in_background()
+        assert _pragma(journal, "wal_autocheckpoint") == FALLBACK_PAGES
+        assert _pragma(journal, "journal_size_limit") == -1
+        first = journal.checkpointer
+        journal.checkpoint_in_background()  # twice: still one thread
+        assert journal.checkpointer is first
+    finally:
+        journal.close()
+
+
+def test_commits_are_checkpointed_and_the_idle_wal_truncated(tmp_path: Path, fast: None) -> None:
+    journal, cp = _background(tmp_path)
+    wal = tmp_path / "journal.db-wal"
+    try:
+        for n in range(20):
+            _write(journal, n * 100, 100)
+        assert wal.stat().st_size > 0
+        assert _wait(lambda: cp.passes >= 1)
+        # no commit for IDLE_AFTER: every page is in the database file, the WAL empty
+        assert _wait(lambda: cp.truncations >= 1 and wal.stat().st_size == 0)
+        assert _count(journal) == 2000
+        _write(journal, 2000, 10)  # and it goes on from there
+        assert _wait(lambda: cp.truncations >= 2 and wal.stat().st_size == 0)
+    finally:
+        journal.close()
+    assert not cp._thread.is_alive()
+    assert _count_reopened(tmp_path) == 2010
+
+
+def test_the_wal_starts_over_under_constant_writes(
+    tmp_path: Path, fast: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(checkpoint, "RESTART_PAGES", 64)
+    journal, cp = _background(tmp_path)
+    wal = tmp_path / "journal.db-wal"
+    try:
+        written, largest = 0, 0
+        until = time.monotonic() + 1.5
+        while time.monotonic() < until:  # never a pause for the WAL to start over in
+            _write(journal, written, 50)
+            written += 50
+            largest = max(largest, wal.stat().st_size)
+        assert cp.passes >= 2
+        assert cp.finishes >= 1  # the loop copied the rest: the WAL started over
+        # without that it would hold every page written, far past FALLBACK_PAGES' worth
+        # of this test's thresholds
+        assert largest < 64 * 4096 * 20, (largest, written, cp.passes, cp.finishes)
+        assert _count(journal) == written
+    finally:
+        journal.close()
+    assert _count_reopened(tmp_path) == written
+
+
+def test_a_failed_thread_leaves_checkpoints_to_sqlite(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    journal = Journal(tmp_path)
+    real = checkpoint.Checkpointer
+
+    def unopenable(path: Path) -> checkpoint.Checkpointer:
+        return real(tmp_path / "missing" / "journal.db")
+
+    monkeypatch.setattr("pulsing_daemon.journal.Checkpointer", unopenable)
+    with caplog.at_level("WARNING", logger="pulsing"):
+        journal.checkpoint_in_background()
+        cp = journal.checkpointer
+        assert cp is not None
+        try:
+            assert _wait(lambda: cp.failed)
+            _write(journal, 0, 10)
+            assert journal.checkpointer is None
+            assert _pragma(journal, "wal_autocheckpoint") == 1000
+            assert _pragma(journal, "journal_size_limit") == WAL_SIZE_LIMIT
+        finally:
+            journal.close()
+    assert any("checkpoint_stopped" in r.getMessage() for r in caplog.records)
