@@ -9,8 +9,7 @@ argument check and the deadline check -- not when the ask arrives.
 Writing it must not cost a commit per ask, nor a trip through the event loop per op
 (a busy actor runs trivial ops back to back). So when an actor takes a keyed ask from
 its mailbox it hands over, in the same group commit, the keyed asks queued right
-behind it (up to ``AHEAD``), and those queued before that commit runs: they start
-without waiting. An ask handed over ahead but
+behind it (up to ``AHEAD``): they start without waiting. An ask handed over ahead but
 not started within ``AHEAD_FOR`` seconds (the op in front of it is slow) is taken back
 (:func:`revoke_waiting`): its record is deleted and it is handed over again when its
 turn comes. A crash can thus leave "outcome unknown" on an ask that never ran only in
@@ -61,10 +60,6 @@ class Handover(Protocol):
         is not written when the key has a record already (an earlier ask's): then
         ``taken`` is true, and the op must not start."""
 
-    def before_commit(self, hook: Callable[[], None]) -> None:
-        """Call ``hook()`` right before the group commit holding the last ``record()``
-        runs; what it records goes in the same commit."""
-
     def settle(self, envelope: Envelope, value: Any, error: PulsingError | None) -> bool:
         """The cell answers ``envelope`` (after counting it). True when the store takes
         the answer: it queues the outcome's record (or its deletion) in the group
@@ -79,16 +74,25 @@ class Handover(Protocol):
 async def hand_over(cell: ActorCell, envelope: Envelope) -> bool:
     """Make ``envelope``'s "handed over" record durable before its op may start.
 
-    Also hands over the keyed asks queued right behind it, in the same commit, and those
-    that reach the mailbox before that commit runs (``late``). True when the op may
-    start; False when the envelope was answered instead (the record could not be
-    written).
+    Also hands over the keyed asks queued right behind it, in the same commit. True
+    when the op may start; False when the envelope was answered instead (the record
+    could not be written).
     """
+    from pulsing_daemon.envelope import EnvelopeState
+
     if envelope.handover is None or envelope.handed:
         return True
     loop = asyncio.get_running_loop()
     batch = [envelope]
-    _take_queued(cell, batch)
+    for queued in cell.mailbox:
+        if len(batch) >= AHEAD:
+            break
+        if (
+            queued.handover is not None
+            and not queued.handed
+            and queued.state is EnvelopeState.QUEUED  # not answered (expired) meanwhile
+        ):
+            batch.append(queued)
     committed: asyncio.Future[None] = loop.create_future()
 
     def settled(error: Exception | None) -> None:
@@ -99,25 +103,11 @@ async def hand_over(cell: ActorCell, envelope: Envelope) -> bool:
         else:
             committed.set_exception(error)
 
-    def late() -> None:
-        # The commit is about to run: keyed asks queued since join it.
-        before = len(batch)
-        _take_queued(cell, batch)
-        if len(batch) == before:
-            return
-        now = loop.time()
-        for member in batch[before:]:
-            member.handover.record()  # type: ignore[union-attr]
-            member.handed = now
-        loop.call_later(AHEAD_FOR, revoke_waiting, cell)
-
     # One group commit holds them all (queued together, before any flush): the last
     # one is settled when every one is.
     for member in batch[:-1]:
         member.handover.record()  # type: ignore[union-attr]
     batch[-1].handover.record(settled)  # type: ignore[union-attr]
-    if len(batch) < AHEAD:
-        envelope.handover.before_commit(late)
     now = loop.time()
     for member in batch:
         member.handed = now
@@ -158,22 +148,6 @@ async def hand_over(cell: ActorCell, envelope: Envelope) -> bool:
         ),
     )
     return False
-
-
-def _take_queued(cell: ActorCell, batch: list[Envelope]) -> None:
-    """Add the keyed asks queued in ``cell``'s mailbox and not handed over to ``batch``,
-    up to ``AHEAD`` in all."""
-    from pulsing_daemon.envelope import EnvelopeState
-
-    for queued in cell.mailbox:
-        if len(batch) >= AHEAD:
-            break
-        if (
-            queued.handover is not None
-            and not queued.handed
-            and queued.state is EnvelopeState.QUEUED  # not answered (expired) meanwhile
-        ):
-            batch.append(queued)
 
 
 def decline(envelope: Envelope) -> None:

@@ -347,9 +347,6 @@ class _Handover:
     def record(self, after: Callable[[Exception | None], None] | None = None) -> None:
         self.store._commits.add(self._claim, after)
 
-    def before_commit(self, hook: Callable[[], None]) -> None:
-        self.store._commits.before_flush(hook)
-
     def _claim(self) -> None:
         # In the group commit's transaction: the insert, or the record it found (read in
         # the same transaction, so it is the one that made the insert a no-op).

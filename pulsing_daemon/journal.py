@@ -356,7 +356,6 @@ class GroupCommit:
         # (statement, its future or None) or (SQL text, [its rows]), in order
         self._pending: list[tuple[Any, Any]] = []
         self._after: list[Callable[[Exception | None], None]] = []
-        self._before: list[Callable[[], None]] = []
 
     def run(self, statement: Callable[[], Any]) -> asyncio.Future[Any]:
         future = asyncio.get_running_loop().create_future()
@@ -386,21 +385,12 @@ class GroupCommit:
         if after is not None:
             self._after.append(after)
 
-    def before_flush(self, hook: Callable[[], None]) -> None:
-        """Call ``hook()`` when the pending transaction is about to run: what it queues
-        goes in the same transaction. Only while something is pending."""
-        self._before.append(hook)
-
     def _queue(self, entry: tuple[Any, Any]) -> None:
         if not self._pending:
             asyncio.get_running_loop().call_soon(self._flush)
         self._pending.append(entry)
 
     def _flush(self) -> None:
-        if self._before:
-            hooks, self._before = self._before, []
-            for hook in hooks:
-                hook()
         batch, self._pending = self._pending, []
         after, self._after = self._after, []
         error: Exception | None = None

@@ -369,33 +369,3 @@ def test_taking_back_a_claim_that_found_the_key_taken_never_deletes_the_record(
         assert runs("kept-1") == 0
 
     run_keyed(tmp_path, scenario, before=stored)
-
-
-def test_keyed_asks_queued_before_a_hand_over_commits_join_it(tmp_path: Path) -> None:
-    """A keyed ask that reaches the mailbox after a hand-over took the asks queued but
-    before its commit ran is handed over in that same commit (handover._take_queued)."""
-
-    async def scenario(keyed: Keyed) -> None:
-        journal = keyed.store.journal
-        commits = [0]
-        claimed: dict[str, int] = {}
-        transaction, claim = journal.transaction, journal.claim_ask_at
-
-        def counted() -> Any:
-            commits[0] += 1
-            return transaction()
-
-        def claim_at(actor: str, key: str, fingerprint: str) -> int | None:
-            claimed[key] = commits[0]
-            return claim(actor, key, fingerprint)
-
-        journal.transaction = counted  # type: ignore[method-assign]
-        journal.claim_ask_at = claim_at  # type: ignore[method-assign]
-        first = asyncio.ensure_future(keyed.ask("first", "put", token="join-1", value=1))
-        await asyncio.sleep(0)  # first is queued; the actor takes it on the next turn
-        second = asyncio.ensure_future(keyed.ask("second", "put", token="join-2", value=2))
-        assert await first == (1, False) and await second == (2, False)
-        assert claimed["first"] == claimed["second"], claimed
-        assert runs("join-1") == runs("join-2") == 1
-
-    run_keyed(tmp_path, scenario)
