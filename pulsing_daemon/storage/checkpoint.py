@@ -76,8 +76,12 @@ class Checkpointer:
         """The loop's connection ``db`` has just committed (called on the loop)."""
         if self.finish_due:
             self.finish_due = False
-            db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-            self.finishes += 1
+            try:
+                db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            except sqlite3.Error:  # e.g. a read still open on db: the thread goes on, and
+                self.finish_due = True  # the loop tries again after its next commit
+            else:
+                self.finishes += 1
         if not self.woken:
             self.woken = True
             self._wake.set()

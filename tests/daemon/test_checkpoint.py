@@ -117,6 +117,27 @@ def test_the_wal_starts_over_under_constant_writes(
     assert _count_reopened(tmp_path) == written
 
 
+def test_a_read_open_on_the_loop_connection_puts_the_finish_off(tmp_path: Path) -> None:
+    # SQLite refuses a checkpoint on a connection with a statement still reading
+    # ("database table is locked"): the commit before it stands, and the loop finishes
+    # after a later commit.
+    journal, cp = _background(tmp_path)
+    try:
+        _write(journal, 0, 10)
+        reading = journal.db.execute("SELECT key FROM asks")
+        assert reading.fetchone() is not None
+        cp.finish_due = True
+        _write(journal, 10, 10)
+        assert cp.finish_due and cp.finishes == 0
+        reading.close()
+        _write(journal, 20, 10)
+        assert not cp.finish_due and cp.finishes == 1
+        assert _count(journal) == 30
+    finally:
+        journal.close()
+    assert _count_reopened(tmp_path) == 30
+
+
 def test_a_failed_thread_leaves_checkpoints_to_sqlite(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
