@@ -201,7 +201,7 @@ class Reloader:
         idle = [name for name in plan.restarted if not self._active(name)]
         if idle:
             now_updated = {*plan.updated, *idle}
-            plan.updated = [name for name in answer.order if name in now_updated]
+            plan.updated = [name for name in new.actors if name in now_updated]
             plan.restarted = [name for name in plan.restarted if name not in now_updated]
         return new, answer.token, plan
 
@@ -309,7 +309,11 @@ def _assemble(old: Config, answer: Answer) -> Config:
     if problems:
         raise ConfigError(problems)
     current = old.actors
-    actors = {name: changed[name] if name in changed else current[name] for name in answer.order}
+    if answer.order is None:  # same actors, same order: a copy in C, then the changed ones
+        actors = dict(current)
+        actors.update(changed)
+    else:
+        actors = {name: changed.get(name) or current[name] for name in answer.order}
     return Config(
         path=old.path, daemon=answer.daemon, actors=actors, notify=answer.notify, text=answer.text
     )

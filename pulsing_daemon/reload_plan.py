@@ -171,7 +171,9 @@ class Answer:
     notify: tuple[Any, ...] = ()
     token: str | None = None
     text: str = ""
-    order: list[str] = field(default_factory=list)  # the new file's actors, in order
+    # The new file's actors, in order; None: the same names in the same order as the
+    # running text (the daemon then copies its own table instead of rebuilding it).
+    order: list[str] | None = field(default_factory=list)
     changed: dict[str, ActorConfig] = field(default_factory=dict)  # classes not included
     # True: the running text no longer passes the checks that look outside the file
     # (a process actor's cwd or the token_file since removed, a CPU gone): ``plan`` is
@@ -203,6 +205,8 @@ def read(request: Request) -> Answer:
         answer.changed = {name: dataclasses.replace(a, cls=None) for name, a in new.actors.items()}
         return answer
     old = dataclasses.replace(old, daemon=request.running)
+    if answer.order == list(old.actors):
+        answer.order = None
     plan = make_plan(old, new, active=lambda _name: True, tokens=(request.token, token))
     touched = {*plan.added, *plan.updated, *plan.restarted}
     answer.plan = plan

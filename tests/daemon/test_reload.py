@@ -147,3 +147,39 @@ def test_the_answer_has_the_contract_keys() -> None:
         assert isinstance(body[key], list)
     assert body["dry_run"] is True
     assert plan(config(), config()).summary()["unchanged"] == 3
+
+
+@pytest.mark.parametrize(
+    ("tables", "same_order"),
+    [
+        ("[actors.a]\n{a}\n[actors.b]\n{b}\n[actors.c]\n{b}\n", True),
+        ("[actors.c]\n{b}\n[actors.a]\n{a}\n[actors.b]\n{b}\n", False),
+        ("[actors.a]\n{a}\n[actors.b]\n{b}\n", False),
+    ],
+)
+def test_the_new_table_keeps_the_file_order_and_the_unchanged_actors(
+    tmp_path: Path, tables: str, same_order: bool
+) -> None:
+    """The reader sends the order only when it changed; either way the daemon's new table
+    has the new file's order, the running config object of every unchanged actor, and
+    the new one of every changed actor."""
+    import sys
+
+    from pulsing_daemon.reload import _assemble
+    from pulsing_daemon.reload_plan import Request, read
+
+    plain = 'class = "cfg_actors:Plain"\nargs = { name = "x" }'
+    decorated = 'class = "cfg_actors:Decorated"'
+    head = '[daemon]\nlisten = "127.0.0.1:7480"\n'
+    old_text = head + f"[actors.a]\n{plain}\n[actors.b]\n{plain}\n[actors.c]\n{plain}\n"
+    old = parse_config(old_text, tmp_path / "p.toml")
+    path = tmp_path / "p.toml"
+    path.write_text(head + tables.format(a=decorated, b=plain))
+    answer = read(Request(str(path), old_text, old.daemon, None, None, list(sys.path)))
+    assert not answer.problems
+    assert (answer.order is None) is same_order
+    new = _assemble(old, answer)
+    expected = [line[len("[actors.") : -1] for line in tables.splitlines() if line[:1] == "["]
+    assert list(new.actors) == expected
+    assert new.actors["a"].class_path == "cfg_actors:Decorated"
+    assert new.actors["b"] is old.actors["b"]
