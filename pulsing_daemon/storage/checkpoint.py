@@ -23,7 +23,9 @@ A :class:`Checkpointer` moves that to a thread with its own connection:
   checkpoint from the thread would do the same but hold the loop's writes back for as
   long as it takes to get the write lock and copy;
 - the WAL file keeps its size as it starts over (no truncation on the loop); when no
-  commit has come for ``IDLE_AFTER`` seconds the thread truncates it to nothing.
+  commit has come for ``IDLE_AFTER`` seconds the thread truncates it to nothing (a
+  reader elsewhere, a backup say, puts that off to a later idle spell: the thread never
+  waits for a lock, which would hold the loop's writes back meanwhile).
 
 What is left on the loop: a read of a database page that the thread's fsync is
 writing back waits for that write (the kernel locks the page meanwhile); rarer than
@@ -58,9 +60,8 @@ IDLE_AFTER = 1.0
 class Checkpointer:
     """Checkpoints the WAL of the database at ``path`` on a thread (module docstring)."""
 
-    def __init__(self, path: Path, busy_timeout_ms: int = 5000) -> None:
+    def __init__(self, path: Path) -> None:
         self.path = path
-        self.busy_timeout_ms = busy_timeout_ms
         self.woken = False  # set by the loop, cleared by the thread as it starts a pass
         self.finish_due = False  # set by the thread: the loop copies the rest (committed)
         self.failed = False  # the thread ended on an error: checkpoints are SQLite's again
@@ -96,14 +97,20 @@ class Checkpointer:
         db: sqlite3.Connection | None = None
         try:
             db = sqlite3.connect(self.path, isolation_level=None)
-            db.execute(f"PRAGMA busy_timeout={self.busy_timeout_ms}")
+            # Never wait for a lock: a TRUNCATE that waited for the loop to finish a
+            # read would hold the loop's writes back meanwhile. Busy, it is tried again
+            # after the next idle spell (a passive pass never waits anyway).
+            db.execute("PRAGMA busy_timeout=0")
             db.execute("PRAGMA synchronous=NORMAL")
             truncated = True
             while True:
                 if not self._wake.wait(None if truncated else IDLE_AFTER):
-                    db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
-                    self.truncations += 1
-                    truncated = True
+                    busy, _pages, _copied = db.execute(
+                        "PRAGMA wal_checkpoint(TRUNCATE)"
+                    ).fetchone()
+                    if not busy:
+                        self.truncations += 1
+                        truncated = True
                     continue
                 self._wake.clear()
                 # Commits made meanwhile join this pass (woken stays set).

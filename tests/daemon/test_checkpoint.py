@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -91,6 +92,31 @@ def test_commits_are_checkpointed_and_the_idle_wal_truncated(tmp_path: Path, fas
         journal.close()
     assert not cp._thread.is_alive()
     assert _count_reopened(tmp_path) == 2010
+
+
+def test_a_reader_holding_the_wal_puts_the_truncation_off(tmp_path: Path, fast: None) -> None:
+    # The thread never waits for a lock: with a read open elsewhere its TRUNCATE is
+    # busy at once, the loop's writes go on undelayed, and the WAL is emptied at the
+    # first idle spell after the read ends.
+    journal, cp = _background(tmp_path)
+    wal = tmp_path / "journal.db-wal"
+    reader = sqlite3.connect(journal.path, isolation_level=None)
+    try:
+        _write(journal, 0, 100)
+        reader.execute("BEGIN")
+        assert reader.execute("SELECT count(*) FROM asks").fetchone() == (100,)
+        time.sleep(3 * checkpoint.IDLE_AFTER)  # idle spells: each TRUNCATE busy
+        assert cp.truncations == 0 and wal.stat().st_size > 0
+        began = time.monotonic()
+        _write(journal, 100, 10)
+        assert time.monotonic() - began < 0.5
+        reader.execute("COMMIT")
+        assert _wait(lambda: cp.truncations >= 1 and wal.stat().st_size == 0)
+        assert not cp.failed
+    finally:
+        reader.close()
+        journal.close()
+    assert _count_reopened(tmp_path) == 110
 
 
 def test_the_wal_starts_over_under_constant_writes(
