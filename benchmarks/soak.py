@@ -730,16 +730,20 @@ class Soak:
             "outcome": "unfinished",
             "message": "",
             "reconnects": 0,
+            "last_error": "",  # the last error that made the reader start or resume again
             "via_ref": via_ref,
         }
         self.readers.append(report)
         seqs: list[int] = report["seqs"]
         bound = max(1.0, self.remaining() - 12.0)
+        started = self.clock.now()
         try:
             await asyncio.wait_for(self._follow(client, actor, kwargs, key, report, via_ref), bound)
         except asyncio.TimeoutError:
             report["outcome"] = "unfinished"
-            report["message"] = f"not finished within {bound:.0f}s (next seq {len(seqs)})"
+            report["message"] = (
+                f"not finished within {bound:.0f}s of {started:.1f}s (next seq {len(seqs)})"
+            )
         except asyncio.CancelledError:
             report["outcome"] = "unfinished"
             report["message"] = "cancelled"
@@ -814,6 +818,7 @@ class Soak:
 
     def _retry_stream(self, exc: PulsingError, report: dict[str, Any], until: float) -> bool:
         """A connection problem (cut, daemon down, gave up reconnecting): resume."""
+        report["last_error"] = f"at {self.clock.now():.1f}s: {exc.message[:160]}"
         if self.clock.now() > until:
             return False
         if (
@@ -1169,7 +1174,10 @@ class Soak:
             elif r["outcome"] == "unfinished":
                 unfinished += 1
                 expected = unique
-                examples.append(f"{r['key']}: unfinished ({r['message']})")
+                examples.append(
+                    f"{r['key']}: unfinished ({r['message']}; stream {r['stream']}, "
+                    f"{r['reconnects']} reconnects, last error {r['last_error'] or 'none'})"
+                )
             else:
                 bad += 1
                 expected = unique
