@@ -8,8 +8,9 @@ the new ``[daemon]`` table and ``[[notify]]`` hooks, and the configs of the acto
 changed. Unchanged actors keep the objects the daemon already has.
 
 The child compares the new file against the text the daemon runs on (``Config.text``),
-read again without importing classes, with the ``[daemon]`` table the daemon really
-runs with. Whether a changed actor is restarted or only updated depends on its state,
+read again the same way -- classes imported, so that options a class gives itself
+(``@remote(max_restarts=...)``) count on both sides -- with the ``[daemon]`` table the
+daemon really runs with. Whether a changed actor is restarted or only updated depends on its state,
 which the daemon decides when it applies the plan.
 
 stdin: a pickled :class:`Request`; stdout: a pickled :class:`Answer`. Whatever user code
@@ -199,7 +200,7 @@ def read(request: Request) -> Answer:
         daemon=new.daemon, notify=new.notify, token=token, text=new.text, order=list(new.actors)
     )
     try:
-        old = parse_config(request.old_text, request.path, import_classes=False)
+        old = parse_config(request.old_text, request.path)
     except ConfigError:
         answer.whole = True
         answer.changed = {name: dataclasses.replace(a, cls=None) for name, a in new.actors.items()}

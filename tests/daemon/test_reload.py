@@ -183,3 +183,23 @@ def test_the_new_table_keeps_the_file_order_and_the_unchanged_actors(
     assert list(new.actors) == expected
     assert new.actors["a"].class_path == "cfg_actors:Decorated"
     assert new.actors["b"] is old.actors["b"]
+
+
+def test_options_a_class_gives_itself_are_not_a_change(tmp_path: Path) -> None:
+    """The reader reads the running text as the daemon did, classes imported: an actor
+    whose class sets its own options (@remote(max_restarts=7, ...)) is unchanged when
+    its table is; a change to one of those options in the file still counts."""
+    import sys
+
+    from pulsing_daemon.reload_plan import Request, read
+
+    head = '[daemon]\nlisten = "127.0.0.1:7480"\n[actors.d]\nclass = "cfg_actors:Decorated"\n'
+    path = tmp_path / "p.toml"
+    running = parse_config(head, path)
+    assert running.actors["d"].max_restarts == 7  # from the decorator
+    for text, updated in ((head, []), (head + "max_restarts = 8\n", ["d"])):
+        path.write_text(text)
+        answer = read(Request(str(path), head, running.daemon, None, None, list(sys.path)))
+        assert not answer.problems and answer.plan is not None
+        assert answer.plan.updated == updated
+        assert answer.plan.unchanged == ([] if updated else ["d"])
