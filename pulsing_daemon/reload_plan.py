@@ -10,8 +10,8 @@ changed. Unchanged actors keep the objects the daemon already has.
 The child compares the new file against the text the daemon runs on (``Config.text``),
 read again the same way -- classes imported, so that options a class gives itself
 (``@remote(max_restarts=...)``) count on both sides -- with the ``[daemon]`` table the
-daemon really runs with. Whether a changed actor is restarted or only updated depends on its state,
-which the daemon decides when it applies the plan.
+daemon really runs with. Whether a changed actor is restarted or only updated depends
+on its state, which the daemon decides when it applies the plan.
 
 stdin: a pickled :class:`Request`; stdout: a pickled :class:`Answer`. Whatever user code
 prints while its module is imported goes to stderr.
@@ -177,7 +177,8 @@ class Answer:
     order: list[str] | None = field(default_factory=list)
     changed: dict[str, ActorConfig] = field(default_factory=dict)  # classes not included
     # True: the running text no longer passes the checks that look outside the file
-    # (a process actor's cwd or the token_file since removed, a CPU gone): ``plan`` is
+    # (a process actor's cwd or the token_file since removed, a CPU gone, a class that
+    # no longer imports or takes its arguments): ``plan`` is
     # None, ``changed`` holds every actor, and the daemon compares with what it runs.
     whole: bool = False
 

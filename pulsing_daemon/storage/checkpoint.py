@@ -30,7 +30,7 @@ A :class:`Checkpointer` moves that to a thread with its own connection:
 What is left on the loop: a read of a database page that the thread's fsync is
 writing back waits for that write (the kernel locks the page meanwhile); rarer than
 the loop's own checkpoints were, but longer when it happens (benchmarks/README.md,
-"Checkpoints on a thread").
+"Performance tricks").
 
 Checkpoints change where committed pages live, never what is committed: a SIGKILL at
 any point leaves every commit in the WAL or the database file, as before. Should the

@@ -203,3 +203,22 @@ def test_options_a_class_gives_itself_are_not_a_change(tmp_path: Path) -> None:
         assert not answer.problems and answer.plan is not None
         assert answer.plan.updated == updated
         assert answer.plan.unchanged == ([] if updated else ["d"])
+
+
+def test_a_running_class_that_no_longer_imports_sends_the_whole_config(tmp_path: Path) -> None:
+    """The running text's class is gone from its module (the file now names another):
+    the reader cannot read the running text as the daemon did, so it sends every actor
+    and the daemon compares with what it runs (Answer.whole)."""
+    import sys
+
+    from pulsing_daemon.reload_plan import Request, read
+
+    head = '[daemon]\nlisten = "127.0.0.1:7480"\n[actors.d]\nclass = "cfg_actors:{}"\n'
+    path = tmp_path / "p.toml"
+    path.write_text(head.format("Decorated"))
+    running = parse_config(head.format("Decorated"), path)
+    answer = read(
+        Request(str(path), head.format("Removed"), running.daemon, None, None, list(sys.path))
+    )
+    assert not answer.problems and answer.whole and answer.plan is None
+    assert list(answer.changed) == ["d"] and answer.changed["d"].cls is None
