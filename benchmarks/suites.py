@@ -1650,11 +1650,7 @@ def _reload_config(n: int, changing: dict[str, Any]) -> str:
 def _reload_once(daemon: Daemon, changing: dict[str, Any], kind: str) -> float:
     """Rewrite the config so exactly one actor changes (``kind``: live | restart), reload;
     returns the seconds the reload took, answer included."""
-    if kind == "live":
-        changing["mailbox_size"] = 2001 - changing["mailbox_size"]  # 1000 <-> 1001
-    else:
-        changing["class"] = "Trivial" if changing["class"] == "Idle" else "Idle"
-    _write_config(daemon, changing)
+    _change_config(daemon, changing, kind)
     t0 = time.perf_counter()
     status, plan = http_json(daemon.url("/v1/reload"), {"dry_run": False}, timeout=60.0)
     took = time.perf_counter() - t0
@@ -1666,11 +1662,17 @@ def _reload_once(daemon: Daemon, changing: dict[str, Any], kind: str) -> float:
     return took
 
 
-def _write_config(daemon: Daemon, changing: dict[str, Any]) -> None:
-    """The daemon's config file, with ``changing`` as it is now."""
+def _change_config(daemon: Daemon, changing: dict[str, Any], kind: str) -> str:
+    """Rewrite the daemon's config file so exactly one actor changes (``kind``: live, a
+    supervision key | restart, its class); returns the text it replaced."""
+    if kind == "live":
+        changing["mailbox_size"] = 2001 - changing["mailbox_size"]  # 1000 <-> 1001
+    else:
+        changing["class"] = "Trivial" if changing["class"] == "Idle" else "Idle"
     text = daemon.config_path.read_text()
     head = text[: text.index("[actors.")]
     daemon.config_path.write_text(head + _reload_config(RELOAD_ACTORS, changing))
+    return text
 
 
 def _read_only_once(daemon: Daemon, changing: dict[str, Any], running: Any) -> None:
@@ -1684,9 +1686,7 @@ def _read_only_once(daemon: Daemon, changing: dict[str, Any], running: Any) -> N
     from pulsing_daemon.reload import _PACKAGE_ROOT, _READER
     from pulsing_daemon.reload_plan import Request
 
-    old_text = daemon.config_path.read_text()
-    changing["mailbox_size"] = 2001 - changing["mailbox_size"]
-    _write_config(daemon, changing)
+    old_text = _change_config(daemon, changing, "live")
     request = Request(
         path=str(daemon.config_path),
         old_text=old_text,
@@ -1728,9 +1728,10 @@ def reload(ctx: Context) -> None:
     }
     # "reader": the floor -- the same file rewrites, read by the reload's own reader
     # process, with no reload in the daemon (_read_only_once).
-    from pulsing_daemon.config import load_config
+    from pulsing_daemon.config import parse_config
 
-    running = load_config(daemon.config_path, import_classes=False).daemon
+    text = daemon.config_path.read_text()  # only its [daemon] table: no actor to parse
+    running = parse_config(text[: text.index("[actors.")], daemon.config_path).daemon
     samples: dict[str, list[float]] = {"before": [], "during": [], "reader": []}
     errors = dict.fromkeys(samples, 0)
     background = {"during": 0, "reader": 0}
@@ -1759,7 +1760,6 @@ def reload(ctx: Context) -> None:
                 background[variant] += len(done)
             samples[variant].extend(result["raw_us"])
             errors[variant] += result["errors"]
-    during_reloads = background["during"]
     p99 = {k: percentile(v, 0.99) / 1000 for k, v in samples.items()}
     p50 = {k: percentile(v, 0.5) / 1000 for k, v in samples.items()}
     ctx.details["reload"] = {
@@ -1768,7 +1768,7 @@ def reload(ctx: Context) -> None:
         "ask_p50_ms": p50,
         "ask_p99_ms": p99,
         "ask_max_ms": {k: max(v) / 1000 for k, v in samples.items()},
-        "reloads_during_latency": during_reloads,
+        "reloads_during_latency": background["during"],
         "reader_runs_during_latency": background["reader"],
         "errors": errors,
     }
@@ -1807,7 +1807,7 @@ def reload(ctx: Context) -> None:
         ratio,
         "<= 2.0x without",
         ratio is not None and ratio <= 2.0 and not any(errors.values()),
-        f"{during_reloads} reloads during the runs; p50 {p50['during']:.2f} vs "
+        f"{background['during']} reloads during the runs; p50 {p50['during']:.2f} vs "
         f"{p50['before']:.2f} ms; "
         + _floor_note(p99["during"], p99["reader"], "reader alone")
         + (f"; errors {errors}" if any(errors.values()) else ""),

@@ -144,12 +144,17 @@ class Journal:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA busy_timeout=5000")
+        self.checkpointer: Checkpointer | None = None
+        self._checkpoint_here()
+        _migrate_asks(self.db)
+        self.db.executescript(SCHEMA)
+
+    def _checkpoint_here(self) -> None:
+        """Checkpoints in this connection's commits, as SQLite does by default."""
+        self.db.execute("PRAGMA wal_autocheckpoint=1000")
         # The WAL keeps the size of its largest transaction (a retention pass after a
         # long downtime deletes a whole day at once) unless truncated after checkpoints.
         self.db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
-        _migrate_asks(self.db)
-        self.db.executescript(SCHEMA)
-        self.checkpointer: Checkpointer | None = None
 
     def checkpoint_in_background(self) -> None:
         """Checkpoint on a thread from now on; the loop's connection only past
@@ -335,8 +340,7 @@ class Journal:
     def transaction(self) -> _Transaction:
         if self.checkpointer is not None and self.checkpointer.failed:
             self.checkpointer = None
-            self.db.execute("PRAGMA wal_autocheckpoint=1000")  # SQLite's default
-            self.db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
+            self._checkpoint_here()
         return _Transaction(self.db, self.checkpointer)
 
 

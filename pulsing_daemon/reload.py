@@ -313,7 +313,9 @@ def _assemble(old: Config, answer: Answer) -> Config:
         actors = dict(current)
         actors.update(changed)
     else:
-        actors = {name: changed.get(name) or current[name] for name in answer.order}
+        actors = {
+            name: changed[name] if name in changed else current[name] for name in answer.order
+        }
     return Config(
         path=old.path, daemon=answer.daemon, actors=actors, notify=answer.notify, text=answer.text
     )
