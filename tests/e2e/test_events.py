@@ -32,16 +32,21 @@ def events_of(d: Any, query: str = "") -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
+def settled(d: Any) -> list[dict[str, Any]]:
+    """The events once the daemon has said "ready": its actors' first starts are in."""
+    return wait_for(
+        lambda: (e := events_of(d)) and any(x.get("event") == "ready" for x in e) and e,
+        what="the ready event",
+    )
+
+
 def kinds(events: list[dict[str, Any]], actor: str) -> list[str]:
     return [e["kind"] for e in events if e["actor"] == actor]
 
 
 def test_failure_restart_give_up_and_operator_actions_are_events(daemon_factory: Any) -> None:
     d = daemon_factory(CRASHER)
-    wait_for(
-        lambda: any(e["kind"] == "daemon" and e.get("event") == "ready" for e in events_of(d)),
-        what="ready event",
-    )
+    settled(d)
     assert d.ask("crasher", "crash", message="first")[0] in (500, 503)
     d.wait_state("crasher", "running")
     assert d.ask("crasher", "crash", message="second")[0] in (500, 503)
@@ -78,7 +83,7 @@ def test_failure_restart_give_up_and_operator_actions_are_events(daemon_factory:
 
 def test_ids_survive_a_daemon_restart_and_cli_resumes_by_id(daemon_factory: Any) -> None:
     d = daemon_factory(CRASHER)
-    wait_for(lambda: events_of(d), what="first events")
+    settled(d)  # a stop before the first "ready" would leave one "ready", not two
     assert d.stop() == 0
     d.start()
     events = wait_for(
@@ -103,7 +108,7 @@ def test_ids_survive_a_daemon_restart_and_cli_resumes_by_id(daemon_factory: Any)
 
 def test_sse_resumes_from_last_event_id_and_follows(daemon_factory: Any) -> None:
     d = daemon_factory(CRASHER)
-    first = wait_for(lambda: events_of(d), what="events")
+    first = settled(d)
     last_id = first[-1]["id"]
     conn = http.client.HTTPConnection("127.0.0.1", d.port, timeout=10)
     conn.request("GET", "/v1/events", headers={"Last-Event-ID": str(last_id)})
@@ -127,7 +132,7 @@ def test_sse_resumes_from_last_event_id_and_follows(daemon_factory: Any) -> None
 
 def test_events_follow_rides_through_a_daemon_restart(daemon_factory: Any) -> None:
     d = daemon_factory(CRASHER)
-    wait_for(lambda: events_of(d), what="events")
+    settled(d)
     follower = d.cli_background("events", "-f", "--json", "--lines", "1")
     try:
         assert follower.stdout is not None
@@ -168,7 +173,7 @@ def test_live_events_are_well_framed_on_http_1_1_chunked_and_http_1_0(
     import socket
 
     d = daemon_factory(CRASHER)
-    last_id = wait_for(lambda: events_of(d), what="events")[-1]["id"]
+    last_id = settled(d)[-1]["id"]
     conn = http.client.HTTPConnection("127.0.0.1", d.port, timeout=10)
     conn.request("GET", f"/v1/events?since={last_id}", headers={"Accept": "application/x-ndjson"})
     chunked = conn.getresponse()
