@@ -64,7 +64,8 @@ def _encode_answer(answer: dict[str, Any]) -> bytes:
     try:
         return encode_utf8(answer).encode()
     except (TypeError, ValueError) as err:  # a result JSON cannot carry
-        return encode_utf8({"unserializable": str(err)}).encode()
+        kept = {k: answer[k] for k in ("id", "t") if k in answer}
+        return encode_utf8({"unserializable": str(err), **kept}).encode()
 
 
 class _Lines(io.TextIOBase):
@@ -366,9 +367,12 @@ class PulsingRayWorker:
         try:
             import ray
 
-            context = ray.get_runtime_context()
-            info["node"] = context.get_node_id()
-            info["actor_id"] = context.get_actor_id()
+            # Inside a Ray actor Ray is initialized; anywhere else (the worker's own
+            # tests) asking for the runtime context would start a local Ray instance.
+            if ray.is_initialized():
+                context = ray.get_runtime_context()
+                info["node"] = context.get_node_id()
+                info["actor_id"] = context.get_actor_id()
         except Exception:  # pragma: no cover - always inside Ray here
             pass
         return {**self._on_loop(self.core.start(class_path, args)), **info}
@@ -382,17 +386,26 @@ class PulsingRayWorker:
 
     # ----------------------------------------------------------------- ops
     def call(self, request: bytes) -> bytes:
-        """One ask, as JSON bytes both ways (one bytes argument is Ray's cheapest to
-        send: a third of the submit cost of five plain arguments). ``request`` holds
-        ``id``, ``op``, ``args``, ``kwargs`` and ``budget``, the seconds left.
+        """One ask, or a batch of asks, as JSON bytes both ways (one bytes argument is
+        Ray's cheapest to send: a third of the submit cost of five plain arguments).
+        An ask holds ``id``, ``op``, ``args``, ``kwargs`` and ``budget``, the seconds
+        left; a batch is a JSON array of asks, answered by an array of answers in the
+        same order, each with its ``id`` (one Ray call for many asks: see
+        ``hosts.ray.BATCH``).
 
-        The daemon may send asks ahead; Ray runs them one at a time in the order sent
-        (see the class). An ask is never started when its budget is spent, when it was
-        withdrawn (``cancel``) before its turn, or after an earlier ask failed the
-        instance. The answer holds one of ``value``, ``unserializable``, ``error``,
-        ``expired`` (not started: its deadline), ``not_started`` (not started: a
-        failure before it, or taken back) or ``cancelled``."""
+        The daemon may send asks ahead; Ray runs the calls one at a time in the order
+        sent (see the class), and a batch runs its asks in its order. An ask is never
+        started when its budget is spent, when it was withdrawn (``cancel``) before its
+        turn, or after an earlier ask failed the instance. The answer holds one of
+        ``value``, ``unserializable``, ``error``, ``expired`` (not started: its
+        deadline), ``not_started`` (not started: a failure before it, or taken back)
+        or ``cancelled``; an ask that ran also gives ``t``, the seconds it took."""
         message = json.loads(request)
+        if isinstance(message, list):
+            return b"[" + b",".join(self._one(m, True) for m in message) + b"]"
+        return self._one(message, False)
+
+    def _one(self, message: dict[str, Any], with_id: bool) -> bytes:
         deadline = time.monotonic() + message["budget"]  # on this machine's clock
         call_id = message["id"]
         with self.lock:
@@ -403,15 +416,21 @@ class PulsingRayWorker:
                 # Ids below this one: asks already answered, or streams.
                 for stale in [k for k in self.withdrawn if k < call_id]:
                     del self.withdrawn[stale]
+        answer: dict[str, Any]
         if reason is not None:
-            return _encode_answer({reason: True})
-        if self.failed:
-            return _encode_answer({"not_started": True})
-        if time.monotonic() >= deadline:
-            return _encode_answer({"expired": True})
-        answer = self._call(message, deadline - time.monotonic())
-        if "error" in answer and answer.pop("failure", False):
-            self.failed = True  # the asks behind this one go to the next instance
+            answer = {reason: True}
+        elif self.failed:
+            answer = {"not_started": True}
+        elif time.monotonic() >= deadline:
+            answer = {"expired": True}
+        else:
+            started = time.perf_counter()
+            answer = self._call(message, deadline - time.monotonic())
+            answer["t"] = time.perf_counter() - started
+            if "error" in answer and answer.pop("failure", False):
+                self.failed = True  # the asks behind this one go to the next instance
+        if with_id:
+            answer["id"] = call_id
         return _encode_answer(answer)
 
     def _call(self, message: dict[str, Any], budget: float) -> dict[str, Any]:

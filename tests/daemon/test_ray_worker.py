@@ -11,6 +11,7 @@ op on the loop.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import sys
@@ -77,12 +78,19 @@ def request(call_id: int, op: str, n: int, budget: float = 30.0) -> bytes:
     ).encode()
 
 
+def untimed(answer: dict[str, Any]) -> dict[str, Any]:
+    """An answer without ``t``, the seconds its op took (checked on its own)."""
+    if "t" in answer:
+        assert isinstance(answer.pop("t"), float)
+    return answer
+
+
 def answer(future: Future[bytes]) -> dict[str, Any]:
-    return json.loads(future.result(timeout=10))  # type: ignore[no-any-return]
+    return untimed(json.loads(future.result(timeout=10)))
 
 
 def answer_now(w: PulsingRayWorker, body: bytes) -> dict[str, Any]:
-    return json.loads(w.call(body))  # type: ignore[no-any-return]
+    return untimed(json.loads(w.call(body)))
 
 
 def test_call_alone_in_the_default_group() -> None:
@@ -151,3 +159,158 @@ def test_after_a_failure_nothing_more_starts(worker: PulsingRayWorker) -> None:
 def test_a_spent_budget_is_never_started(worker: PulsingRayWorker) -> None:
     assert answer_now(worker, request(1, "note", 1, budget=-1.0)) == {"expired": True}
     assert worker.core.host.instance.ran == []
+
+
+def batch(*requests: bytes) -> bytes:
+    return b"[" + b",".join(requests) + b"]"
+
+
+def test_a_batch_runs_its_asks_in_order_and_answers_each(worker: PulsingRayWorker) -> None:
+    answers = json.loads(worker.call(batch(*(request(n, "note", n) for n in (1, 2, 3)))))
+    assert [a["id"] for a in answers] == [1, 2, 3]
+    assert all(isinstance(a.pop("t"), float) for a in answers)
+    assert [a["value"] for a in answers] == [threading.current_thread().name] * 3
+    assert worker.core.host.instance.ran == [1, 2, 3]
+
+
+def test_in_a_batch_a_withdrawn_ask_and_a_spent_budget_never_run(
+    worker: PulsingRayWorker,
+) -> None:
+    assert worker.cancel(2, "not_started") is True
+    body = batch(request(1, "note", 1), request(2, "note", 2),
+                 request(3, "note", 3, budget=-1.0), request(4, "note", 4))  # fmt: skip
+    answers = [untimed(a) for a in json.loads(worker.call(body))]
+    assert answers[1:3] == [{"not_started": True, "id": 2}, {"expired": True, "id": 3}]
+    assert worker.core.host.instance.ran == [1, 4]
+
+
+def test_in_a_batch_nothing_starts_after_a_failure(worker: PulsingRayWorker) -> None:
+    body = batch(request(1, "note", 1), request(2, "boom", 2), request(3, "note", 3))
+    answers = [untimed(a) for a in json.loads(worker.call(body))]
+    assert answers[1]["error"]["type"] == "RuntimeError"
+    assert answers[2] == {"not_started": True, "id": 3}
+    assert worker.core.host.instance.ran == [1, 2]
+
+
+# --------------------------------------------------------------------------- batches
+# The daemon's side (``hosts.ray.RayHost``) against this worker, with Ray's ordered
+# queue of the default group played by one thread: which asks share a call.
+
+
+class _Ref:
+    def __init__(self, future: Future[bytes]) -> None:
+        self._future = future
+
+    def future(self) -> Future[bytes]:
+        return self._future
+
+
+class _Handle:
+    """``handle.call.remote(body)``: ``PulsingRayWorker.call`` on one thread, in order."""
+
+    def __init__(self, w: PulsingRayWorker, pool: ThreadPoolExecutor) -> None:
+        self.sent: list[list[int]] = []
+        self.call = self
+        self._worker = w
+        self._pool = pool
+
+    def remote(self, body: bytes) -> _Ref:
+        message = json.loads(body)
+        ids = [m["id"] for m in message] if isinstance(message, list) else [message["id"]]
+        self.sent.append(ids)
+        return _Ref(self._pool.submit(self._worker.call, body))
+
+
+def ray_host(tmp_path: Path, w: PulsingRayWorker, pool: ThreadPoolExecutor) -> Any:
+    from pulsing_daemon.config import load_config
+    from pulsing_daemon.hosts.ray import RayHost
+
+    path = tmp_path / "pulsing.toml"
+    path.write_text('[actors.rec]\nclass = "ray_worker_actor:Recorder"\nisolation = "ray"\n')
+    config = load_config(path)
+    host = RayHost(config.actors["rec"], config.daemon)
+    host.handle = _Handle(w, pool)
+    return host
+
+
+def test_quick_asks_share_a_call_and_other_asks_go_alone(
+    worker: PulsingRayWorker, tmp_path: Path
+) -> None:
+    from pulsing_daemon.hosts.ray import QUICK_STREAK
+
+    async def main() -> tuple[list[list[int]], list[Any]]:
+        with ThreadPoolExecutor(1) as pool:
+            host = ray_host(tmp_path, worker, pool)
+            for n in range(QUICK_STREAK):  # one at a time: note is not known quick yet
+                assert (await host.invoke("note", [], {"n": n})).startswith("ThreadPool")
+            # hold is not quick: alone, and the notes after it start a new batch
+            worker.core.host.instance.gate.set()
+            ops = ["note", "note", "hold", "note", "note", "note"]
+            futures = [host.invoke(op, [], {"n": 10 + i}) for i, op in enumerate(ops)]
+            host.send_now()
+            values = await asyncio.gather(*futures)
+            return host.handle.sent, values
+
+    sent, values = asyncio.run(main())
+    warm = [[n] for n in range(1, QUICK_STREAK + 1)]
+    a = QUICK_STREAK + 1
+    assert sent == [*warm, [a, a + 1], [a + 2], [a + 3, a + 4, a + 5]]
+    assert values[2] == 12  # hold returns its n
+    assert worker.core.host.instance.ran == [0, 1, 2, 10, 11, 12, 13, 14, 15]
+
+
+def test_when_the_instance_dies_only_the_batch_in_progress_may_have_run(
+    worker: PulsingRayWorker, tmp_path: Path
+) -> None:
+    """A batch answers at once: when the instance dies during it, each of its asks may
+    have run (RayLost); the calls after it, and asks not sent yet, did not."""
+    ray_exceptions = pytest.importorskip("ray.exceptions")
+    from pulsing_daemon.hosts.base import NotStarted
+    from pulsing_daemon.hosts.ray import QUICK_STREAK, RayLost
+
+    gate = worker.core.host.instance.gate
+
+    async def main() -> list[BaseException | None]:
+        with ThreadPoolExecutor(1) as pool:
+            host = ray_host(tmp_path, worker, pool)
+            gate.set()
+            for n in range(QUICK_STREAK):  # both ops known quick
+                await host.invoke("note", [], {"n": n})
+                await host.invoke("hold", [], {"n": n})
+            gate.clear()
+            in_progress = [host.invoke(op, [], {"n": 10 + i})
+                           for i, op in enumerate(["note", "hold", "note"])]  # fmt: skip
+            host.send_now()
+            behind = host.invoke("note", [], {"n": 20})
+            host.send_now()  # a call of its own: the outbox was emptied
+            unsent = host.invoke("note", [], {"n": 30})
+            assert host.handle.sent[-2:] == [[7, 8, 9], [10]]
+            host._kill_cause = "stop"  # no look-up of the node: the test has no Ray
+            await host._lost(ray_exceptions.RayActorError())
+            outcomes = [f.exception() for f in [*in_progress, behind, unsent]]
+            gate.set()  # the worker's late answers find every future answered
+            return outcomes
+
+    outcomes = asyncio.run(main())
+    assert [type(e) for e in outcomes[:3]] == [RayLost] * 3
+    assert all(isinstance(e, NotStarted) and not e.expired for e in outcomes[3:])
+
+
+def test_an_ask_withdrawn_before_it_was_sent_is_never_sent(
+    worker: PulsingRayWorker, tmp_path: Path
+) -> None:
+    from pulsing_daemon.hosts.base import NotStarted
+
+    async def main() -> tuple[BaseException | None, list[list[int]]]:
+        with ThreadPoolExecutor(1) as pool:
+            host = ray_host(tmp_path, worker, pool)
+            kept = host.invoke("note", [], {"n": 1})
+            taken = host.invoke("note", [], {"n": 2})
+            host.withdraw(taken, True)
+            host.send_now()
+            await kept
+            return taken.exception(), host.handle.sent
+
+    error, sent = asyncio.run(main())
+    assert isinstance(error, NotStarted) and error.expired
+    assert sent == [[1]] and worker.core.host.instance.ran == [1]

@@ -17,6 +17,8 @@ import pytest
 from e2e_helpers import wait_for
 from raytest import RayCluster, start_in_netns
 
+from pulsing_daemon.hosts.ray import QUICK_STREAK
+
 WORKER = "proc_actors:Worker"
 
 
@@ -295,17 +297,31 @@ def test_reload_of_the_ray_table_restarts_the_actor(ray_daemon: Any) -> None:
     assert status["state"] == "running" and status["operator_restarts"] == 1
 
 
+@pytest.mark.parametrize(
+    ("crash", "warm"), [("block_then_crash", False), ("block_then_crash", True),
+                        ("block_then_exit", True)],
+)  # fmt: skip
 def test_asks_sent_ahead_behind_a_crash_are_served_once_by_the_next_instance(
-    ray_daemon: Any, tmp_path: Path
+    ray_daemon: Any, tmp_path: Path, crash: str, warm: bool
 ) -> None:
+    """``warm``: ``mark`` has run quickly before, and an op holds the actor while the
+    crash and the marks queue behind it: when it ends, the crash and the marks are sent
+    ahead together, the crash alone and the marks as one batch (hosts/ray.py, BATCH)."""
     effects = tmp_path / "effects"
     d = ray_daemon(actor_toml("w", extra=f'args = {{ effects = "{effects}" }}\nmin_backoff = 0.05'))
     d.wait_state("w", "running", timeout=60)
-    crashing = d.cli_background("ask", "w", "block_then_crash", "seconds=0.6")
+    holding = None
+    if warm:
+        for i in range(QUICK_STREAK + 2):  # the first run of an op is the slowest
+            assert ask(d, "w", "mark", f"tag=w{i}")[0] == 0
+        holding = d.cli_background("ask", "w", "block", "seconds=1.2")
+        time.sleep(0.3)
+    crashing = d.cli_background("ask", "w", crash, "seconds=0.3" if warm else "seconds=0.6")
     time.sleep(0.3)
     queued = [d.cli_background("ask", "w", "mark", f"tag=q{i}") for i in range(6)]
+    assert holding is None or holding.wait(30) == 0
     assert crashing.wait(30) == 4
     assert [p.wait(30) for p in queued] == [0] * 6
-    marks = effects.read_text().split()
+    marks = [m for m in effects.read_text().split() if m.startswith("q")]
     assert sorted(marks) == [f"q{i}" for i in range(6)], marks  # each ran exactly once
     assert d.actor("w")["restarts"] == 1
