@@ -885,11 +885,13 @@ def _console_script(bindir: Path, name: str, module: str, function: str) -> str:
 
 def _install_completion(programs: list[str], env: dict[str, str]) -> dict[str, str]:
     """``PROGRAM --install-completion`` for bash in ``env``'s HOME, from a bash (Typer
-    detects the shell from its parent), as a user would. Returns what it wrote."""
+    detects the shell from its parent), as a user would. Returns what it wrote.
+    (``; exit $?``: bash runs a lone command by exec, and the program's parent would
+    then be whatever started the benchmarks, maybe ``sh``, which Typer refuses.)"""
     home = Path(env["HOME"])
     for program in programs:
         proc = subprocess.run(
-            ["bash", "-c", f"'{program}' --install-completion"],
+            ["bash", "-c", f"'{program}' --install-completion; exit $?"],
             env=env,
             capture_output=True,
             text=True,

@@ -439,21 +439,23 @@ class RayHost(ActorHost):
             self._settling.add(lost)
             lost.add_done_callback(self._settling.discard)
             return
-        answers = None if exc is not None else json.loads(done.result())
-        if len(ids) == 1 and not isinstance(answers, list):
-            answers = [answers]
+        answers: list[dict[str, Any]] = []
+        if exc is None:
+            answers = json.loads(done.result())
+            if len(ids) == 1:  # an ask alone is answered alone, not in a list
+                answers = [answers]  # type: ignore[list-item]
         for n, call_id in enumerate(ids):
             op = self._ops.get(call_id)
             self._forget(call_id)
             future = self._calls.pop(call_id, None)
+            answer = answers[n] if answers else {}
+            if op is not None and "t" in answer:  # counted even when answered late
+                self._quick[op] = self._quick.get(op, 0) + 1 if answer["t"] < QUICK_RUN else 0
             if future is None or future.done():
                 continue
             if exc is not None:
                 future.set_exception(_unwrap(exc))
                 continue
-            answer = answers[n]
-            if op is not None and "t" in answer:
-                self._quick[op] = self._quick.get(op, 0) + 1 if answer["t"] < QUICK_RUN else 0
             if "value" in answer:
                 future.set_result(answer["value"])
             elif "unserializable" in answer:

@@ -400,13 +400,14 @@ class PulsingRayWorker:
         ``value``, ``unserializable``, ``error``, ``expired`` (not started: its
         deadline), ``not_started`` (not started: a failure before it, or taken back)
         or ``cancelled``; an ask that ran also gives ``t``, the seconds it took."""
+        arrived = time.monotonic()  # budgets count from here, on this machine's clock
         message = json.loads(request)
         if isinstance(message, list):
-            return b"[" + b",".join(self._one(m, True) for m in message) + b"]"
-        return self._one(message, False)
+            return b"[" + b",".join(self._one(m, arrived, True) for m in message) + b"]"
+        return self._one(message, arrived, False)
 
-    def _one(self, message: dict[str, Any], with_id: bool) -> bytes:
-        deadline = time.monotonic() + message["budget"]  # on this machine's clock
+    def _one(self, message: dict[str, Any], arrived: float, with_id: bool) -> bytes:
+        deadline = arrived + message["budget"]
         call_id = message["id"]
         with self.lock:
             self.reached = call_id  # from here on, cancel cannot withdraw it

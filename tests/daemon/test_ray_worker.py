@@ -314,3 +314,31 @@ def test_an_ask_withdrawn_before_it_was_sent_is_never_sent(
     error, sent = asyncio.run(main())
     assert isinstance(error, NotStarted) and error.expired
     assert sent == [[1]] and worker.core.host.instance.ran == [1]
+
+
+def test_a_slow_run_answered_after_its_caller_gave_up_still_counts(
+    worker: PulsingRayWorker, tmp_path: Path
+) -> None:
+    from pulsing_daemon.hosts.ray import QUICK_STREAK
+
+    gate = worker.core.host.instance.gate
+
+    async def main() -> list[list[int]]:
+        with ThreadPoolExecutor(1) as pool:
+            host = ray_host(tmp_path, worker, pool)
+            gate.set()
+            for n in range(QUICK_STREAK):
+                await host.invoke("hold", [], {"n": n})
+            gate.clear()
+            slow = host.invoke("hold", [], {"n": 10})
+            host.send_now()
+            slow.cancel()  # the caller gave up (its deadline, say)
+            threading.Timer(0.05, gate.set).start()
+            await asyncio.wrap_future(pool.submit(lambda: None))  # the slow one ran
+            await asyncio.sleep(0.05)  # and its answer reached the loop
+            pair = [host.invoke("hold", [], {"n": 20 + i}) for i in range(2)]
+            host.send_now()
+            await asyncio.gather(*pair)
+            return host.handle.sent[-2:]  # type: ignore[no-any-return]
+
+    assert asyncio.run(main()) == [[5], [6]]  # hold is slow lately: each alone
