@@ -78,3 +78,20 @@ def test_a_second_host_for_an_isolation_is_refused() -> None:
 
     with pytest.raises(ValueError, match="already InlineHost"):
         registry.register(Other)
+
+
+def test_a_host_registered_later_is_listed() -> None:
+    before = registry.hosts()
+
+    class Elsewhere(InlineHost):
+        isolation = "elsewhere-test"
+
+    registry.register(Elsewhere)
+    try:
+        assert list(registry.hosts()) == [*before, "elsewhere-test"]
+        registry.hosts().clear()  # each caller gets its own copy
+        assert registry.host_class("elsewhere-test") is Elsewhere
+    finally:
+        del registry._HOSTS["elsewhere-test"]
+        registry._ordered = None
+    assert list(registry.hosts()) == list(before)
