@@ -99,7 +99,6 @@ QUICK_RUN = 0.0005
 QUICK_STREAK = 3
 
 
-
 class RayDied(HostFailure):
     """The Ray actor of an instance ended while it was supposed to run; ``where`` says
     why ("process", "node_lost", "timeout", "start")."""
@@ -186,9 +185,8 @@ class RayHost(ActorHost):
         self._calls: dict[int, asyncio.Future[Any]] = {}
         self._answers: dict[int, concurrent.futures.Future[Any]] = {}  # Ray's, by call id
         self._sync_calls: set[int] = set()
-        self._outbox: list[list[tuple[int, bytes]]] = []  # batches invoked, not yet sent
-        self._batch_of: dict[int, int] = {}  # call id -> the first call id of its batch
-        self._ops: dict[int, str] = {}  # call id -> op, until answered
+        # Batches invoked, not yet sent: (call id, op, request) each.
+        self._outbox: list[list[tuple[int, str, bytes]]] = []
         self._quick: dict[str, int] = {}  # op -> its latest runs in a row under QUICK_RUN
         self._open = False  # the last batch of the outbox takes more asks (all quick)
         self._streams: dict[int, Any] = {}
@@ -312,18 +310,18 @@ class RayHost(ActorHost):
             self._death.set_result(died)
             self._kill_quietly()  # an unavailable actor might come back: make sure it is gone
             # Asks run in order: only the asks of the first call not answered (one ask,
-            # or one batch) may have started; those sent after it, or never sent, did not.
-            lost_batch = None
+            # or one batch: they share Ray's future) may have started; those sent after
+            # it, or never sent, did not.
+            lost_call = None
             for call_id, future in list(self._calls.items()):
                 answer = self._answers.get(call_id)
                 if future.done() or (
                     answer is not None and answer.done() and answer.exception() is None
                 ):
                     continue  # answered; the answer is on its way to the loop
-                batch = self._batch_of.get(call_id)
-                if lost_batch is None and batch is not None:
-                    lost_batch = batch
-                if batch is not None and batch == lost_batch:
+                if lost_call is None:
+                    lost_call = answer
+                if answer is not None and answer is lost_call:
                     future.set_exception(RayLost(str(died), cause=cause))
                 else:
                     future.set_exception(NotStarted(expired=False))
@@ -375,16 +373,15 @@ class RayHost(ActorHost):
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         self._calls[call_id] = future
-        self._ops[call_id] = op
         # Held until send_now (the cell is about to wait) or the end of this loop pass.
         outbox = self._outbox
         if not outbox:
             loop.call_soon(self.send_now)
         quick = self._quick.get(op, 0) >= QUICK_STREAK
         if quick and self._open and outbox and len(outbox[-1]) < BATCH:
-            outbox[-1].append((call_id, body))
+            outbox[-1].append((call_id, op, body))
         else:
-            outbox.append([(call_id, body)])
+            outbox.append([(call_id, op, body)])
         self._open = quick
         return future
 
@@ -394,32 +391,32 @@ class RayHost(ActorHost):
         self._open = False
         if not batches:
             return
-        loop = asyncio.get_running_loop()
-        post = loop_post(loop)  # answers finishing together wake the loop once
+        if self._death is not None or self.handle is None or self._stopping:
+            self._unsent(batches, None)
+            return
+        post = loop_post(asyncio.get_running_loop())  # answers together wake the loop once
         for n, batch in enumerate(batches):
-            if self._death is not None or self.handle is None or self._stopping:
-                self._unsent(batches[n:], None)
-                return
             if len(batch) == 1:
-                body = batch[0][1]
+                body = batch[0][2]
             else:
-                body = b"[" + b",".join(part for _, part in batch) + b"]"
+                body = b"[" + b",".join(part for _, _, part in batch) + b"]"
             try:
                 ref = self.handle.call.remote(body)
             except Exception as exc:  # the first fails the instance, the rest go back
                 self._unsent(batches[n:], exc)
                 return
-            ids = [call_id for call_id, _ in batch]
+            sent = [(call_id, op) for call_id, op, _ in batch]
             # The answers are handed to the loop straight from Ray's callback.
             answer = ref.future()
-            for call_id in ids:
+            for call_id, _ in sent:
                 self._answers[call_id] = answer
-                self._batch_of[call_id] = ids[0]
-            answer.add_done_callback(lambda done, ids=ids: post.post(self._answered, ids, done))
+            answer.add_done_callback(lambda done, sent=sent: post.post(self._answered, sent, done))
 
-    def _unsent(self, batches: list[list[tuple[int, bytes]]], exc: BaseException | None) -> None:
+    def _unsent(
+        self, batches: list[list[tuple[int, str, bytes]]], exc: BaseException | None
+    ) -> None:
         for batch in batches:
-            for call_id, _ in batch:
+            for call_id, _, _ in batch:
                 future = self._calls.pop(call_id, None)
                 self._forget(call_id)
                 if future is not None and not future.done():
@@ -429,10 +426,8 @@ class RayHost(ActorHost):
     def _forget(self, call_id: int) -> None:
         self._sync_calls.discard(call_id)
         self._answers.pop(call_id, None)
-        self._batch_of.pop(call_id, None)
-        self._ops.pop(call_id, None)
 
-    def _answered(self, ids: list[int], done: concurrent.futures.Future[Any]) -> None:
+    def _answered(self, sent: list[tuple[int, str]], done: concurrent.futures.Future[Any]) -> None:
         exc = done.exception()
         if exc is not None and isinstance(exc, _ray_errors()):
             lost = asyncio.ensure_future(self._lost(exc))  # fails these calls too
@@ -442,14 +437,13 @@ class RayHost(ActorHost):
         answers: list[dict[str, Any]] = []
         if exc is None:
             answers = json.loads(done.result())
-            if len(ids) == 1:  # an ask alone is answered alone, not in a list
+            if len(sent) == 1:  # an ask alone is answered alone, not in a list
                 answers = [answers]  # type: ignore[list-item]
-        for n, call_id in enumerate(ids):
-            op = self._ops.get(call_id)
+        for n, (call_id, op) in enumerate(sent):
             self._forget(call_id)
             future = self._calls.pop(call_id, None)
             answer = answers[n] if answers else {}
-            if op is not None and "t" in answer:  # counted even when answered late
+            if "t" in answer:  # counted even when answered late
                 self._quick[op] = self._quick.get(op, 0) + 1 if answer["t"] < QUICK_RUN else 0
             if future is None or future.done():
                 continue
@@ -516,15 +510,13 @@ class RayHost(ActorHost):
         call_id = next((k for k, v in self._calls.items() if v is running), None)
         if call_id is None:
             return
-        if call_id not in self._answers:  # not sent yet: it never will be
-            for batch in self._outbox:
-                if any(k == call_id for k, _ in batch):
-                    batch[:] = [item for item in batch if item[0] != call_id]
-                    self._calls.pop(call_id)
-                    self._forget(call_id)
-                    running.set_exception(NotStarted(expired=expired))
-                    self._outbox = [b for b in self._outbox if b]
-                    return
+        if call_id not in self._answers:  # still in the outbox: it will never be sent
+            batches = ([item for item in batch if item[0] != call_id] for batch in self._outbox)
+            self._outbox = [batch for batch in batches if batch]
+            del self._calls[call_id]
+            self._forget(call_id)
+            running.set_exception(NotStarted(expired=expired))
+            return
         withdrawn = self.handle.cancel.remote(call_id, "expired" if expired else "not_started")
         # Taken back (it will never start): answered now, not when Ray's queue reaches
         # it behind the ask running; its own answer, later, finds the future done.

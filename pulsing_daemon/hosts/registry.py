@@ -34,11 +34,11 @@ _ordered: dict[str, type[ActorHost]] | None = None
 
 def register(host: type[ActorHost]) -> type[ActorHost]:
     """Class decorator: ``isolation = host.isolation`` selects ``host``."""
+    global _ordered
     known = _HOSTS.get(host.isolation)
     if known is not None and known is not host:
         raise ValueError(f"isolation {host.isolation!r} is already {known.__qualname__}")
     _HOSTS[host.isolation] = host
-    global _ordered
     _ordered = None
     return host
 
