@@ -68,10 +68,14 @@ __all__ = [
     "ConfigProblem",
     "DaemonConfig",
     "KeySpec",
+    "build_config",
     "check_config",
     "import_class",
     "load_config",
     "parse_config",
+    "parse_toml",
+    "read_config_text",
+    "same_value",
 ]
 
 ACTOR_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -183,6 +187,7 @@ _ACTOR = {spec.name: spec for spec in ACTOR_SPECS}
 # Keys only an actor's own table may set; every other actor key is layered.
 _PER_ACTOR = {"class": "set it in each [actors.NAME] table", "args": "set it per actor"}
 _LAYERED = {name: spec for name, spec in _ACTOR.items() if name not in _PER_ACTOR}
+_LAYERED_DEFAULTS = {name: spec.default for name, spec in _LAYERED.items()}
 # The keys the hosts declare: they go to ActorConfig.host_keys.
 _HOST_KEYS = tuple(spec.name for spec in registry.actor_keys())
 
@@ -318,23 +323,24 @@ def _actor_config(
             valid = False
     layers.append((defaults, ("defaults",)))
 
-    settings: dict[str, Any] = {}
-    origin: dict[str, tuple[str, ...]] = {}
-    for key, spec in _LAYERED.items():
-        settings[key], origin[key] = spec.default, ()
-        for values, source in layers:
-            if key in values:
-                settings[key], origin[key] = values[key], source
-                break
+    # The lowest layer first, each over the one below it (every layer holds only
+    # layered keys: read_table keeps the keys of its specs).
+    settings = dict(_LAYERED_DEFAULTS)
+    for values, _ in reversed(layers):
+        settings.update(values)
     if INVALID in settings.values() or class_path is INVALID or args is INVALID:
         return None
+
+    def origin(key: str) -> tuple[str, ...]:
+        """Where ``key``'s value came from (() for the built-in default)."""
+        return next((source for values, source in layers if key in values), ())
 
     if settings["min_backoff"] > settings["max_backoff"]:
         # Blame the more specific of the two settings (the min when equally specific).
         rank = [where, (*where, DECORATOR), ("defaults",), ()]
-        blamed = min(("min_backoff", "max_backoff"), key=lambda k: rank.index(origin[k]))
+        blamed = min(("min_backoff", "max_backoff"), key=lambda k: rank.index(origin(k)))
         problems.add(
-            (*(origin[blamed] or where), blamed),
+            (*(origin(blamed) or where), blamed),
             f"min_backoff ({settings['min_backoff']:g}) must be <= max_backoff "
             f"({settings['max_backoff']:g})",
         )
@@ -348,7 +354,7 @@ def _actor_config(
                     valid = False
         elif (missing := host.unavailable()) is not None:  # e.g. Ray not installed
             problems.add(
-                (*(origin["isolation"] or where), "isolation"),
+                (*(origin("isolation") or where), "isolation"),
                 f'isolation = "{isolation}" {missing}',
             )
             valid = False
@@ -356,7 +362,7 @@ def _actor_config(
     found: list[str] = []
 
     def problem(key: str, reason: str) -> None:
-        problems.add((*(origin[key] or where), key), reason)
+        problems.add((*(origin(key) or where), key), reason)
         found.append(key)
 
     for host in registry.hosts().values():
@@ -370,7 +376,6 @@ def _actor_config(
     )
 
 
-
 # --------------------------------------------------------------------------- entry points
 
 
@@ -381,14 +386,37 @@ def parse_config(
 
     Raises ConfigError listing every problem found.
     """
+    return build_config(parse_toml(text, path), text, path, import_classes=import_classes)
+
+
+def parse_toml(text: str, path: str | Path = "<string>") -> dict[str, Any]:
+    """The TOML document ``text`` as tables (a syntax error is a ConfigError)."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([syntax_problem(str(path), text, exc)]) from None
+
+
+def build_config(
+    data: Mapping[str, Any],
+    text: str,
+    path: str | Path = "<string>",
+    *,
+    import_classes: bool = True,
+    known: tuple[Mapping[str, Any], Config] | None = None,
+) -> Config:
+    """The config of the parsed document ``data`` (``parse_toml`` of ``text``).
+
+    ``known``: (tables, config) of a document built before in this process from the
+    same ``path``, with the same ``import_classes``. Where both have the same
+    ``[daemon]`` and ``[defaults]`` tables, an actor whose own table is equal to its
+    table there is taken as it was built there: the same tables give the same
+    config. (A reload compares the running file with a new one this way, building
+    only the actors whose tables differ.)
+    """
     file = str(path)
     config_path = Path(path).expanduser().absolute()
     base = config_path.parent
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([syntax_problem(file, text, exc)]) from None
-
     problems = Problems(file, text)
     for key in data:
         if key not in TOP_LEVEL_TABLES:
@@ -402,10 +430,19 @@ def parse_config(
     if import_classes:
         prepend_sys_path(daemon.pythonpath)
 
+    known_tables: Mapping[str, Any] = {}
+    known_actors: Mapping[str, ActorConfig] = {}
+    if known is not None and all(
+        same_value(data.get(k), known[0].get(k)) for k in ("daemon", "defaults")
+    ):
+        known_tables, known_actors = known[0].get("actors", {}), known[1].actors
     actors: dict[str, ActorConfig] = {}
     for name, table in sub_table(data, "actors", (), problems).items():
         if not isinstance(table, dict):
             problems.add(("actors", name), f"expected a table, got {got(table)}")
+            continue
+        if name in known_actors and same_value(known_tables.get(name), table):
+            actors[name] = known_actors[name]
             continue
         actor = _actor_config(name, table, defaults, base, problems, import_classes=import_classes)
         if actor is not None:
@@ -422,10 +459,29 @@ def parse_config(
     return Config(path=config_path, daemon=daemon, actors=actors, notify=notify, text=text)
 
 
+def same_value(a: Any, b: Any) -> bool:
+    """Equal TOML values, types and key order included (``1 == 1.0 == True`` in Python;
+    an actor's ``args`` must not take one for the other)."""
+    if type(a) is not type(b):
+        return False
+    if type(a) is dict:
+        return len(a) == len(b) and all(
+            k == j and same_value(v, w) for (k, v), (j, w) in zip(a.items(), b.items(), strict=True)
+        )
+    if type(a) is list or type(a) is tuple:
+        return len(a) == len(b) and all(map(same_value, a, b))
+    return bool(a == b)
+
+
 def load_config(path: str | Path, *, import_classes: bool = True) -> Config:
     """Read and validate the config file at ``path``; raises ConfigError."""
+    return parse_config(read_config_text(path), path, import_classes=import_classes)
+
+
+def read_config_text(path: str | Path) -> str:
+    """The text of the config file at ``path``; raises ConfigError when it cannot be read."""
     try:
-        text = Path(path).expanduser().read_bytes().decode("utf-8")
+        return Path(path).expanduser().read_bytes().decode("utf-8")
     except OSError as exc:
         reason = exc.strerror or str(exc)
         raise ConfigError([ConfigProblem(str(path), "", None, f"cannot read: {reason}")]) from None
@@ -437,7 +493,6 @@ def load_config(path: str | Path, *, import_classes: bool = True) -> Config:
                 )
             ]
         ) from None
-    return parse_config(text, path, import_classes=import_classes)
 
 
 def check_config(path: str | Path, *, import_classes: bool = True) -> list[ConfigProblem]:

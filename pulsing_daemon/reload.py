@@ -87,6 +87,8 @@ __all__ = [
 SETTLE_WAIT = 10.0
 # Seconds the config reader (a child process) may take before the reload is refused.
 READ_TIMEOUT = 60.0
+# The reader's cache of parsed config texts, in state_dir (reload_plan._TablesCache).
+TABLES_CACHE = "reload-tables.pickle"
 # The child runs ``reload_plan.main`` with this package importable.
 _READER = (
     "import sys; sys.path.insert(0, sys.argv[1]); "
@@ -213,6 +215,7 @@ class Reloader:
             token=self.token,
             listen_override=self.listen_override,
             sys_path=list(sys.path),
+            tables_cache=str(old.daemon.state_dir / TABLES_CACHE),
         )
         problem = functools.partial(ConfigProblem, str(old.path), "", None)
         try:

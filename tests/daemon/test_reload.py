@@ -222,3 +222,87 @@ def test_a_running_class_that_no_longer_imports_sends_the_whole_config(tmp_path:
     )
     assert not answer.problems and answer.whole and answer.plan is None
     assert list(answer.changed) == ["d"] and answer.changed["d"].cls is None
+
+
+def test_only_the_actors_whose_tables_differ_are_built_again(tmp_path: Path) -> None:
+    """build_config's ``known``: with the same [daemon] and [defaults], an actor whose
+    table is the same is the config built before (the same object); one whose table
+    differs, or every actor once [defaults] differs, is built from its own table."""
+    from pulsing_daemon.config import build_config, parse_toml
+
+    path = tmp_path / "p.toml"
+    text = '[actors.a]\nclass = "m:A"\n[actors.b]\nclass = "m:B"\nmax_restarts = {}\n'
+    known_text = text.format(3)
+    known_tables = parse_toml(known_text)
+    known = build_config(known_tables, known_text, path, import_classes=False)
+    for other, defaults, rebuilt in (
+        (3, "", []),
+        (4, "", ["b"]),
+        (3, "[defaults]\nmax_backoff = 5.0\n", ["a", "b"]),
+    ):
+        other_text = defaults + text.format(other)
+        built = build_config(
+            parse_toml(other_text), other_text, path, import_classes=False,
+            known=(known_tables, known),
+        )  # fmt: skip
+        assert [n for n in built.actors if built.actors[n] is not known.actors[n]] == rebuilt
+        assert built.actors["b"].max_restarts == other
+
+
+@pytest.mark.parametrize("before, after", [("1", "1.0"), ("1", "true"), ("0", "false")])
+def test_a_value_of_another_type_is_a_change(tmp_path: Path, before: str, after: str) -> None:
+    """1, 1.0 and true are equal in Python, not in an actor's args: the reader sees the
+    change and the actor is restarted with its new args."""
+    import sys
+
+    from pulsing_daemon.reload_plan import Request, read
+
+    head = '[daemon]\nlisten = "127.0.0.1:7480"\n[actors.p]\nclass = "cfg_actors:Plain"\n'
+    running_text = head + f"args = {{ name = {before} }}\n"
+    path = tmp_path / "p.toml"
+    running = parse_config(running_text, path)
+    path.write_text(head + f"args = {{ name = {after} }}\n")
+    answer = read(Request(str(path), running_text, running.daemon, None, None, list(sys.path)))
+    assert not answer.problems and answer.plan is not None
+    assert answer.plan.restarted == ["p"] and answer.plan.changes == {"p": ["args"]}
+    assert type(answer.changed["p"].args["name"]) is not type(running.actors["p"].args["name"])
+
+
+def test_the_reader_keeps_the_tables_of_the_texts_it_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The next reload's running text is this reload's new one: its tables come from the
+    reader's cache file instead of being parsed again. A damaged file is ignored."""
+    import sys
+
+    from pulsing_daemon import reload_plan
+    from pulsing_daemon.reload_plan import Request, read
+
+    parsed: list[str] = []
+    parse_toml = reload_plan.parse_toml
+
+    def counting(text: str, path: object = "<string>") -> dict[str, object]:
+        parsed.append(text)
+        return parse_toml(text, path)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(reload_plan, "parse_toml", counting)
+    head = '[daemon]\nlisten = "127.0.0.1:7480"\n[actors.a]\nclass = "cfg_actors:Plain"\n'
+    texts = [head + f'args = {{ name = "v{n}" }}\n' for n in range(3)]
+    path, cache = tmp_path / "p.toml", tmp_path / "tables.pickle"
+    running = parse_config(texts[0], path)
+
+    def reload_to(old: str, new: str) -> list[str]:
+        parsed.clear()
+        path.write_text(new)
+        answer = read(
+            Request(str(path), old, running.daemon, None, None, list(sys.path), str(cache))
+        )
+        assert not answer.problems and answer.plan is not None
+        assert answer.plan.restarted == ["a"]
+        return parsed[:]
+
+    assert reload_to(texts[0], texts[1]) == [texts[1], texts[0]]  # nothing kept yet
+    assert reload_to(texts[1], texts[2]) == [texts[2]]  # the running text's tables kept
+    cache.write_bytes(b"not a pickle")
+    assert reload_to(texts[2], texts[0]) == [texts[0], texts[2]]  # ignored, parsed
+    assert reload_to(texts[0], texts[1]) == [texts[1]]  # written again
