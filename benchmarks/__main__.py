@@ -2,10 +2,11 @@
 
 Runs the benchmarks (each interleaved with its baseline), prints a table and writes
 the results as JSON (default ``benchmarks/results/latest.json``). ``--quick`` keeps the
-whole run under about two and a half minutes and skips ``scale`` unless it is named in ``--only``;
-the full run stays under about ten. ``--profile`` also samples the daemon with py-spy
-under the ask and stream loads (``pip install py-spy``) and puts the top frames in the
-JSON. Exit status: 0 when every target is met, 1 otherwise, 2 on a harness error.
+whole run under about two and a half minutes and skips ``scale`` unless it is named in
+``--only``; the full run stays under about fifteen (ten on a quiet machine).
+``--profile`` also samples the daemon with py-spy under the ask and stream loads
+(``pip install py-spy``) and puts the top frames in the JSON. Exit status: 0 when every
+target is met, 1 otherwise, 2 on a harness error.
 """
 
 from __future__ import annotations
@@ -28,8 +29,10 @@ QUICK_SKIP = {"scale", "reload"}
 # Soft budgets: a benchmark that would start after this many seconds is skipped. The
 # same-run floors (benchmarks/floors.py) added about 25 s to the quick run's first suites
 # and about 60 s to the full run's; the budgets grew by as much, so that the floors do
-# not push later benchmarks out of the run.
-BUDGET = {True: 130.0, False: 600.0}
+# not push later benchmarks out of the run. The full run's first eleven suites take
+# 520-710 s on this 2-CPU VM (the Ray suite then starts past 590 s), so its budget
+# leaves room for the last ones: every row of the README's table comes from one run.
+BUDGET = {True: 130.0, False: 900.0}
 
 
 def render_table(rows: list[Row]) -> str:

@@ -1685,7 +1685,7 @@ def _read_only_once(daemon: Daemon, changing: dict[str, Any], running: Any) -> N
     import pickle
     import sys
 
-    from pulsing_daemon.reload import _PACKAGE_ROOT, _READER
+    from pulsing_daemon.reload import _PACKAGE_ROOT, _READER, TABLES_CACHE
     from pulsing_daemon.reload_plan import Request
 
     old_text = _change_config(daemon, changing, "live")
@@ -1696,14 +1696,20 @@ def _read_only_once(daemon: Daemon, changing: dict[str, Any], running: Any) -> N
         token=None,
         listen_override=None,
         sys_path=[str(harness.BENCH_DIR), *sys.path],
+        tables_cache=str(running.state_dir / f"floor-{TABLES_CACHE}"),
     )
-    subprocess.run(
-        [PYTHON, "-c", _READER, _PACKAGE_ROOT],
-        input=pickle.dumps(request, pickle.HIGHEST_PROTOCOL),
-        capture_output=True,
-        check=True,
-        timeout=60,
-    )
+    try:
+        subprocess.run(
+            [PYTHON, "-c", _READER, _PACKAGE_ROOT],
+            input=pickle.dumps(request, pickle.HIGHEST_PROTOCOL),
+            capture_output=True,
+            check=True,
+            timeout=60,
+        )
+    finally:
+        # The daemon still runs the text it had: put it back, so that the next reload
+        # (in the "during" rounds) changes exactly one actor again.
+        _change_config(daemon, changing, "live")
 
 
 def reload(ctx: Context) -> None:
@@ -1741,16 +1747,23 @@ def reload(ctx: Context) -> None:
         for variant in _rotate(["before", "during", "reader"], r):
             stop = threading.Event()
             done: list[int] = []
+            failed: list[BaseException] = []
 
             def work_loop(
-                variant: str = variant, stop: threading.Event = stop, done: list[int] = done
+                variant: str = variant,
+                stop: threading.Event = stop,
+                done: list[int] = done,
+                failed: list[BaseException] = failed,
             ) -> None:
-                while not stop.is_set():
-                    if variant == "during":
-                        _reload_once(daemon, changing, "live")
-                    else:
-                        _read_only_once(daemon, changing, running)
-                    done.append(1)
+                try:
+                    while not stop.is_set():
+                        if variant == "during":
+                            _reload_once(daemon, changing, "live")
+                        else:
+                            _read_only_once(daemon, changing, running)
+                        done.append(1)
+                except BaseException as exc:  # raised below, in the benchmark's thread
+                    failed.append(exc)
 
             loop = threading.Thread(target=work_loop) if variant != "before" else None
             if loop is not None:
@@ -1759,6 +1772,8 @@ def reload(ctx: Context) -> None:
             stop.set()
             if loop is not None:
                 loop.join(60)
+                if failed:
+                    raise RuntimeError(f"{variant} rounds: {failed[0]}") from failed[0]
                 background[variant] += len(done)
             samples[variant].extend(result["raw_us"])
             errors[variant] += result["errors"]
