@@ -273,7 +273,9 @@ class _TablesCache:
             return
         temporary = f"{self.path}.{os.getpid()}.tmp"
         try:
-            with open(temporary, "wb") as file:
+            # Owner only, like the file it comes from may need (a [daemon] token).
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as file:
                 pickle.dump((self.VERSION, entries), file, pickle.HIGHEST_PROTOCOL)
             os.replace(temporary, self.path)
         except OSError:  # a full disk: the next reload parses the text

@@ -302,6 +302,7 @@ def test_the_reader_keeps_the_tables_of_the_texts_it_read(
         return parsed[:]
 
     assert reload_to(texts[0], texts[1]) == [texts[1], texts[0]]  # nothing kept yet
+    assert cache.stat().st_mode & 0o777 == 0o600  # it may hold a [daemon] token
     assert reload_to(texts[1], texts[2]) == [texts[2]]  # the running text's tables kept
     cache.write_bytes(b"not a pickle")
     assert reload_to(texts[2], texts[0]) == [texts[0], texts[2]]  # ignored, parsed

@@ -101,6 +101,31 @@ def test_each_kind_of_change_with_dry_run_first(daemon_factory: Any) -> None:
     assert reloads and reloads[-1]["added"] == ["fresh"] and reloads[-1]["unchanged"] == 1
 
 
+def test_reloads_one_after_another_see_each_change(daemon_factory: Any) -> None:
+    """The reader keeps the tables of the texts it read (state_dir, owner only) and the
+    next reload compares against them; a value that only changes type (1 -> 1.0) is a
+    change like any other."""
+    d = daemon_factory(ACTORS)
+    ids = bump_all(d, ["keep", "inst"], times=1)
+    cache = d.config_path.parent / "state" / "reload-tables.pickle"
+    steps = [
+        ("args = { scale = 1 }", "args = { scale = 1.0 }", "restarted", ["inst"]),
+        ("max_restarts = 5", "max_restarts = 6", "updated", ["live"]),
+        ("max_restarts = 6", "max_restarts = 5", "updated", ["live"]),
+    ]
+    for old, new, kind, names in steps:
+        rewrite(d, old, new)
+        done = d.cli("reload", "--json")
+        assert done.code == 0, done.stderr
+        plan = done.json()
+        assert plan[kind] == names, plan
+        assert sorted(plan["unchanged"]) == sorted({"keep", "live", "inst", "gone"} - set(names))
+        assert cache.stat().st_mode & 0o777 == 0o600
+    scale = result(d, "inst", "get")["scale"]
+    assert scale == 1.0 and isinstance(scale, float)  # the new args, as written
+    assert result(d, "keep", "get")["instance"] == ids["keep"]
+
+
 def test_a_bad_file_changes_nothing_and_keeps_serving(daemon_factory: Any) -> None:
     d = daemon_factory(ACTORS)
     ids = bump_all(d, ["keep"])
