@@ -243,7 +243,9 @@ class _TablesCache:
     refused reload, still its running one): parsing it again is ~0.1 s of a
     10,000-actor file, loading its tables from here ~10 ms. Entries are found by the
     SHA-256 of their text; a file that is missing, unreadable or from another
-    version is ignored, and the text is parsed.
+    version is ignored, and the text is parsed. So is one that is not ours alone
+    (another owner, or writable by others): ``state_dir`` may be group-writable, and
+    what is unpickled here must come from this user.
     """
 
     VERSION = 1
@@ -255,6 +257,9 @@ class _TablesCache:
             return
         try:
             with open(path, "rb") as file:
+                info = os.fstat(file.fileno())
+                if info.st_uid != os.getuid() or info.st_mode & 0o077:
+                    return
                 version, entries = pickle.load(file)
             if version == self.VERSION and isinstance(entries, dict):
                 self.entries = entries
