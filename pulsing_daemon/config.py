@@ -26,7 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pulsing_daemon.config_classes import check_args, import_class, load_class, prepend_sys_path
+from pulsing_daemon.config_classes import (
+    args_problem,
+    import_class,
+    load_class,
+    prepend_sys_path,
+)
 from pulsing_daemon.config_keys import (
     ACTOR_KEYS,
     ACTOR_SPECS,
@@ -282,12 +287,59 @@ def _token_file_problem(token_file: Path) -> str | None:
 # --------------------------------------------------------------------------- [actors.NAME]
 
 
+class _Classes:
+    """The classes of one config read, each imported and read once: a class path, the
+    options a class gives itself (``@remote``), whether arguments of given names bind to
+    its constructor. 10,000 actors of a few classes did all three per actor (a third of
+    building each actor's config). What adds a problem is done again for each actor
+    that meets it, so that each gets its own."""
+
+    __slots__ = ("bound", "classes", "options_of")
+
+    def __init__(self) -> None:
+        self.classes: dict[str, type] = {}
+        self.options_of: dict[type, dict[str, Any]] = {}
+        self.bound: dict[tuple[type, tuple[str, ...]], str | None] = {}
+
+    def load(self, class_path: str, where: tuple[str, ...], problems: Problems) -> type | None:
+        cls = self.classes.get(class_path)
+        if cls is None:
+            cls = load_class(class_path, where, problems)
+            if cls is not None:
+                self.classes[class_path] = cls
+        return cls
+
+    def options(self, cls: type, where: tuple[str, ...], problems: Problems) -> dict[str, Any]:
+        """The class's own options as a layer (shared read-only by its actors)."""
+        options = self.options_of.get(cls)
+        if options is None:
+            found = len(problems.items)
+            options = read_table(
+                class_options(cls), _LAYERED, (*where, DECORATOR), problems,
+                forbidden=_PER_ACTOR, at=(*where, "class"),
+            )  # fmt: skip
+            if len(problems.items) == found:
+                self.options_of[cls] = options
+        return options
+
+    def check_args(
+        self, cls: type, args: dict[str, Any], where: tuple[str, ...], problems: Problems
+    ) -> None:
+        key = (cls, tuple(args))
+        if key not in self.bound:
+            self.bound[key] = args_problem(cls, key[1])
+        reason = self.bound[key]
+        if reason is not None:
+            problems.add((*where, "args"), reason)
+
+
 def _actor_config(
     name: str,
     table: Mapping[str, Any],
     defaults: Mapping[str, Any],
     base: Path,
     problems: Problems,
+    classes: _Classes,
     *,
     import_classes: bool,
 ) -> ActorConfig | None:
@@ -309,16 +361,12 @@ def _actor_config(
     layers: list[tuple[Mapping[str, Any], tuple[str, ...]]] = [(own, where)]
     cls = None
     if import_classes and class_path not in (None, INVALID):
-        cls = load_class(class_path, where, problems)
+        cls = classes.load(class_path, where, problems)
         if cls is not None:
             decorator = (*where, DECORATOR)
-            options = read_table(
-                class_options(cls), _LAYERED, decorator, problems,
-                forbidden=_PER_ACTOR, at=(*where, "class"),
-            )  # fmt: skip
-            layers.append((options, decorator))
+            layers.append((classes.options(cls, where, problems), decorator))
             if args is not INVALID:
-                check_args(cls, args, where, problems)
+                classes.check_args(cls, args, where, problems)
         else:
             valid = False
     layers.append((defaults, ("defaults",)))
@@ -430,6 +478,7 @@ def build_config(
     if import_classes:
         prepend_sys_path(daemon.pythonpath)
 
+    classes = _Classes()
     known_tables: Mapping[str, Any] = {}
     known_actors: Mapping[str, ActorConfig] = {}
     if known is not None and all(
@@ -444,7 +493,9 @@ def build_config(
         if name in known_actors and same_value(known_tables.get(name), table):
             actors[name] = known_actors[name]
             continue
-        actor = _actor_config(name, table, defaults, base, problems, import_classes=import_classes)
+        actor = _actor_config(
+            name, table, defaults, base, problems, classes, import_classes=import_classes
+        )
         if actor is not None:
             actors[name] = actor
 

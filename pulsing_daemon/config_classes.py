@@ -75,14 +75,14 @@ def _class_signature(cls: type) -> inspect.Signature | None:
         return None
 
 
-def check_args(
-    cls: type, args: dict[str, Any], where: tuple[str, ...], problems: Problems
-) -> None:
-    """Add a problem when ``cls(**args)`` would not bind to the constructor."""
+def args_problem(cls: type, names: tuple[str, ...]) -> str | None:
+    """Why ``cls(**args)`` with arguments of these ``names`` would not bind to the
+    constructor (None: it binds). Binding depends on the names only."""
     signature = _class_signature(cls)
     if signature is None:
-        return
+        return None
     try:
-        signature.bind(**args)
+        signature.bind(**dict.fromkeys(names))
     except TypeError as exc:
-        problems.add((*where, "args"), f"do not match {cls.__name__}{signature}: {exc}")
+        return f"do not match {cls.__name__}{signature}: {exc}"
+    return None

@@ -409,6 +409,45 @@ def test_args_are_checked_against_the_constructor(tmp_path: Path) -> None:
     assert found["actors.p.args"].line == 8  # no args key: the table header
 
 
+def test_actors_of_one_class_each_get_their_own_problems(tmp_path: Path) -> None:
+    """A class is imported, read and bound once per config read (config._Classes), yet
+    every actor that meets a problem gets it, on its own lines; actors of one class share
+    the class and its options."""
+    found = problems(
+        tmp_path,
+        PYTHONPATH
+        + """
+        [actors.p1]
+        class = "cfg_actors:Plain"
+        [actors.p2]
+        class = "cfg_actors:Plain"
+        args = { name = "x" }
+        [actors.p3]
+        class = "cfg_actors:Plain"
+        [actors.b1]
+        class = "cfg_actors:BadlyDecorated"
+        [actors.b2]
+        class = "cfg_actors:BadlyDecorated"
+        """,
+    )
+    assert {key for key in found if key.endswith(".args") and "@remote" not in key} == {
+        "actors.p1.args",
+        "actors.p3.args",
+    }
+    assert found["actors.p1.args"].line == 4 and found["actors.p3.args"].line == 9
+    for actor, line in (("b1", 12), ("b2", 14)):  # each on its own class line
+        bad = found[f"actors.{actor}.{DECORATOR}.max_backoff"]
+        assert bad.reason == "must be >= 0 (got -1.0)" and bad.line == line
+    config = load(
+        tmp_path,
+        PYTHONPATH + '[actors.d1]\nclass = "cfg_actors:Decorated"\n'
+        '[actors.d2]\nclass = "cfg_actors:Decorated"\nmax_restarts = 2\n',
+    )
+    d1, d2 = config.actors["d1"], config.actors["d2"]
+    assert d1.cls is d2.cls and (d1.max_restarts, d2.max_restarts) == (7, 2)
+    assert d1.min_backoff == d2.min_backoff == 0.5  # from @remote, for both
+
+
 def test_invalid_actor_names(tmp_path: Path) -> None:
     found = problems(
         tmp_path,
