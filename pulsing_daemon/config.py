@@ -512,7 +512,7 @@ def build_config(
 
 def same_value(a: Any, b: Any) -> bool:
     """Equal TOML values, types and key order included (``1 == 1.0 == True`` in Python;
-    an actor's ``args`` must not take one for the other)."""
+    an actor's ``args`` must not take one for the other), ``nan`` equal to ``nan``."""
     if type(a) is not type(b):
         return False
     if type(a) is dict:
@@ -521,7 +521,7 @@ def same_value(a: Any, b: Any) -> bool:
         )
     if type(a) is list or type(a) is tuple:
         return len(a) == len(b) and all(map(same_value, a, b))
-    return bool(a == b)
+    return bool(a == b) or (type(a) is float and a != a and b != b)  # nan, as written
 
 
 def load_config(path: str | Path, *, import_classes: bool = True) -> Config:

@@ -249,6 +249,29 @@ def test_only_the_actors_whose_tables_differ_are_built_again(tmp_path: Path) -> 
         assert built.actors["b"].max_restarts == other
 
 
+def test_same_value_compares_types_and_keeps_nan_equal() -> None:
+    from pulsing_daemon.config import same_value
+
+    assert same_value({"a": [1, {"b": 2.0}]}, {"a": [1, {"b": 2.0}]})
+    assert not same_value({"a": 1}, {"a": 1.0}) and not same_value([True], [1])
+    assert not same_value({"a": 1, "b": 2}, {"b": 2, "a": 1})  # key order too
+    assert same_value(float("nan"), float("nan")) and not same_value(float("nan"), 1.0)
+
+
+def test_an_unchanged_nan_is_no_change(tmp_path: Path) -> None:
+    import sys
+
+    from pulsing_daemon.reload_plan import Request, read
+
+    text = '[daemon]\nlisten = "127.0.0.1:7480"\n[actors.p]\nclass = "cfg_actors:Plain"\n'
+    text += "args = { name = nan }\n"
+    path = tmp_path / "p.toml"
+    path.write_text(text)
+    running = parse_config(text, path)
+    answer = read(Request(str(path), text, running.daemon, None, None, list(sys.path)))
+    assert answer.plan is not None and answer.plan.unchanged == ["p"]
+
+
 @pytest.mark.parametrize("before, after", [("1", "1.0"), ("1", "true"), ("0", "false")])
 def test_a_value_of_another_type_is_a_change(tmp_path: Path, before: str, after: str) -> None:
     """1, 1.0 and true are equal in Python, not in an actor's args: the reader sees the
