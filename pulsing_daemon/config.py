@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from pulsing_daemon.config_classes import (
-    args_problem,
+    check_args,
     import_class,
     load_class,
     prepend_sys_path,
@@ -288,18 +288,17 @@ def _token_file_problem(token_file: Path) -> str | None:
 
 
 class _Classes:
-    """The classes of one config read, each imported and read once: a class path, the
-    options a class gives itself (``@remote``), whether arguments of given names bind to
-    its constructor. 10,000 actors of a few classes did all three per actor (a third of
+    """The classes of one config read, each imported and read once: a class path, and
+    the options a class gives itself (``@remote``). 10,000 actors of a few classes did
+    both per actor (with binding their args, ``config_classes.check_args``: a third of
     building each actor's config). What adds a problem is done again for each actor
     that meets it, so that each gets its own."""
 
-    __slots__ = ("bound", "classes", "options_of")
+    __slots__ = ("classes", "options_of")
 
     def __init__(self) -> None:
         self.classes: dict[str, type] = {}
         self.options_of: dict[type, dict[str, Any]] = {}
-        self.bound: dict[tuple[type, tuple[str, ...]], str | None] = {}
 
     def load(self, class_path: str, where: tuple[str, ...], problems: Problems) -> type | None:
         cls = self.classes.get(class_path)
@@ -321,16 +320,6 @@ class _Classes:
             if len(problems.items) == found:
                 self.options_of[cls] = options
         return options
-
-    def check_args(
-        self, cls: type, args: dict[str, Any], where: tuple[str, ...], problems: Problems
-    ) -> None:
-        key = (cls, tuple(args))
-        if key not in self.bound:
-            self.bound[key] = args_problem(cls, key[1])
-        reason = self.bound[key]
-        if reason is not None:
-            problems.add((*where, "args"), reason)
 
 
 def _actor_config(
@@ -366,7 +355,7 @@ def _actor_config(
             decorator = (*where, DECORATOR)
             layers.append((classes.options(cls, where, problems), decorator))
             if args is not INVALID:
-                classes.check_args(cls, args, where, problems)
+                check_args(cls, args, where, problems)
         else:
             valid = False
     layers.append((defaults, ("defaults",)))

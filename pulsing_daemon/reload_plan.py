@@ -108,7 +108,8 @@ def _daemon_changes(old: DaemonConfig, new: DaemonConfig, tokens: tuple[Any, Any
     changed = [
         f.name
         for f in dataclasses.fields(old)
-        if f.name not in ("token", "token_file") and getattr(old, f.name) != getattr(new, f.name)
+        if f.name not in ("token", "token_file")
+        and not same_value(getattr(old, f.name), getattr(new, f.name))
     ]
     if tokens[0] != tokens[1]:
         changed.append("token")
@@ -217,7 +218,8 @@ def read(request: Request) -> Answer:
         # Only the actors whose tables differ from the new file's are built again: the
         # others are the same config (build_config's ``known``).
         cache = _TablesCache(request.tables_cache)
-        running_tables = cache.get(request.old_text)
+        running_key = _digest(request.old_text)
+        running_tables = cache.entries.get(running_key)
         if running_tables is None:
             running_tables = parse_toml(request.old_text, request.path)
         old = build_config(running_tables, request.old_text, request.path, known=(tables, new))
@@ -232,7 +234,7 @@ def read(request: Request) -> Answer:
     touched = {*plan.added, *plan.updated, *plan.restarted}
     answer.plan = plan
     answer.changed = {name: dataclasses.replace(new.actors[name], cls=None) for name in touched}
-    cache.put({request.old_text: running_tables, text: tables})
+    cache.put({running_key: running_tables, _digest(text): tables})
     return answer
 
 
@@ -252,7 +254,7 @@ class _TablesCache:
 
     def __init__(self, path: str | None) -> None:
         self.path = path
-        self.entries: dict[bytes, Any] = {}
+        self.entries: dict[bytes, Any] = {}  # _digest(text) -> its tables
         if path is None:
             return
         try:
@@ -266,14 +268,11 @@ class _TablesCache:
         except Exception:  # missing, truncated, another version: parse instead
             pass
 
-    def get(self, text: str) -> dict[str, Any] | None:
-        return self.entries.get(_digest(text))
-
-    def put(self, tables_of: dict[str, dict[str, Any]]) -> None:
-        """Keep exactly these (text -> tables); written to a new file, then renamed."""
+    def put(self, entries: dict[bytes, dict[str, Any]]) -> None:
+        """Keep exactly these (``_digest`` of a text -> its tables); written to a new
+        file, then renamed."""
         if self.path is None:
             return
-        entries = {_digest(text): tables for text, tables in tables_of.items()}
         if entries.keys() == self.entries.keys():
             return
         temporary = f"{self.path}.{os.getpid()}.tmp"
