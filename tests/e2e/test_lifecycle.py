@@ -33,6 +33,8 @@ def test_signal_with_ask_in_flight_finishes_it_and_exits_0(
         """,
         "grace_period = 5.0\n",
     )
+    # /v1/health answers once the daemon listens; the instances start alongside.
+    d.wait_state("hooks", "running")
     assert hooks.read_text().splitlines() == ["on_start"]
     asking = d.cli_background("ask", "rec", "sleep", "seconds=1.0", "--json")
     pool = ThreadPoolExecutor(1)
