@@ -1,4 +1,4 @@
-"""HTTP API (aiohttp): thin handlers over the supervisor, one error middleware.
+"""HTTP API (aiohttp): thin handlers over the supervisor, one error boundary (``guard``).
 
 Every error leaves as the JSON envelope of ``pulsing_daemon.exceptions``; no route
 answers a bad request with a 500 or a traceback.
@@ -65,17 +65,13 @@ def bad_request(message: str, status: int = 400, **extra: Any) -> PulsingRuntime
     return PulsingRuntimeError(f"bad request: {message}", status=status, **extra)
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except PulsingError as error:
-        return error_response(error)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
+def _error_envelope(request: web.Request, exc: Exception, max_body: int) -> web.Response:
+    """The JSON envelope answering an exception a request raised (``guard``)."""
+    if isinstance(exc, PulsingError):
+        return error_response(exc)
+    if isinstance(exc, web.HTTPException):
         if exc.status == 413:
-            message = f"request body too large (limit {request.app[MAX_BODY]} bytes)"
+            message = f"request body too large (limit {max_body} bytes)"
         elif exc.status == 404:
             message = f"no such route: {request.method} {request.path}"
         elif exc.status == 405:
@@ -86,19 +82,17 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if "Allow" in exc.headers:  # 405 must say which methods are allowed
             response.headers["Allow"] = exc.headers["Allow"]
         return response
-    except Exception as exc:  # a bug in pulsing: log it, never leak a traceback
-        log.event(
-            "internal_error",
-            category="runtime",
-            level=logging.ERROR,
-            path=request.path,
-            type=type(exc).__name__,
-            msg=str(exc),
-        )
-        log.logger.debug("internal error", exc_info=True)
-        return error_response(
-            PulsingRuntimeError(f"internal error: {type(exc).__name__}", status=500)
-        )
+    # a bug in pulsing: log it, never leak a traceback
+    log.event(
+        "internal_error",
+        category="runtime",
+        level=logging.ERROR,
+        path=request.path,
+        type=type(exc).__name__,
+        msg=str(exc),
+    )
+    log.logger.debug("internal error", exc_info=exc)
+    return error_response(PulsingRuntimeError(f"internal error: {type(exc).__name__}", status=500))
 
 
 class Auth:
@@ -115,13 +109,22 @@ class Auth:
 AUTH = web.AppKey("auth", Auth)
 
 
-def guarded_middleware(auth: Auth) -> Any:
-    """``error_middleware`` behind the token check, in one middleware: no token costs
-    one attribute test per request, and a token set by a reload applies at once."""
+def guard(app: web.Application, handle: Handler) -> Handler:
+    """``handle`` (the application's own request handler: routing, then the route's)
+    behind the token check, with every error it raises answered as a JSON envelope.
+
+    A wrapper of the whole handler rather than an aiohttp middleware: with none, aiohttp
+    calls the route's handler directly, where each request would otherwise go through
+    a cached chain of partials and a current-app fix-up of its own. Being outside the
+    router, it also answers the router's 404 and 405. No token costs one attribute test
+    per request, and a token set by a reload applies at once.
+    """
     from pulsing_daemon.web import is_public  # web imports this module
 
-    @web.middleware
-    async def guarded(request: web.Request, handler: Handler) -> web.StreamResponse:
+    auth = app[AUTH]
+    max_body = app[MAX_BODY]
+
+    async def guarded(request: web.Request) -> web.StreamResponse:
         expected = auth.expected
         # /v1/health and the status page's shell (web/: no actor data in it) are public.
         if expected is not None and request.path != "/v1/health" and not is_public(request.path):
@@ -135,7 +138,14 @@ def guarded_middleware(auth: Auth) -> Any:
                         hint="pass --token or set PULSING_TOKEN",
                     )
                 )
-        return await error_middleware(request, handler)
+        try:
+            return await handle(request)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            return _error_envelope(request, exc, max_body)
+        except Exception as exc:
+            return _error_envelope(request, exc, max_body)
 
     return guarded
 
@@ -402,7 +412,7 @@ def build_app(
     max_readers: int,
 ) -> web.Application:
     auth = Auth(token)
-    app = web.Application(client_max_size=max_body, middlewares=[guarded_middleware(auth)])
+    app = web.Application(client_max_size=max_body)
     app[AUTH] = auth
     app[SUPERVISOR] = supervisor
     app[STREAMS] = streams
@@ -445,7 +455,7 @@ def build_app(
 
 # ---------------------------------------------------------------------- runner
 # Errors the HTTP parser finds (oversized header lines, too many headers, garbage)
-# never reach a handler or middleware; aiohttp answers them in plain text from
+# never reach a handler or the guard; aiohttp answers them in plain text from
 # RequestHandler.handle_error. These two small subclasses make those answers the
 # same JSON envelope as every other error, with 431 for oversized headers.
 class _EnvelopeRequestHandler(RequestHandler):
@@ -474,9 +484,11 @@ class _EnvelopeServer(web.Server):
 
 
 class Runner(web.AppRunner):
-    """An AppRunner whose connections answer parse errors with JSON envelopes."""
+    """An AppRunner whose requests go through ``guard`` and whose connections answer
+    parse errors with JSON envelopes."""
 
     async def _make_server(self) -> web.Server:
         server = await super()._make_server()
         server.__class__ = _EnvelopeServer
+        server.request_handler = guard(self.app, server.request_handler)
         return server

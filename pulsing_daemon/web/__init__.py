@@ -32,7 +32,7 @@ STATIC_TYPES = {
     "app.css": "text/css; charset=utf-8",
     "favicon.svg": "image/svg+xml",
 }
-# Paths the auth middleware lets through without a token: they hold no actor data.
+# Paths the token check (http.guard) lets through without a token: they hold no actor data.
 PUBLIC_PATHS = frozenset({"/", "/favicon.ico"})
 PUBLIC_PREFIX = "/ui/"
 

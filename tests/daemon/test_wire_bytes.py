@@ -2,8 +2,9 @@
 
 Pinned before the bodies moved to ``pulsing_daemon.wire``: result, replayed result,
 error envelope (live and replayed), an unencodable result, stream records and the
-terminal record in NDJSON and SSE. The app runs in-process (aiohttp's TestServer)
-with a real Supervisor and Journal.
+terminal record in NDJSON and SSE. The app runs in-process (aiohttp's TestServer, on
+the daemon's own runner: its error boundary is part of it) with a real Supervisor and
+Journal.
 """
 
 from __future__ import annotations
@@ -16,9 +17,16 @@ from typing import Any
 from aiohttp.test_utils import TestClient, TestServer
 from rooms import config_with, rooms
 
-from pulsing_daemon.http import build_app
+from pulsing_daemon.http import Runner, build_app
 
 BOUND = 5.0
+
+
+class DaemonTestServer(TestServer):
+    """aiohttp's TestServer on the daemon's runner (``pulsing_daemon.http.Runner``)."""
+
+    async def _make_runner(self, **kwargs: Any) -> Runner:
+        return Runner(self.app, **kwargs)
 
 # Non-ASCII, an astral character, a lone surrogate, escapes, a big int, a float.
 VALUE = {"é": "ü😀\ud800", "n": 1.5, "big": 10**20, "l": [True, None], "s": 'a"b\\c\n'}
@@ -53,7 +61,7 @@ def test_every_body_keeps_its_bytes(tmp_path: Path) -> None:
                 max_body=1 << 20,
                 max_readers=4,
             )
-            async with TestClient(TestServer(app)) as client:
+            async with TestClient(DaemonTestServer(app)) as client:
                 await asyncio.wait_for(check(client), BOUND)
 
     async def ask(
