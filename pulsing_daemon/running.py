@@ -80,16 +80,21 @@ async def execute(
     envelope: Envelope,
     start: Callable[[], Any] | None = None,
 ) -> Ended | None:
-    """Run one ask: ``start`` (default: ``host.invoke``) gives a coroutine to await
-    here or a future of the op running elsewhere."""
+    """Run one ask: ``host.invoke`` gives a coroutine to await here or a future of the
+    op running elsewhere. ``start`` is the start of a call ``host.prepare`` has resolved
+    and bound already (under ``start_op``): it only makes the coroutine, so it is called
+    as it is."""
     if not due(cell, envelope):
         return None
     if envelope.handover is not None and not await hand_over(cell, envelope):
         return None
     remaining = envelope.deadline - asyncio.get_running_loop().time()
-    running, ended = start_op(
-        cell, envelope, start or (lambda: host.invoke(envelope.op, envelope.args, envelope.kwargs))
-    )
+    if start is not None:
+        running, ended = start(), None
+    else:
+        running, ended = start_op(
+            cell, envelope, lambda: host.invoke(envelope.op, envelope.args, envelope.kwargs)
+        )
     if running is NOT_STARTED:
         return ended
     envelope.executed = True
