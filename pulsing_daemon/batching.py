@@ -5,7 +5,7 @@ right behind it in the mailbox run back to back in one trip to the op thread poo
 (``ActorHost.run_batch``; the thread side is ``hosts.threads.run_sync_batch``).
 Mailbox order, one op at a time and every deadline hold as for single asks: members
 are awaited in order, each answered as its op ends or its deadline passes; members
-not started yet still count as queued and keep their mailbox deadline timers, and a
+not started yet still count as queued and stay in the cell's deadline watch, and a
 stop request or a failure puts them back in the mailbox, unstarted.
 """
 
@@ -43,10 +43,10 @@ async def run_batch(cell: ActorCell, host: ActorHost, first: Envelope) -> Ended 
         cell, first, lambda: host.prepare(first.op, first.args, first.kwargs)
     )
     if prepared is not NOT_STARTED and prepared.is_async:
-        # Resolved and bound once: start it from here, its mailbox timer the deadline.
+        # Resolved and bound once: start it from here, its mailbox deadline still watched.
         return await execute(cell, host, first, prepared.start)
-    if first.timer is not None:  # popped with its timer kept for an async op
-        first.timer.cancel()
+    if first.watch is not None:  # popped with its deadline kept for an async op
+        first.watch.drop(first)
     if prepared is NOT_STARTED:
         return ended
     if not due(cell, first):
@@ -70,7 +70,7 @@ async def run_batch(cell: ActorCell, host: ActorHost, first: Envelope) -> Ended 
         if call.is_async:
             break
         mailbox.popleft()
-        nxt.state = EnvelopeState.BATCHED  # still queued: counted, timer armed
+        nxt.state = EnvelopeState.BATCHED  # still queued: counted, deadline watched
         members.append((nxt, call))
     clock = thread_clock(loop)  # read on the op thread
     for envelope, bound in members:
@@ -226,11 +226,11 @@ class SyncBatch:
             waiter.set_result(None)
 
     def mark_started(self, envelope: Envelope, is_first: bool) -> None:
-        """A batched op has run: it leaves the mailbox count and its timer is off."""
+        """A batched op has run: it leaves the mailbox count and the deadline watch."""
         if not is_first and envelope.state is EnvelopeState.BATCHED:
             self.cell.queued -= 1
-            if envelope.timer is not None:
-                envelope.timer.cancel()
+            if envelope.watch is not None:
+                envelope.watch.drop(envelope)
         envelope.state = EnvelopeState.RUNNING
         envelope.executed = True
 

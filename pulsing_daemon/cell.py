@@ -26,7 +26,7 @@ from pulsing_daemon import cell_errors, cell_status, log, wire
 from pulsing_daemon.batching import hold_waiting, run_batch
 from pulsing_daemon.cell_status import OUTCOMES
 from pulsing_daemon.config import ActorConfig
-from pulsing_daemon.deadline import Clock, Deadline, loop_clock
+from pulsing_daemon.deadline import Clock, Deadline, DeadlineWatch, loop_clock
 from pulsing_daemon.envelope import Ended, Envelope, EnvelopeState
 from pulsing_daemon.exceptions import (
     PulsingError,
@@ -54,8 +54,8 @@ class ActorCell:
     __slots__ = (
         "__dict__", "__weakref__", "_changed", "_drain_on_stop", "_holding", "_idle",
         "_stop_reason", "_task", "_wakeup", "accepting", "backoff_until", "batch", "clock",
-        "config", "counts", "default_timeout", "emit", "heavy_until", "host", "host_factory",
-        "in_flight", "last_error", "last_failure", "mailbox", "metrics", "name",
+        "config", "counts", "deadlines", "default_timeout", "emit", "heavy_until", "host",
+        "host_factory", "in_flight", "last_error", "last_failure", "mailbox", "metrics", "name",
         "operator_restarts", "queued", "running_since", "start_gate", "state", "stop_requested",
         "total_restarts", "tracker",
     )  # fmt: skip
@@ -106,6 +106,7 @@ class ActorCell:
         # Where this actor's output goes (storage/logs.py), set by the supervisor.
         self.log_sink: logs.ActorLog | None = None
         self.batch: list[Envelope] = []  # the sync batch being run, if any (batching.py)
+        self.deadlines: DeadlineWatch | None = None  # its messages' deadlines (watch_deadline)
         self.heavy_until = 0.0  # loop time until which sync ops do not follow the loop
         # Shared by the supervisor's cells: bounds how many instances start at once,
         # so a daemon starting thousands of actors still answers requests meanwhile.
@@ -256,7 +257,7 @@ class ActorCell:
         if envelope.deadline <= loop.time():
             raise self.stamp(self.expired_error(envelope))
         if envelope.sink is None:  # streams are not bound by an ask deadline
-            envelope.timer = loop.call_at(envelope.deadline, self.expire, envelope)
+            self.watch_deadline(envelope)
         mailbox = self.mailbox
         if mailbox is NO_MAIL:
             mailbox = self.mailbox = deque()
@@ -264,13 +265,21 @@ class ActorCell:
         self.queued += 1
         self._wakeup.set()
 
+    def watch_deadline(self, envelope: Envelope) -> None:
+        """Have ``expire`` called at ``envelope``'s deadline unless it leaves the watch first."""
+        watch = self.deadlines
+        if watch is None:  # made with the first message (most actors of a big config idle)
+            watch = self.deadlines = DeadlineWatch(self.expire)
+        watch.add(envelope)
+
     def expired_error(self, envelope: Envelope) -> PulsingTimeoutError:
         """The answer to an ask whose deadline passed in this mailbox."""
         return cell_errors.expired_in_mailbox(self.name, envelope)
 
     def expire(self, envelope: Envelope) -> None:
-        """Deadline timer of a message: a queued one is answered and will never run;
-        an op awaited in place (``running.execute_here``) is cancelled there."""
+        """A message's deadline has come (the deadline watch): a queued one is answered
+        and will never run; an op awaited in place (``running.execute_here``) is
+        cancelled there."""
         if envelope.state is EnvelopeState.QUEUED or (
             envelope.state is EnvelopeState.BATCHED
             and envelope.call is not None
@@ -283,15 +292,15 @@ class ActorCell:
             envelope.interrupted = True
             envelope.runner.cancel()
 
-    def pop(self, keep_timer: bool = False) -> Envelope | None:
-        """The next queued message, out of the mailbox count, its deadline timer off
-        (``keep_timer``: left armed for whoever runs it, who must take it off or use it)."""
+    def pop(self, keep_deadline: bool = False) -> Envelope | None:
+        """The next queued message, out of the mailbox count and the deadline watch
+        (``keep_deadline``: left watched for whoever runs it, who must drop it or use it)."""
         while self.mailbox:
             envelope = self.mailbox.popleft()
             if envelope.state is EnvelopeState.QUEUED:
                 self.queued -= 1
-                if envelope.timer is not None and not keep_timer:
-                    envelope.timer.cancel()
+                if envelope.watch is not None and not keep_deadline:
+                    envelope.watch.drop(envelope)
                 return envelope
         return None
 
@@ -328,8 +337,8 @@ class ActorCell:
         if envelope.state is EnvelopeState.DONE and (envelope.future.done() or envelope.recording):
             return
         envelope.state = EnvelopeState.DONE
-        if envelope.timer is not None:
-            envelope.timer.cancel()
+        if envelope.watch is not None:
+            envelope.watch.drop(envelope)
         if envelope.future.done():
             return
         if error is None and envelope.sink is None:
@@ -473,7 +482,7 @@ class ActorCell:
                 end = host.exited.result()
                 kind = ExitKind.FAILURE if end.failed else ExitKind.EXIT
                 return Ended(kind=kind, cause=end.cause, where=end.where)
-            envelope = self.pop(keep_timer=host.runs_sync_batches)
+            envelope = self.pop(keep_deadline=host.runs_sync_batches)
             if envelope is None:
                 self._check_idle()
                 self._wakeup.clear()

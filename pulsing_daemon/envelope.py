@@ -26,6 +26,7 @@ from pulsing_daemon.hosts.base import NotStarted, failure_where
 from pulsing_daemon.policy import ExitKind
 
 if TYPE_CHECKING:
+    from pulsing_daemon.deadline import DeadlineWatch
     from pulsing_daemon.handover import Handover
     from pulsing_daemon.hosts.threads import SyncCall
 
@@ -61,14 +62,16 @@ class Envelope:
     # already answered (a sync op past its deadline); idempotency records it.
     on_late: Callable[[Any, PulsingError | None], None] | None = None
     state: EnvelopeState = EnvelopeState.QUEUED
-    timer: asyncio.TimerHandle | None = None
+    # The cell's deadline watch while it holds this message's deadline (None: not
+    # watched): queued, in a sync batch not started, or its op awaited in place.
+    watch: DeadlineWatch | None = None
     result_json: str | None = None  # the successful result, encoded once
     call: SyncCall | None = None  # while in a batch of sync ops
     executed: bool = False  # the op was started
     handover: Handover | None = None  # a keyed ask: its durable "handed over" record
     handed: float = 0.0  # loop time that record was written (0: not; see handover.py)
     interrupted: bool = False  # past its deadline, the op was stopped (not left running)
-    # The task awaiting the op in place (running.execute_here): the mailbox timer
+    # The task awaiting the op in place (running.execute_here): the deadline watch
     # cancels it at the deadline, so an in-place op needs no timer of its own.
     runner: asyncio.Task[Any] | None = None
     # Answered, its future resolved once its outcome's record has committed (a keyed

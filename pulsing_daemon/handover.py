@@ -157,8 +157,8 @@ def decline(envelope: Envelope) -> None:
     from pulsing_daemon.envelope import EnvelopeState
 
     envelope.state = EnvelopeState.DONE
-    if envelope.timer is not None:
-        envelope.timer.cancel()
+    if envelope.watch is not None:
+        envelope.watch.drop(envelope)
     if not envelope.future.done():
         envelope.future.set_exception(
             PulsingSystemError(f"{envelope.op} was not started: its key is taken", recoverable=True)

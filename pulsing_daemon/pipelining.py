@@ -127,7 +127,7 @@ def _send_ahead(
         if nxt.sink is not None or nxt.handover is not None:
             return  # a stream or a keyed ask runs alone, after the window
         if nxt.deadline <= loop.time():
-            return  # its mailbox timer answers it
+            return  # the deadline watch answers it
         token = call_deadline.set(nxt.deadline)
         try:
             running = host.invoke(nxt.op, nxt.args, nxt.kwargs)
@@ -139,7 +139,7 @@ def _send_ahead(
             return  # it fails the instance when it is reached, as the first ask
         finally:
             call_deadline.reset(token)
-        cell.pop()  # nxt: out of the mailbox, its timer off
+        cell.pop()  # nxt: out of the mailbox and the deadline watch
         nxt.state = EnvelopeState.RUNNING
         assert isinstance(running, asyncio.Future)
         running.add_done_callback(functools.partial(_settled_ahead, cell, nxt))
@@ -168,7 +168,6 @@ async def _take_back(cell: ActorCell, host: ActorHost, window: Window) -> None:
     if window:
         await asyncio.wait([running for _, running in window], timeout=TAKE_BACK_WAIT)
     back = []
-    loop = asyncio.get_running_loop()
     while window:
         envelope, running = window.popleft()
         cell.in_flight -= 1
@@ -177,7 +176,7 @@ async def _take_back(cell: ActorCell, host: ActorHost, window: Window) -> None:
         exc = None if not running.done() or running.cancelled() else running.exception()
         if isinstance(exc, NotStarted) and not exc.expired:
             envelope.state = EnvelopeState.QUEUED
-            envelope.timer = loop.call_at(envelope.deadline, cell.expire, envelope)
+            cell.watch_deadline(envelope)
             back.append(envelope)
         elif isinstance(exc, NotStarted):
             cell.answer(envelope, error=cell.expired_error(envelope))

@@ -129,12 +129,11 @@ async def execute_here(
 
     No task per op and no hop through the loop: a trivial op finishes within this
     step, so a busy actor drains its mailbox in few loop iterations. The deadline is
-    the envelope's mailbox timer, still armed: at the deadline ``ActorCell.expire``
-    cancels this task (``envelope.runner``), as ``asyncio.timeout`` would, without a
-    second timer per ask. An envelope without one gets a scope of its own.
+    the one the cell's deadline watch still holds from the mailbox: at the deadline
+    ``ActorCell.expire`` cancels this task (``envelope.runner``), as ``asyncio.timeout``
+    would, with no timer of its own. An envelope not watched gets a scope of its own.
     """
-    timer = envelope.timer
-    if timer is None or timer.cancelled():
+    if envelope.watch is None:
         return await _execute_scoped(cell, envelope, call, remaining)
     task = asyncio.current_task()
     assert task is not None
@@ -161,7 +160,7 @@ async def execute_here(
 
 
 def _cancelled_at_deadline(envelope: Envelope, task: asyncio.Task[Any], cancelling: int) -> bool:
-    """Did the mailbox timer (and nothing else) cancel the op? Takes its cancel back."""
+    """Did the deadline watch (and nothing else) cancel the op? Takes its cancel back."""
     if not envelope.interrupted:
         return False
     uncancel = getattr(task, "uncancel", None)  # Python >= 3.11

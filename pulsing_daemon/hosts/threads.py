@@ -2,7 +2,7 @@
 
 Sync ops, constructors and hooks run on one shared thread pool. A busy actor's sync
 asks run in batches (:func:`run_sync_batch`, each member a :class:`SyncCall` that the
-loop's deadline timer and the op thread race for under one lock); results come back
+loop's deadline watch and the op thread race for under one lock); results come back
 through :class:`LoopPost`, which wakes the loop once for many. A sync generator runs in
 one thread-pool job (:func:`iterate_in_thread`). Op threads follow the event loop's CPU
 (Linux): see ``loop_cpu``.
@@ -119,7 +119,7 @@ class SyncCallState(enum.Enum):
 class SyncCall:
     """One sync op in a batch, shared by the event loop and the op thread.
 
-    The op thread claims a call before running it; the loop's deadline timer expires
+    The op thread claims a call before running it; the loop's deadline watch expires
     it if it has not started. ``lock`` (one per batch) makes the two exclusive, so a
     call either runs or is answered as expired -- never both.
     """

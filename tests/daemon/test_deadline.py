@@ -6,14 +6,15 @@ import asyncio
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from rooms import config_with
 from virtual_time import run_virtual
 
 from pulsing_daemon.cell import ActorCell
-from pulsing_daemon.deadline import Deadline, loop_clock
-from pulsing_daemon.envelope import new_envelope
+from pulsing_daemon.deadline import Deadline, DeadlineWatch, loop_clock
+from pulsing_daemon.envelope import Envelope, new_envelope
 from pulsing_daemon.exceptions import PulsingError, PulsingTimeoutError
 from pulsing_daemon.hosts.registry import make_host
 from pulsing_daemon.states import ActorState
@@ -76,6 +77,72 @@ def test_on_a_virtual_loop_deadlines_and_timers_agree_without_sleeping() -> None
     started = time.monotonic()
     run_virtual(main())
     assert time.monotonic() - started < REAL_BOUND
+
+
+def test_a_deadline_watch_expires_each_message_at_its_deadline_on_one_timer() -> None:
+    """In deadline order (ties in the order added); dropped ones never; one loop timer
+    for any number of messages with later deadlines."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        timers: list[float] = []
+        call_at = loop.call_at
+
+        def counting_call_at(when: float, *args: Any, **kwargs: Any) -> asyncio.TimerHandle:
+            if args and getattr(args[0], "__self__", None) is watch:
+                timers.append(when)
+            return call_at(when, *args, **kwargs)
+
+        loop.call_at = counting_call_at  # type: ignore[method-assign]
+        expired: list[tuple[str, float]] = []
+        watch = DeadlineWatch(lambda envelope: expired.append((envelope.op, loop.time())))
+        envelopes = {
+            name: new_envelope(name, [], {}, timeout)
+            for name, timeout in (("a", 5.0), ("b", 5.0), ("c", 7.0), ("gone", 6.0), ("d", 9.0))
+        }
+        for envelope in envelopes.values():
+            watch.add(envelope)
+            assert envelope.watch is watch
+        assert timers == [5.0]  # armed once, at the earliest deadline
+        watch.drop(envelopes["gone"])
+        assert envelopes["gone"].watch is None and len(watch) == 4
+        await asyncio.sleep(10.0)
+        assert expired == [("a", 5.0), ("b", 5.0), ("c", 7.0), ("d", 9.0)]
+        assert all(envelope.watch is None for envelope in envelopes.values())
+        assert timers == [5.0, 7.0, 9.0] and len(watch) == 0
+
+    run_virtual(main())
+
+
+def test_a_deadline_watch_rearms_for_an_earlier_deadline_and_after_firing_for_nothing() -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        expired: list[tuple[str, float]] = []
+        watch = DeadlineWatch(lambda envelope: expired.append((envelope.op, loop.time())))
+        late = new_envelope("late", [], {}, 30.0)
+        early = new_envelope("early", [], {}, 10.0)
+        answered = new_envelope("answered", [], {}, 5.0)
+        for envelope in (late, early, answered):
+            watch.add(envelope)
+        watch.drop(answered)  # the timer armed for it fires for nothing, then re-arms
+        await asyncio.sleep(40.0)
+        assert expired == [("early", 10.0), ("late", 30.0)]
+
+        # An expire that queues another message (a take-back) has it watched too.
+        again = new_envelope("again", [], {}, 5.0)
+
+        def expire(envelope: Envelope) -> None:
+            expired.append((envelope.op, loop.time()))
+            if envelope is first:
+                watch.add(again)
+
+        watch = DeadlineWatch(expire)
+        first = new_envelope("first", [], {}, 1.0)
+        watch.add(first)
+        await asyncio.sleep(10.0)
+        assert expired[2:] == [("first", 41.0), ("again", 45.0)]
+
+    run_virtual(main())
 
 
 def test_a_cell_times_out_an_hour_long_op_on_the_virtual_clock(tmp_path: Path) -> None:
