@@ -13,6 +13,12 @@ generator run (every response of it counted, warm-up and tail included) and off 
 Under callgrind the server runs ~50x slower, so the load is light and the loop handles
 fewer requests per iteration than at full speed; the same holds for both sides of an A/B.
 
+Variants: the bare echo and the async, sync and ``@nonblocking`` asks of
+``ask_throughput`` (the default), and ``actor_logs``' ops with the daemon capturing the
+actor's output and without (``quiet_on`` / ``quiet_off``, ``logged_*``, ``printed_*``;
+``logged_floor``: a logging call's record to a handler that does nothing). An ``*_on``
+variant is compared with its ``*_off`` one, the others with the bare echo.
+
 Keyed asks are left out: their hand-over batches (``handover.AHEAD_FOR``) and checkpoint
 passes (``storage.checkpoint.INTERVAL``) are timed in wall-clock seconds, which the
 slowdown turns into far more revocations and checkpoints per ask than at full speed.
@@ -34,13 +40,25 @@ from typing import Any
 
 from benchmarks import harness, suites
 
-VARIANTS = {
-    # name: (op, actor) on the daemon; "bare" is the aiohttp echo on uvloop
+_LOGS_OFF = {"PULSING_LOG_CAPTURE": "0"}
+
+# name: (actors of the daemon's config, actor, op, environment); "bare" is the aiohttp
+# echo on uvloop. The *_on / *_off pairs are actor_logs' rows: capture on and off.
+VARIANTS: dict[str, tuple[str, str, str, dict[str, str]] | None] = {
     "bare": None,
-    "async": ("aecho", "trivial"),
-    "sync": ("echo", "trivial"),
-    "nonblocking": ("necho", "trivial"),
+    "async": (suites.ASK_ACTORS, "trivial", "aecho", {}),
+    "sync": (suites.ASK_ACTORS, "trivial", "echo", {}),
+    "nonblocking": (suites.ASK_ACTORS, "trivial", "necho", {}),
+    "quiet_on": (suites.LOG_ACTORS, "chatty", "quiet", {}),
+    "quiet_off": (suites.LOG_ACTORS, "chatty", "quiet", _LOGS_OFF),
+    "logged_on": (suites.LOG_ACTORS, "chatty", "logged", {}),
+    "logged_off": (suites.LOG_ACTORS, "chatty", "logged", _LOGS_OFF),
+    # the record Python's logging makes, to a handler that does nothing
+    "logged_floor": (suites.LOG_ACTORS, "chatty", "logged_floor", _LOGS_OFF),
+    "printed_on": (suites.LOG_ACTORS, "chatty", "printed", {}),
+    "printed_off": (suites.LOG_ACTORS, "chatty", "printed", _LOGS_OFF),
 }
+DEFAULT = ("bare", "async", "sync", "nonblocking")
 
 
 def _valgrind(out: Path) -> list[str]:
@@ -67,17 +85,19 @@ def measure(name: str, seconds: float) -> dict[str, Any]:
     out = workdir / "callgrind.out"
     target = VARIANTS[name]
     server: harness.Proc
+    env: dict[str, str] = {}
     if target is None:
         server = harness.BareServer(workdir, loop="uvloop")
         cmd = [harness.PYTHON, "-m", "benchmarks.bare_server", "--port", str(server.port)]
         cmd += ["--mode", "aiohttp", "--loop", "uvloop"]
         spec = suites._ask_spec(server.port, "/echo", "echo")
     else:
-        server = harness.Daemon(workdir, suites.ASK_ACTORS)
+        actors, actor, op, env = target
+        server = harness.Daemon(workdir, actors)
         cmd = [harness.PYTHON, "-m", "pulsing_daemon", "--config", str(server.config_path)]
-        spec = suites._ask_spec(server.port, f"/v1/actors/{target[1]}/ask", target[0])
+        spec = suites._ask_spec(server.port, f"/v1/actors/{actor}/ask", op)
     try:
-        server.spawn([*_valgrind(out), *cmd])
+        server.spawn([*_valgrind(out), *cmd], harness.child_env(**env))
         assert server.proc is not None
         harness.wait_port(server.port, 600, server.proc)
         if isinstance(server, harness.Daemon):
@@ -107,7 +127,10 @@ def main(argv: list[str] | None = None) -> int:
         description="Instructions per request of the ask path under callgrind (an A/B tool).",
     )
     parser.add_argument(
-        "variants", nargs="*", metavar="VARIANT", help=f"of {', '.join(VARIANTS)} (default: all)"
+        "variants",
+        nargs="*",
+        metavar="VARIANT",
+        help=f"of {', '.join(VARIANTS)} (default: {' '.join(DEFAULT)})",
     )
     parser.add_argument("--seconds", type=float, default=8.0, help="instrumented load per variant")
     parser.add_argument("--json", type=Path, help="also write the results here")
@@ -115,18 +138,19 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [name for name in ns.variants if name not in VARIANTS]
     if unknown:
         parser.error(f"unknown variant(s): {', '.join(unknown)}")
-    ns.variants = ns.variants or list(VARIANTS)
+    ns.variants = ns.variants or list(DEFAULT)
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         print("valgrind is not installed (Debian: apt-get install valgrind)", file=sys.stderr)
         return 2
     results = {name: measure(name, ns.seconds) for name in ns.variants}
-    bare = results.get("bare", {}).get("instructions_per_request")
     for name, row in results.items():
         per = row["instructions_per_request"]
-        ratio = f"  {per / bare:.3f}x bare" if bare and name != "bare" else ""
-        print(
-            f"{name:12} {per / 1000:9.1f}k instructions/request ({row['requests']} requests){ratio}"
-        )
+        # against the bare echo; a capture-on variant against its capture-off one
+        base = "bare" if not name.endswith("_on") else name[: -len("_on")] + "_off"
+        against = results.get(base) if name != "bare" else None
+        ratio = f"  {per / against['instructions_per_request']:.3f}x {base}" if against else ""
+        count = f"({row['requests']} requests)"
+        print(f"{name:12} {per / 1000:9.1f}k instructions/request {count}{ratio}")
     if ns.json is not None:
         ns.json.write_text(json.dumps(results, indent=1) + "\n")
     return 0
