@@ -209,6 +209,12 @@ class SyncBatch:
                 cell.expire(envelope)
                 return None
         self.mark_started(envelope, is_first)
+        if call.ended_late:
+            # It ended past its deadline, though its result came first (the loop was
+            # held up past both): the caller gets the timeout, as it would have had the
+            # loop been on time, and the real outcome is recorded late.
+            cell.answer(envelope, error=deadline_error(envelope))
+            return await finish_late(cell, envelope, call.future)
         value, error, failure = classify(call.future)
         if failure is not None:
             return Ended.of_failure(failure, envelope)

@@ -124,7 +124,9 @@ class SyncCall:
     call either runs or is answered as expired -- never both.
     """
 
-    __slots__ = ("args", "clock", "deadline", "future", "kwargs", "lock", "method", "state")
+    __slots__ = (
+        "args", "clock", "deadline", "ended_late", "future", "kwargs", "lock", "method", "state",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -143,6 +145,10 @@ class SyncCall:
         self.future = future
         self.lock = lock
         self.state = SyncCallState.WAITING
+        # Set by the op thread as the op ends: it ended past its deadline. The loop may
+        # see the result before it sees the deadline (a stalled loop runs both in one
+        # turn); the answer is then still the timeout (batching.SyncBatch).
+        self.ended_late = False
 
     def claim(self) -> bool:
         """Op thread: start this call unless it expired (or its deadline just passed)."""
@@ -270,6 +276,7 @@ def run_sync_batch(
                     value = call.method(*call.args, **call.kwargs)
                 except BaseException as exc:
                     error = exc
+                call.ended_late = call.clock() >= call.deadline
                 if following and time.thread_time() - started >= HEAVY_OP:
                     following = False  # the rest of the batch runs anywhere
                     _run_on(home)

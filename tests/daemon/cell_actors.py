@@ -52,6 +52,11 @@ class Worker:
             pass
         return seconds
 
+    def nap(self, seconds: float) -> float:
+        """A sync op that takes ``seconds`` on its thread."""
+        time.sleep(seconds)
+        return seconds
+
     @nonblocking
     def hog(self, delay: float) -> float:
         """Breaks its @nonblocking promise: holds the loop ``delay`` real seconds."""

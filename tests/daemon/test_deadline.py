@@ -173,6 +173,33 @@ def test_a_cell_times_out_an_hour_long_op_on_the_virtual_clock(tmp_path: Path) -
     assert time.monotonic() - started < REAL_BOUND
 
 
+def test_a_sync_op_ending_past_its_deadline_is_a_timeout_though_the_loop_saw_its_result_first(
+    tmp_path: Path,
+) -> None:
+    """The loop held up past both the deadline and the op's end (a long fsync, say):
+    the result comes before the deadline in the loop's turn, and the caller still gets
+    the timeout its deadline promised; the op counts as executed."""
+    config = config_with(tmp_path, {"w": "cell_actors:Worker"}).actors["w"]
+
+    async def main() -> None:
+        cell = ActorCell(config, make_host, default_timeout=5.0)
+        cell.start()
+        await cell.wait_started(REAL_BOUND)
+        envelope = new_envelope("nap", [0.2], {}, 0.1)
+        cell.submit(envelope)
+        await _until(lambda: cell.in_flight == 1)  # on its thread
+        time.sleep(0.4)  # the loop held up
+        with pytest.raises(PulsingTimeoutError):
+            await asyncio.wait_for(envelope.future, REAL_BOUND)
+        assert envelope.executed
+        ok = new_envelope("nap", [0.0], {}, 1.0)  # the actor still serves
+        cell.submit(ok)
+        assert await asyncio.wait_for(ok.future, REAL_BOUND) == 0.0
+        await cell.stop()
+
+    asyncio.run(main())
+
+
 async def _until(predicate: Callable[[], bool]) -> None:
     """Wait without a timer (so virtual time stands still), bounded in real time."""
     give_up = time.monotonic() + REAL_BOUND
