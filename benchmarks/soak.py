@@ -571,6 +571,7 @@ class Soak:
         if key is not None:
             stats.keyed_sent += 1
         call = client.ask(actor, op, [], kwargs, timeout=timeout, idempotency_key=key)
+        began = self.clock.now()
         task = asyncio.ensure_future(call)
         try:
             result = await asyncio.wait_for(asyncio.shield(task), timeout + 15.0)
@@ -597,7 +598,11 @@ class Soak:
             stats.uncategorised += 1
             stats.example(f"UNCATEGORISED {type(exc).__name__}: {exc!r} ({actor}.{op})")
             return "uncategorised", None
-        self._record(actor, mode, "ok", None, replayed=result.replayed)
+        detail = (
+            f"key={key} timeout={timeout:g}s answered after {self.clock.now() - began:.3f}s "
+            f"at {self.clock.now():.2f}s, value {result.value!r}"
+        )
+        self._record(actor, mode, "ok", None, replayed=result.replayed, detail=detail)
         if result.replayed:
             stats.replayed += 1
         value = result.value
@@ -609,7 +614,13 @@ class Soak:
         return "ok", None
 
     def _record(
-        self, actor: str, mode: str, category: str, exc: PulsingError | None, replayed: bool = False
+        self,
+        actor: str,
+        mode: str,
+        category: str,
+        exc: PulsingError | None,
+        replayed: bool = False,
+        detail: str = "",
     ) -> None:
         stats = self.asks
         stats.answered += 1
@@ -619,7 +630,8 @@ class Soak:
         if category not in ALLOWED[mode] and not late_success:
             stats.miscategorised += 1
             stats.example(
-                f"MISCATEGORISED mode={mode} on {actor}: {category} {exc.to_wire() if exc else ''}"
+                f"MISCATEGORISED mode={mode} on {actor}: {category} "
+                f"{exc.to_wire() if exc else ''}{detail}"
             )
         if exc is None:
             return
