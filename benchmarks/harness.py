@@ -142,6 +142,8 @@ class Proc:
         self.workdir = workdir
         self.log_path = workdir / f"{name}.log"
         self.proc: subprocess.Popen | None = None
+        # What the command runs under (e.g. valgrind: benchmarks/instructions.py).
+        self.launcher: list[str] = []
 
     @property
     def pid(self) -> int:
@@ -151,7 +153,7 @@ class Proc:
     def spawn(self, cmd: list[str], env: dict[str, str] | None = None) -> None:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                cmd,
+                [*self.launcher, *cmd],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,

@@ -84,24 +84,17 @@ def measure(name: str, seconds: float) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix=f"pulsing-instr-{name}-"))
     out = workdir / "callgrind.out"
     target = VARIANTS[name]
-    server: harness.Proc
-    env: dict[str, str] = {}
+    server: harness.BareServer | harness.Daemon
     if target is None:
         server = harness.BareServer(workdir, loop="uvloop")
-        cmd = [harness.PYTHON, "-m", "benchmarks.bare_server", "--port", str(server.port)]
-        cmd += ["--mode", "aiohttp", "--loop", "uvloop"]
         spec = suites._ask_spec(server.port, "/echo", "echo")
     else:
         actors, actor, op, env = target
-        server = harness.Daemon(workdir, actors)
-        cmd = [harness.PYTHON, "-m", "pulsing_daemon", "--config", str(server.config_path)]
+        server = harness.Daemon(workdir, actors, env=env or None)
         spec = suites._ask_spec(server.port, f"/v1/actors/{actor}/ask", op)
+    server.launcher = _valgrind(out)
     try:
-        server.spawn([*_valgrind(out), *cmd], harness.child_env(**env))
-        assert server.proc is not None
-        harness.wait_port(server.port, 600, server.proc)
-        if isinstance(server, harness.Daemon):
-            server.wait_running(600)
+        server.start(timeout=600)
         load = {**spec, "mode": "throughput", "conns": 64, "sample_every": 16}
         harness.run_loadgen({**load, "warmup": 0.5, "duration": 2.0})
         _callgrind_control(server.pid, "-i", "on")

@@ -200,26 +200,29 @@ class SyncBatch:
                 self.waiter = None
             if call.future.done() or job.done() or loop.time() < envelope.deadline:
                 continue  # answered, the job ended (expired or never reached), or not yet
-            if call.state is SyncCallState.STARTED:
-                self.mark_started(envelope, is_first)
-                # Past its deadline on the thread: answer now, record the real end late.
-                cell.answer(envelope, error=deadline_error(envelope))
-                return await finish_late(cell, envelope, call.future)
+            if call.state is SyncCallState.STARTED:  # past its deadline on the thread
+                return await self.answer_late(envelope, is_first)
             if call.expire() and envelope.state is EnvelopeState.BATCHED:
                 cell.expire(envelope)
                 return None
-        self.mark_started(envelope, is_first)
         if call.ended_late:
-            # It ended past its deadline, though its result came first (the loop was
-            # held up past both): the caller gets the timeout, as it would have had the
-            # loop been on time, and the real outcome is recorded late.
-            cell.answer(envelope, error=deadline_error(envelope))
-            return await finish_late(cell, envelope, call.future)
+            # Its result came first, though it ended past its deadline (the loop was
+            # held up past both): answered as it would have been had the loop been on time.
+            return await self.answer_late(envelope, is_first)
+        self.mark_started(envelope, is_first)
         value, error, failure = classify(call.future)
         if failure is not None:
             return Ended.of_failure(failure, envelope)
         cell.answer(envelope, value, error)
         return None
+
+    async def answer_late(self, envelope: Envelope, is_first: bool) -> Ended | None:
+        """A member past its deadline on the thread: the caller gets the timeout now;
+        the op's real end is recorded late (``finish_late``)."""
+        assert envelope.call is not None
+        self.mark_started(envelope, is_first)
+        self.cell.answer(envelope, error=deadline_error(envelope))
+        return await finish_late(self.cell, envelope, envelope.call.future)
 
     def ran_heavy_op(self) -> None:
         """A sync op burnt CPU: this actor's batches run on any CPU for a while."""

@@ -140,11 +140,9 @@ def guard(app: web.Application, handle: Handler) -> Handler:
                 )
         try:
             return await handle(request)
-        except web.HTTPException as exc:
-            if exc.status < 400:
-                raise
-            return _error_envelope(request, exc, max_body)
         except Exception as exc:
+            if isinstance(exc, web.HTTPException) and exc.status < 400:
+                raise  # a redirect, not an error
             return _error_envelope(request, exc, max_body)
 
     return guarded
