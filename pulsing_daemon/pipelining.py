@@ -1,13 +1,14 @@
 """Asks sent ahead to a host that runs them in order (``ActorHost.pipelines``).
 
 A remote instance (the Ray host) costs a round trip per ask. Its cell sends the plain
-asks queued right behind the one running, up to ``PIPELINE``, so the round trip is
-paid once for all of them. What a single ask promises holds for each: mailbox order,
-one op at a time (the host runs them in the order it got them), its own deadline (an
-ask whose deadline passes before its turn is taken back unstarted and answered as
-never executed), and after a failure of the instance the asks behind it go back to
-the mailbox for the next instance. A keyed ask or a stream is never sent ahead: it
-waits for the window to empty, and then runs alone.
+asks queued right behind the one running, up to ``PIPELINE``, so the round trip is paid
+once for all of them. What a single ask promises holds for each: mailbox order, one op
+at a time (the host runs them in the order it got them), its own deadline (an ask whose
+deadline passes before its turn is taken back unstarted and answered as never executed;
+one whose op ended past its deadline, by the instance's clock, answers the deadline even
+when its answer came first: ``ActorHost.ended_late``), and after a failure of the
+instance the asks behind it go back to the mailbox for the next instance. A keyed ask or
+a stream is never sent ahead: it waits for the window to empty, and then runs alone.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pulsing_daemon.envelope import (
     Envelope,
     EnvelopeState,
     classify,
+    deadline_error,
     shut_down_while_running,
 )
 from pulsing_daemon.exceptions import (
@@ -31,7 +33,13 @@ from pulsing_daemon.exceptions import (
 )
 from pulsing_daemon.handover import hand_over, lost_error
 from pulsing_daemon.hosts.base import ActorHost, NotStarted, call_deadline
-from pulsing_daemon.running import NOT_STARTED, due, past_deadline, start_op
+from pulsing_daemon.running import (
+    NOT_STARTED,
+    due,
+    ended_past_deadline,
+    past_deadline,
+    start_op,
+)
 
 if TYPE_CHECKING:
     from pulsing_daemon.cell import ActorCell
@@ -92,6 +100,12 @@ async def execute_pipelined(cell: ActorCell, host: ActorHost, first: Envelope) -
                         return None
                 continue
             envelope.executed = True
+            if host.ended_late(running):  # its answer and its deadline came in one turn
+                ended = await ended_past_deadline(cell, envelope, running)
+                if ended is not None:
+                    await _take_back(cell, host, window)
+                    return ended
+                continue
             value, error, failure = classify(running)
             if failure is not None:
                 await _take_back(cell, host, window)
@@ -196,6 +210,8 @@ async def _take_back(cell: ActorCell, host: ActorHost, window: Window) -> None:
                 error = lost_error(envelope, failure) or PulsingSystemError(
                     f"{envelope.op} crashed: {type(failure).__name__}: {failure}"
                 )
+            if host.ended_late(running):
+                value, error = None, deadline_error(envelope)
             cell.answer(envelope, value, error)
     cell.mailbox.extendleft(reversed(back))
     cell.queued += len(back)

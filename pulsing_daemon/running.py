@@ -206,6 +206,16 @@ async def past_deadline(
     return await finish_late(cell, envelope, running)
 
 
+async def ended_past_deadline(
+    cell: ActorCell, envelope: Envelope, running: asyncio.Future[Any]
+) -> Ended | None:
+    """The op ended past its deadline (the host says so: ``ActorHost.ended_late``)
+    though the loop saw its answer first: the caller gets its deadline, the outcome
+    goes where a late one goes (``finish_late``)."""
+    cell.answer(envelope, error=deadline_error(envelope))
+    return await finish_late(cell, envelope, running)
+
+
 async def finish_late(
     cell: ActorCell, envelope: Envelope, running: asyncio.Future[Any]
 ) -> Ended | None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextvars
+import weakref
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,6 +99,27 @@ class NotStarted(Exception):
     def __init__(self, expired: bool) -> None:
         super().__init__("expired before its turn" if expired else "not started")
         self.expired = expired
+
+
+class LateAnswers:
+    """The answered asks of a host whose op ended past its deadline, by the clock of
+    the instance that ran it (a child process, a Ray worker): ``ActorHost.ended_late``.
+    Held weakly: an answer nobody asks about is forgotten with its future."""
+
+    __slots__ = ("_futures",)
+
+    def __init__(self) -> None:
+        self._futures: weakref.WeakSet[asyncio.Future[Any]] = weakref.WeakSet()
+
+    def mark(self, future: asyncio.Future[Any]) -> None:
+        self._futures.add(future)
+
+    def take(self, future: asyncio.Future[Any]) -> bool:
+        """Was ``future`` marked? (Forgotten once asked.)"""
+        if not self._futures or future not in self._futures:
+            return False
+        self._futures.discard(future)
+        return True
 
 
 # Finishes a host's key values once every layer is applied: makes paths absolute
@@ -236,6 +258,13 @@ class ActorHost(abc.ABC):
         """Hosts that ``pipelines``: send the asks invoked so far now; the cell calls
         it before it waits (a host may hold them to send several at once)."""
         return None
+
+    def ended_late(self, running: asyncio.Future[Any]) -> bool:
+        """Hosts that ``pipelines``: the instance said this answered ask's op ended past
+        its deadline (``LateAnswers``). The cell then answers the caller's deadline,
+        though the answer came before the deadline in its loop's turn (a loop held up
+        past both)."""
+        return False
 
     def info(self) -> dict[str, Any]:
         """Extra facts for status (a pid, ...)."""

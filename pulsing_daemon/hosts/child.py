@@ -205,7 +205,7 @@ class Child:
             if self.direct is not None:  # the op still runs: read for its thread
                 self.turn = threading.get_ident()
 
-    def _read_until_direct(self, post: LoopPost) -> tuple[int, BoundCall] | None:
+    def _read_until_direct(self, post: LoopPost) -> tuple[int, BoundCall, float | None] | None:
         """Read frames, giving each to the loop, until one is an ask to run on this
         thread (returned). None at the end of the stream."""
         state = self.state
@@ -229,7 +229,7 @@ class Child:
                     self.queued += 1
             post.post(self._handle, message)
 
-    def _take_direct(self, message: dict[str, Any]) -> tuple[int, BoundCall] | None:
+    def _take_direct(self, message: dict[str, Any]) -> tuple[int, BoundCall, float | None] | None:
         """(Under ``state``.) The ask to run on this thread now: a sync op, with
         nothing running or queued before it, the instance not failed, its deadline
         not passed, and the child idle (``LOOP_BUSY``). Anything else goes to the
@@ -248,9 +248,11 @@ class Child:
         if bound.is_async:
             return None
         self.direct = message["id"]
-        return message["id"], bound
+        return message["id"], bound, deadline
 
-    def _run_direct(self, post: LoopPost, call_id: int, bound: BoundCall) -> None:
+    def _run_direct(
+        self, post: LoopPost, call_id: int, bound: BoundCall, deadline: float | None
+    ) -> None:
         """Run an ask on the reader thread; the other thread reads if a frame comes
         meanwhile (the watch is armed while the op runs)."""
         assert self.watch is not None
@@ -264,7 +266,8 @@ class Child:
         finally:
             self.watch.unregister(fd)  # before the answer: the daemon wakes to a child
             # that is about to block, with little left to do on this CPU
-        frame = self._outcome(call_id, value, error)
+        late = deadline is not None and time.monotonic() >= deadline
+        frame = self._outcome(call_id, value, error, late)
         # Answered before the next ask may start: answers go out in the order run.
         self.sink.send(frame)
         with self.state:
@@ -275,17 +278,20 @@ class Child:
         if waiting:
             post.post(self.direct_ended.set)
 
-    def _outcome(self, call_id: int, value: Any, error: BaseException | None) -> bytes:
-        """The answer frame of an ask that ran."""
+    def _outcome(self, call_id: int, value: Any, error: BaseException | None, late: bool) -> bytes:
+        """The answer frame of an ask that ran; ``late`` when its op ended past the
+        ask's deadline (on time.monotonic, the clock of the daemon's loop): the daemon
+        answers the caller's deadline then, however soon it reads this frame."""
+        head: dict[str, Any] = {"id": call_id, "late": True} if late else {"id": call_id}
         frame: bytes | None
         if error is not None:
             described = describe_exception(error, self.memory_limit)
-            frame = self.encode({"t": "error", "id": call_id, **described})
+            frame = self.encode({"t": "error", **head, **described})
         else:
             try:
-                frame = self.encode({"t": "result", "id": call_id, "value": value})
+                frame = self.encode({"t": "result", **head, "value": value})
             except (TypeError, ValueError) as err:
-                frame = self.encode({"t": "result", "id": call_id, "unserializable": str(err)})
+                frame = self.encode({"t": "result", **head, "unserializable": str(err)})
         assert frame is not None  # an answer has an id
         return frame
 
@@ -362,7 +368,7 @@ class Child:
                 continue
             self.tasks[call_id] = running
             await asyncio.wait((running,))
-            self._answer(call_id, running)
+            self._answer(call_id, deadline is not None and loop.time() >= deadline, running)
 
     async def _run_batch(self, call_id: int, message: dict[str, Any], first: Any) -> None:
         """Run a sync ask and the sync asks queued right behind it in one trip to an op
@@ -397,7 +403,7 @@ class Child:
             members.append((next_id, sync_call(bound, queued.get("deadline"))))
         self.batch = dict(members)
         for member_id, call in members:
-            call.future.add_done_callback(functools.partial(self._answer, member_id))
+            call.future.add_done_callback(functools.partial(self._answer_member, member_id, call))
         try:
             await self.host.run_batch([call for _, call in members])
         finally:
@@ -409,7 +415,10 @@ class Child:
                 if not call.future.done() and call.hold():
                     self.reply({"t": "not_started", "id": member_id, "expired": expired})
 
-    def _answer(self, call_id: int, done: asyncio.Future[Any]) -> None:
+    def _answer_member(self, call_id: int, call: SyncCall, done: asyncio.Future[Any]) -> None:
+        self._answer(call_id, call.ended_late, done)  # as the op thread saw its end
+
+    def _answer(self, call_id: int, late: bool, done: asyncio.Future[Any]) -> None:
         self.tasks.pop(call_id, None)
         if done.cancelled():
             frame = self.encode({"t": "cancelled", "id": call_id})
@@ -417,7 +426,7 @@ class Child:
             exc = done.exception()
             if exc is not None:
                 self.failed = self.failed or is_failure(exc)
-            frame = self._outcome(call_id, None if exc is not None else done.result(), exc)
+            frame = self._outcome(call_id, None if exc is not None else done.result(), exc, late)
         assert frame is not None
         self.sink.put(frame)
         self._answered()

@@ -30,6 +30,7 @@ from pulsing_daemon.hosts.base import (
     HostFailure,
     HostKeys,
     InstanceLost,
+    LateAnswers,
     NotStarted,
     call_deadline,
     ended_within,
@@ -201,6 +202,7 @@ class ProcessHost(ActorHost):
         self.proc: spawn.Child | None = None
         self.writer: asyncio.WriteTransport | None = None
         self._calls: dict[int, asyncio.Future[Any]] = {}
+        self._late = LateAnswers()  # answers of ops that ended past their deadline
         self._streams: dict[int, asyncio.Queue[tuple[str, Any]]] = {}
         self._next_id = 0
         self._ready: asyncio.Future[dict[str, Any]] = loop.create_future()
@@ -299,6 +301,8 @@ class ProcessHost(ActorHost):
                 future.set_exception(_exception(message))
             else:
                 future.cancel()
+            if "late" in message:
+                self._late.mark(future)
         elif call_id in self._streams:
             queue = self._streams[call_id]
             if kind == "chunk":
@@ -401,6 +405,9 @@ class ProcessHost(ActorHost):
              "deadline": call_deadline.get()}
         )  # fmt: skip
         return future
+
+    def ended_late(self, running: asyncio.Future[Any]) -> bool:
+        return self._late.take(running)
 
     def send_now(self) -> None:
         """The frames queued so far go out now, not at the end of the loop iteration:

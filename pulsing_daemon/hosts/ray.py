@@ -55,6 +55,7 @@ from pulsing_daemon.hosts.base import (
     HostFailure,
     HostKeys,
     InstanceLost,
+    LateAnswers,
     NotStarted,
     call_deadline,
     ended_within,
@@ -183,6 +184,7 @@ class RayHost(ActorHost):
         self.pid: int | None = None
         self._next_id = 0
         self._calls: dict[int, asyncio.Future[Any]] = {}
+        self._late = LateAnswers()  # answers of ops that ended past their deadline
         self._answers: dict[int, concurrent.futures.Future[Any]] = {}  # Ray's, by call id
         self._sync_calls: set[int] = set()
         # Batches invoked, not yet sent: (call id, op, request) each.
@@ -462,6 +464,8 @@ class RayHost(ActorHost):
                 future.set_exception(NotStarted(expired=False))
             else:  # cancelled at its deadline
                 future.cancel()
+            if "late" in answer:
+                self._late.mark(future)
 
     def produce(self, op: str, args: list[Any], kwargs: dict[str, Any]) -> AsyncIterator[Any]:
         info = resolve_op(self.cls, op, OpKind.STREAM)
@@ -503,6 +507,9 @@ class RayHost(ActorHost):
                     ray.cancel(generator, force=False)
                 except Exception:
                     pass
+
+    def ended_late(self, running: asyncio.Future[Any]) -> bool:
+        return self._late.take(running)
 
     def withdraw(self, running: asyncio.Future[Any], expired: bool) -> None:
         if running.done() or self._death is not None or self.handle is None:

@@ -399,7 +399,9 @@ class PulsingRayWorker:
         turn, or after an earlier ask failed the instance. The answer holds one of
         ``value``, ``unserializable``, ``error``, ``expired`` (not started: its
         deadline), ``not_started`` (not started: a failure before it, or taken back)
-        or ``cancelled``; an ask that ran also gives ``t``, the seconds it took."""
+        or ``cancelled``; an ask that ran also gives ``t``, the seconds it took, and
+        ``late`` when it ended past its budget (counted from its arrival here: an op
+        ending within the send's transit after the daemon's deadline is not seen late)."""
         arrived = time.monotonic()  # budgets count from here, on this machine's clock
         message = json.loads(request)
         if isinstance(message, list):
@@ -428,6 +430,8 @@ class PulsingRayWorker:
             started = time.perf_counter()
             answer = self._call(message, deadline - time.monotonic())
             answer["t"] = time.perf_counter() - started
+            if time.monotonic() >= deadline and "cancelled" not in answer:
+                answer["late"] = True  # the daemon answers its caller's deadline
             if "error" in answer and answer.pop("failure", False):
                 self.failed = True  # the asks behind this one go to the next instance
         if with_id:

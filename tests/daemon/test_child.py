@@ -15,6 +15,7 @@ from typing import Any
 from pulsing_daemon.hosts.framing import FrameReader, encode
 
 ACTORS = '''
+import asyncio
 import time
 from pathlib import Path
 
@@ -25,6 +26,10 @@ class Slow:
 
     def block(self, seconds: float) -> float:
         time.sleep(seconds)
+        return seconds
+
+    async def anap(self, seconds: float) -> float:
+        await asyncio.sleep(seconds)
         return seconds
 
     def mark(self, tag: str) -> str:
@@ -120,5 +125,33 @@ def test_asks_run_one_at_a_time_in_order_whichever_thread_runs_them(tmp_path: Pa
         assert answers == [{"t": "result", "id": 10 + i, "value": f"b{i}"} for i in range(20)]
         expected = [f"a{i}" for i in range(5)] + [f"b{i}" for i in range(20)]
         assert child.effects.read_text().split() == expected
+    finally:
+        assert child.close() == 0
+
+
+def test_an_answer_says_when_its_op_ended_past_the_deadline(tmp_path: Path) -> None:
+    """``late`` in an answer: the op ended past the ask's deadline (time.monotonic, the
+    daemon loop's clock), whichever thread ran it -- the reader thread (an idle child),
+    the loop's batch (asks that came together), the loop (an async op). The daemon
+    answers the caller's deadline then, however soon it reads the frame."""
+    child = ChildUnderTest(tmp_path)
+
+    def call(call_id: int, op: str, seconds: float, within: float | None) -> bytes:
+        deadline = None if within is None else time.monotonic() + within
+        return encode({"t": "call", "id": call_id, "op": op, "args": [],
+                       "kwargs": {"seconds": seconds}, "deadline": deadline})  # fmt: skip
+
+    try:
+        child.sock.sendall(call(1, "block", 0.2, 0.05))  # alone: the reader thread runs it
+        assert child.read() == {"t": "result", "id": 1, "late": True, "value": 0.2}
+        child.sock.sendall(call(2, "block", 0.0, 5.0))
+        assert child.read() == {"t": "result", "id": 2, "value": 0.0}
+        # Together: the loop runs them as one batch on an op thread.
+        child.sock.sendall(call(3, "block", 0.0, 5.0) + call(4, "block", 0.2, 0.1))
+        assert child.read() == {"t": "result", "id": 3, "value": 0.0}
+        assert child.read() == {"t": "result", "id": 4, "late": True, "value": 0.2}
+        child.sock.sendall(call(5, "anap", 0.2, 0.05) + call(6, "anap", 0.0, 5.0))
+        assert child.read() == {"t": "result", "id": 5, "late": True, "value": 0.2}
+        assert child.read() == {"t": "result", "id": 6, "value": 0.0}
     finally:
         assert child.close() == 0

@@ -342,3 +342,15 @@ def test_a_slow_run_answered_after_its_caller_gave_up_still_counts(
             return host.handle.sent[-2:]  # type: ignore[no-any-return]
 
     assert asyncio.run(main()) == [[5], [6]]  # hold is slow lately: each alone
+
+
+def test_an_ask_that_ended_past_its_budget_says_so(worker: PulsingRayWorker) -> None:
+    """``late``: the op ended past its budget (counted from the ask's arrival); the
+    daemon answers its caller's deadline then, however soon the answer comes."""
+    with ThreadPoolExecutor(1, thread_name_prefix="ray-call") as pool:
+        held = pool.submit(worker.call, request(1, "hold", 1, budget=0.05))
+        wait_reached(worker, 1)
+        threading.Event().wait(0.1)
+        worker.core.host.instance.gate.set()
+        assert answer(held) == {"value": 1, "late": True}
+    assert answer_now(worker, request(2, "note", 2)) == {"value": "MainThread"}

@@ -7,6 +7,7 @@ import os
 import time
 from collections.abc import Iterator
 
+from pulsing_daemon import nonblocking
 from pulsing_daemon.exceptions import PulsingBusinessError
 
 
@@ -56,3 +57,13 @@ class BadInit:
 
     def ping(self) -> str:
         return "pong"
+
+
+class Stall:
+    """An inline actor that holds the daemon's event loop (it breaks its @nonblocking
+    promise on purpose): what a long fsync or a busy machine does to the loop."""
+
+    @nonblocking
+    def hold(self, seconds: float) -> float:
+        time.sleep(seconds)
+        return seconds

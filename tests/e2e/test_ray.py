@@ -157,6 +157,7 @@ def test_deadlines(ray_daemon: Any, tmp_path: Path) -> None:
     d = ray_daemon(
         actor_toml("w", extra=f'args = {{ effects = "{effects}" }}')
         + actor_toml("k", extra="kill_on_timeout = true\nmin_backoff = 0.05")
+        + '[actors.stall]\nclass = "ray_actors:Stall"\n'
     )
     d.wait_state("w", "running", timeout=60)
     d.wait_state("k", "running", timeout=60)
@@ -197,6 +198,14 @@ def test_deadlines(ray_daemon: Any, tmp_path: Path) -> None:
     status = wait_for(lambda: (s := d.actor("k"))["state"] == "running" and s["restarts"] and s, 30)
     assert status["host"]["actor_id"] != old
     assert status["last_failure"]["where"] == "timeout"
+    # The daemon's loop held up past both the deadline and the op's end: the answer and
+    # the deadline come in one turn, and the worker's word that the op ended late
+    # decides (a timeout, the op executed).
+    late = d.cli_background("ask", "w", "block", "seconds=1", "--timeout", "0.8", "--json")
+    time.sleep(0.2)
+    assert ask(d, "stall", "hold", "seconds=2.5")[0] == 0
+    assert late.wait(10) == 124
+    assert json.loads(late.communicate()[0])["error"]["executed"] is True
 
 
 def test_streams_batches_and_resume(ray_daemon: Any) -> None:
