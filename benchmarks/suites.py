@@ -177,6 +177,10 @@ def _floor_targets(floors: FloorServer) -> dict[str, tuple[int, dict[str, Any]]]
         "floor_mailbox": (floors.pid, _ask_spec(floors.port, "/mailbox", "aecho")),
         "floor_thread": (floors.pid, _ask_spec(floors.port, "/thread", "echo")),
         "floor_keyed": (floors.pid, _ask_spec(floors.port, "/keyed", "aecho", idempotency=True)),
+        "floor_keyed_thread": (
+            floors.pid,
+            _ask_spec(floors.port, "/keyed_thread", "echo", idempotency=True),
+        ),
         "floor_process": (floors.pid, _ask_spec(floors.port, "/process", "echo")),
     }
 
@@ -293,13 +297,14 @@ def ask_throughput(ctx: Context) -> None:
     targets = {**_ask_targets(daemon, bare, pinned), **_floor_targets(floor_server(ctx))}
     conns = 64
     names = ["bare", "sync", "async", "nonblocking", "pinned", "sync_idem", "async_idem"]
-    names += ["floor_mailbox", "floor_thread", "floor_keyed"]
+    names += ["floor_mailbox", "floor_thread", "floor_keyed", "floor_keyed_thread"]
     bare_uv = bare_uvloop(ctx)
     if bare_uv is not None:  # the bare echo on the daemon's loop (info)
         targets["bare_uvloop"] = (bare_uv.pid, _ask_spec(bare_uv.port, "/echo", "echo"))
         names.append("bare_uvloop")
     if ctx.quick:
         names.remove("sync_idem")
+        names.remove("floor_keyed_thread")
     if pinned is None:
         names.remove("pinned")
     runs = _throughput_rounds(ctx, targets, names, conns)
@@ -361,8 +366,14 @@ def ask_throughput(ctx: Context) -> None:
         "floor_mailbox": ("floor: bare echo + a per-actor mailbox", "mailbox"),
         "floor_thread": ("floor: bare echo + a mailbox run on a thread", "mailbox on a thread"),
         "floor_keyed": ("floor: bare echo + durable key, group commit", "durable key"),
+        "floor_keyed_thread": (
+            "floor: bare echo + durable key + a mailbox run on a thread",
+            "durable key, op on a thread",
+        ),
     }
     for name, (label, _) in floors.items():
+        if name not in summary:
+            continue
         value = summary[name]["rps_median"]
         ctx.row(
             "ask_throughput", label, value, "req/s", base, _ratio(value, base), "info", None,
@@ -371,7 +382,7 @@ def ask_throughput(ctx: Context) -> None:
     floor_of = {
         "sync": "floor_thread",
         "async": "floor_mailbox",
-        "sync_idem": "floor_keyed",
+        "sync_idem": "floor_keyed_thread",
         "async_idem": "floor_keyed",
     }
     # Targets of issue 17 (performance, round two).

@@ -45,12 +45,15 @@ def test_mailbox_and_process_floors_answer_the_echo(server: FloorServer, path: s
         assert http_json(url, {"op": "echo", "args": {"x": i}}) == (200, {"result": {"x": i}})
 
 
-def test_keyed_floor_is_durable_at_most_once(server: FloorServer) -> None:
-    url = f"http://127.0.0.1:{server.port}/keyed"
-    key = {"Idempotency-Key": "k-floor-1"}
+@pytest.mark.parametrize("path", ["/keyed", "/keyed_thread"])
+def test_keyed_floor_is_durable_at_most_once(server: FloorServer, path: str) -> None:
+    url = f"http://127.0.0.1:{server.port}{path}"
+    key = {"Idempotency-Key": f"k-floor-{path}"}
     assert http_json(url, {"op": "echo", "args": {"x": 1}}, key) == (200, {"result": {"x": 1}})
     with db_of(server) as db:  # committed before the answer
-        row = db.execute("SELECT done, outcome FROM asks WHERE key = 'k-floor-1'").fetchone()
+        row = db.execute(
+            "SELECT done, outcome FROM asks WHERE key = ?", (key["Idempotency-Key"],)
+        ).fetchone()
     assert row == (1, '{"result": {"x": 1}}')
     assert http_json(url, {"op": "echo", "args": {"x": 1}}, key) == (200, {"result": {"x": 1}})
     assert http_json(url, {"op": "echo", "args": {"x": 2}}, key)[0] == 422
