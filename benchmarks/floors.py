@@ -11,8 +11,10 @@ that still gives a guarantee pulsing gives, with no pulsing code in it.
   outcome committed before the answer, both in SQLite with pulsing's pragmas (WAL,
   ``synchronous=NORMAL``) and grouped into one transaction per event-loop turn as
   pulsing's ``journal.GroupCommit`` does (``ask_throughput``, keyed asks).
-- ``POST /keyed_thread``: the same with the op run as ``/thread`` runs it (the floor of
-  keyed asks of a sync op, which by contract runs on a thread).
+- ``POST /keyed_mailbox``, ``POST /keyed_thread``: the same with the op run through the
+  mailbox of ``/mailbox`` or of ``/thread``: the floors of keyed asks to an actor (one
+  ask at a time, in order) of an async op and of a sync op, which by contract runs on
+  a thread.
 - ``POST /process``: the call forwarded, as it came, to ONE child process over a pipe
   (4-byte length + JSON), calls in flight pipelined in order, the child answering one
   at a time; the child decodes, runs the op, encodes (``process_vs_inline``).
@@ -305,12 +307,17 @@ def run_floors(host: str, port: int, state_dir: Path) -> None:
     async def keyed(request: web.Request) -> web.Response:
         return await run_keyed(request, None)
 
+    async def keyed_mailbox(request: web.Request) -> web.Response:
+        return await run_keyed(request, ctx["mailbox"])
+
     async def keyed_thread(request: web.Request) -> web.Response:
         return await run_keyed(request, ctx["thread"])
 
-    async def run_keyed(request: web.Request, thread: ThreadMailbox | None) -> web.Response:
-        """The op on the loop, or (``thread``) in a mailbox run on a thread, between its
-        claim and its outcome."""
+    async def run_keyed(
+        request: web.Request, mailbox: Mailbox | ThreadMailbox | None
+    ) -> web.Response:
+        """The op between its claim and its outcome: on the loop in the handler, or
+        through ``mailbox`` (the actor's, for an async op or a sync one)."""
         key = request.headers["Idempotency-Key"]
         raw = await request.text()
         body = json.loads(raw)
@@ -326,7 +333,7 @@ def run_floors(host: str, port: int, state_dir: Path) -> None:
                 return web.json_response({"error": "outcome unknown"}, status=409)
             return web.Response(text=row[2], content_type="application/json")
         # The op, after its claim is durable.
-        result = body["args"] if thread is None else await thread.ask(body["args"])
+        result = body["args"] if mailbox is None else await mailbox.ask(body["args"])
         text = json.dumps({"result": result})
         await commits.run(lambda: finish(key, text))
         return web.Response(text=text, content_type="application/json")
@@ -386,6 +393,7 @@ def run_floors(host: str, port: int, state_dir: Path) -> None:
     app.router.add_post("/mailbox", mailbox)
     app.router.add_post("/thread", thread)
     app.router.add_post("/keyed", keyed)
+    app.router.add_post("/keyed_mailbox", keyed_mailbox)
     app.router.add_post("/keyed_thread", keyed_thread)
     app.router.add_post("/process", process)
     app.router.add_get("/stream", stream)

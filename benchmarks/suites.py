@@ -177,6 +177,10 @@ def _floor_targets(floors: FloorServer) -> dict[str, tuple[int, dict[str, Any]]]
         "floor_mailbox": (floors.pid, _ask_spec(floors.port, "/mailbox", "aecho")),
         "floor_thread": (floors.pid, _ask_spec(floors.port, "/thread", "echo")),
         "floor_keyed": (floors.pid, _ask_spec(floors.port, "/keyed", "aecho", idempotency=True)),
+        "floor_keyed_mailbox": (
+            floors.pid,
+            _ask_spec(floors.port, "/keyed_mailbox", "aecho", idempotency=True),
+        ),
         "floor_keyed_thread": (
             floors.pid,
             _ask_spec(floors.port, "/keyed_thread", "echo", idempotency=True),
@@ -297,7 +301,8 @@ def ask_throughput(ctx: Context) -> None:
     targets = {**_ask_targets(daemon, bare, pinned), **_floor_targets(floor_server(ctx))}
     conns = 64
     names = ["bare", "sync", "async", "nonblocking", "pinned", "sync_idem", "async_idem"]
-    names += ["floor_mailbox", "floor_thread", "floor_keyed", "floor_keyed_thread"]
+    names += ["floor_mailbox", "floor_thread", "floor_keyed", "floor_keyed_mailbox"]
+    names.append("floor_keyed_thread")
     bare_uv = bare_uvloop(ctx)
     if bare_uv is not None:  # the bare echo on the daemon's loop (info)
         targets["bare_uvloop"] = (bare_uv.pid, _ask_spec(bare_uv.port, "/echo", "echo"))
@@ -366,9 +371,13 @@ def ask_throughput(ctx: Context) -> None:
         "floor_mailbox": ("floor: bare echo + a per-actor mailbox", "mailbox"),
         "floor_thread": ("floor: bare echo + a mailbox run on a thread", "mailbox on a thread"),
         "floor_keyed": ("floor: bare echo + durable key, group commit", "durable key"),
+        "floor_keyed_mailbox": (
+            "floor: bare echo + durable key + a per-actor mailbox",
+            "durable key, mailbox",
+        ),
         "floor_keyed_thread": (
             "floor: bare echo + durable key + a mailbox run on a thread",
-            "durable key, op on a thread",
+            "durable key, mailbox on a thread",
         ),
     }
     for name, (label, _) in floors.items():
@@ -383,7 +392,7 @@ def ask_throughput(ctx: Context) -> None:
         "sync": "floor_thread",
         "async": "floor_mailbox",
         "sync_idem": "floor_keyed_thread",
-        "async_idem": "floor_keyed",
+        "async_idem": "floor_keyed_mailbox",
     }
     # Targets of issue 17 (performance, round two).
     for name, label, target in (

@@ -45,7 +45,7 @@ def test_mailbox_and_process_floors_answer_the_echo(server: FloorServer, path: s
         assert http_json(url, {"op": "echo", "args": {"x": i}}) == (200, {"result": {"x": i}})
 
 
-@pytest.mark.parametrize("path", ["/keyed", "/keyed_thread"])
+@pytest.mark.parametrize("path", ["/keyed", "/keyed_mailbox", "/keyed_thread"])
 def test_keyed_floor_is_durable_at_most_once(server: FloorServer, path: str) -> None:
     url = f"http://127.0.0.1:{server.port}{path}"
     key = {"Idempotency-Key": f"k-floor-{path}"}
