@@ -105,12 +105,12 @@ async def execute_pipelined(cell: ActorCell, host: ActorHost, first: Envelope) -
                 if ended is not None:
                     await _take_back(cell, host, window)
                     return ended
-                continue
-            value, error, failure = classify(running)
-            if failure is not None:
-                await _take_back(cell, host, window)
-                return Ended.of_failure(failure, envelope)
-            cell.answer(envelope, value, error)
+            else:
+                value, error, failure = classify(running)
+                if failure is not None:
+                    await _take_back(cell, host, window)
+                    return Ended.of_failure(failure, envelope)
+                cell.answer(envelope, value, error)
             if cell.stop_requested and window:
                 await _take_back(cell, host, window)  # stop after the current message
                 return None
