@@ -16,7 +16,7 @@ from test_cell import BOUND, actor_config, answer, failure, ran, send, wait_for_
 from pulsing_daemon.cell import ActorCell
 from pulsing_daemon.config import ActorConfig
 from pulsing_daemon.exceptions import PulsingTimeoutError, is_failure
-from pulsing_daemon.hosts.base import ActorHost, Exit, NotStarted, call_deadline
+from pulsing_daemon.hosts.base import ActorHost, Exit, LateAnswers, NotStarted, call_deadline
 from pulsing_daemon.hosts.ops import OpKind, bind_arguments, resolve_op
 from pulsing_daemon.states import ActorState
 
@@ -155,3 +155,69 @@ def test_asks_behind_a_failure_go_to_the_next_instance_once(tmp_path: Path) -> N
 
     run_pipe_cell(actor_config(tmp_path), scenario)
     assert [t for t in ran() if t.startswith("after")][-5:] == [f"after{i}" for i in range(5)]
+
+
+class LatePipeHost(PipeHost):
+    """An instance that says the ``mark`` asks whose token starts with "late" ended past
+    their deadline (as a child process or a Ray worker says it in its answer)."""
+
+    def __init__(self, config: ActorConfig) -> None:
+        super().__init__(config)
+        self.late = LateAnswers()
+
+    def invoke(self, op: str, args: list[Any], kwargs: dict[str, Any]) -> asyncio.Future[Any]:
+        future = super().invoke(op, args, kwargs)
+        if op == "mark" and str(args[0] if args else kwargs.get("token")).startswith("late"):
+            future.add_done_callback(self.late.mark)
+        return future
+
+    def ended_late(self, running: asyncio.Future[Any]) -> bool:
+        return self.late.take(running)
+
+
+def test_an_ask_whose_op_ended_late_is_answered_with_its_deadline(tmp_path: Path) -> None:
+    """The instance says the op ended past its deadline, though its answer came first in
+    the loop's turn: the caller gets the deadline (the op executed), the real outcome
+    goes to ``on_late``; alone or sent ahead, and the asks around it are answered as
+    usual."""
+    late_outcomes: list[tuple[Any, Any]] = []
+
+    async def scenario(cell: ActorCell) -> None:
+        alone = send(cell, "mark", "late-alone")
+        alone.on_late = lambda value, error: late_outcomes.append((value, error))
+        error = await failure(alone)
+        assert isinstance(error, PulsingTimeoutError) and alone.executed
+        first = send(cell, "slow", 0.05)
+        ahead = send(cell, "mark", "late-ahead")
+        after = send(cell, "mark", "on-time")
+        assert await answer(first) == 0.05
+        assert isinstance(await failure(ahead), PulsingTimeoutError) and ahead.executed
+        assert await answer(after) == "on-time"
+
+    async def run() -> None:
+        cell = ActorCell(actor_config(tmp_path), LatePipeHost, default_timeout=5.0)
+        cell.start()
+        try:
+            await asyncio.wait_for(cell.wait_started(2.0), BOUND)
+            await asyncio.wait_for(scenario(cell), 8.0)
+        finally:
+            await asyncio.wait_for(cell.stop(), BOUND)
+
+    asyncio.run(run())
+    assert late_outcomes == [("late-alone", None)]
+    assert ran()[-3:] == ["late-alone", "late-ahead", "on-time"]
+
+
+def test_late_answers_are_told_once_and_held_weakly() -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        late = LateAnswers()
+        marked, other = loop.create_future(), loop.create_future()
+        late.mark(marked)
+        assert not late.take(other)
+        assert late.take(marked) and not late.take(marked)
+        late.mark(other)
+        del other
+        assert not late._futures  # forgotten with its future
+
+    asyncio.run(main())
