@@ -16,8 +16,9 @@ fewer requests per iteration than at full speed; the same holds for both sides o
 Variants: the bare echo and the async, sync and ``@nonblocking`` asks of
 ``ask_throughput`` (the default), and ``actor_logs``' ops with the daemon capturing the
 actor's output and without (``quiet_on`` / ``quiet_off``, ``logged_*``, ``printed_*``;
-``logged_floor``: a logging call's record to a handler that does nothing). An ``*_on``
-variant is compared with its ``*_off`` one, the others with the bare echo.
+``logged_floor``: a logging call's record to a handler that does nothing; ``typed_on``:
+the annotated op, its argument checked, against ``quiet_on``). An ``*_on`` variant is
+compared with its ``*_off`` one, the others with the bare echo.
 
 Keyed asks are left out: their hand-over batches (``handover.AHEAD_FOR``) and checkpoint
 passes (``storage.checkpoint.INTERVAL``) are timed in wall-clock seconds, which the
@@ -57,6 +58,8 @@ VARIANTS: dict[str, tuple[str, str, str, dict[str, str]] | None] = {
     "logged_floor": (suites.LOG_ACTORS, "chatty", "logged_floor", _LOGS_OFF),
     "printed_on": (suites.LOG_ACTORS, "chatty", "printed", {}),
     "printed_off": (suites.LOG_ACTORS, "chatty", "printed", _LOGS_OFF),
+    # actor_logs' annotated op (its argument checked), against quiet_on
+    "typed_on": (suites.LOG_ACTORS, "chatty", "typed", {}),
 }
 DEFAULT = ("bare", "async", "sync", "nonblocking")
 
@@ -138,8 +141,11 @@ def main(argv: list[str] | None = None) -> int:
     results = {name: measure(name, ns.seconds) for name in ns.variants}
     for name, row in results.items():
         per = row["instructions_per_request"]
-        # against the bare echo; a capture-on variant against its capture-off one
+        # against the bare echo; a capture-on variant against its capture-off one, the
+        # annotated op against the unannotated one
         base = "bare" if not name.endswith("_on") else name[: -len("_on")] + "_off"
+        if name == "typed_on":
+            base = "quiet_on"
         against = results.get(base) if name != "bare" else None
         ratio = f"  {per / against['instructions_per_request']:.3f}x {base}" if against else ""
         count = f"({row['requests']} requests)"
