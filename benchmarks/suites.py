@@ -162,6 +162,16 @@ def bare_uvloop(ctx: Context) -> BareServer | None:
     return ctx.fixture("bare_uvloop", make)
 
 
+def _add_bare_uvloop(ctx: Context, targets: dict[str, tuple[int, dict[str, Any]]]) -> bool:
+    """Add the bare echo on uvloop to ``targets`` as ``bare_uvloop`` (False when uvloop
+    is not installed)."""
+    server = bare_uvloop(ctx)
+    if server is None:
+        return False
+    targets["bare_uvloop"] = (server.pid, _ask_spec(server.port, "/echo", "echo"))
+    return True
+
+
 def floor_server(ctx: Context) -> FloorServer:
     """The floor servers (benchmarks/floors.py), one process shared by the suites."""
 
@@ -303,9 +313,7 @@ def ask_throughput(ctx: Context) -> None:
     names = ["bare", "sync", "async", "nonblocking", "pinned", "sync_idem", "async_idem"]
     names += ["floor_mailbox", "floor_thread", "floor_keyed", "floor_keyed_mailbox"]
     names.append("floor_keyed_thread")
-    bare_uv = bare_uvloop(ctx)
-    if bare_uv is not None:  # the bare echo on the daemon's loop (info)
-        targets["bare_uvloop"] = (bare_uv.pid, _ask_spec(bare_uv.port, "/echo", "echo"))
+    if _add_bare_uvloop(ctx, targets):  # the bare echo on the daemon's loop (info)
         names.append("bare_uvloop")
     if ctx.quick:
         names.remove("sync_idem")
@@ -590,11 +598,7 @@ def process_vs_inline(ctx: Context) -> None:
     # the p50, also the bare echo on the same loop, so that what the pipe adds to a
     # request (the floor's p50 minus the echo's) can be added to the inline p50.
     names = ["sync", "proc", "floor_process"]
-    echo = "bare"
-    bare_uv = bare_uvloop(ctx)
-    if bare_uv is not None:  # the floors run on uvloop, as the daemon does
-        targets["bare_uvloop"] = (bare_uv.pid, _ask_spec(bare_uv.port, "/echo", "echo"))
-        echo = "bare_uvloop"
+    echo = "bare_uvloop" if _add_bare_uvloop(ctx, targets) else "bare"  # the floors' loop
     lat = _latency_rounds(ctx, targets, [*names, echo])
     runs = _throughput_rounds(ctx, targets, names, 64)
     tput = {name: _summ_throughput(runs[name]) for name in names}
