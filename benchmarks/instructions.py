@@ -58,8 +58,13 @@ VARIANTS: dict[str, tuple[str, str, str, dict[str, str]] | None] = {
     "logged_floor": (suites.LOG_ACTORS, "chatty", "logged_floor", _LOGS_OFF),
     "printed_on": (suites.LOG_ACTORS, "chatty", "printed", {}),
     "printed_off": (suites.LOG_ACTORS, "chatty", "printed", _LOGS_OFF),
-    # actor_logs' annotated op (its argument checked), against quiet_on
+    # actor_logs' annotated op (its argument checked)
     "typed_on": (suites.LOG_ACTORS, "chatty", "typed", {}),
+}
+# What a variant is compared with: the bare echo, or as here (actor_logs' rows).
+AGAINST = {
+    **{name: name[: -len("_on")] + "_off" for name in VARIANTS if name.endswith("_on")},
+    "typed_on": "quiet_on",  # annotated vs unannotated, capture on for both
 }
 DEFAULT = ("bare", "async", "sync", "nonblocking")
 
@@ -141,11 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     results = {name: measure(name, ns.seconds) for name in ns.variants}
     for name, row in results.items():
         per = row["instructions_per_request"]
-        # against the bare echo; a capture-on variant against its capture-off one, the
-        # annotated op against the unannotated one
-        base = "bare" if not name.endswith("_on") else name[: -len("_on")] + "_off"
-        if name == "typed_on":
-            base = "quiet_on"
+        base = AGAINST.get(name, "bare")
         against = results.get(base) if name != "bare" else None
         ratio = f"  {per / against['instructions_per_request']:.3f}x {base}" if against else ""
         count = f"({row['requests']} requests)"

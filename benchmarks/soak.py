@@ -63,6 +63,7 @@ import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -598,10 +599,14 @@ class Soak:
             stats.uncategorised += 1
             stats.example(f"UNCATEGORISED {type(exc).__name__}: {exc!r} ({actor}.{op})")
             return "uncategorised", None
-        detail = (
-            f"key={key} timeout={timeout:g}s answered after {self.clock.now() - began:.3f}s "
-            f"at {self.clock.now():.2f}s, value {result.value!r}"
-        )
+        answered = self.clock.now()
+
+        def detail() -> str:  # only for an ask that should not have been ok
+            return (
+                f"key={key} timeout={timeout:g}s answered after {answered - began:.3f}s "
+                f"at {answered:.2f}s, value {result.value!r}"
+            )
+
         self._record(actor, mode, "ok", None, replayed=result.replayed, detail=detail)
         if result.replayed:
             stats.replayed += 1
@@ -620,7 +625,7 @@ class Soak:
         category: str,
         exc: PulsingError | None,
         replayed: bool = False,
-        detail: str = "",
+        detail: Callable[[], str] | None = None,
     ) -> None:
         stats = self.asks
         stats.answered += 1
@@ -631,7 +636,7 @@ class Soak:
             stats.miscategorised += 1
             stats.example(
                 f"MISCATEGORISED mode={mode} on {actor}: {category} "
-                f"{exc.to_wire() if exc else ''}{detail}"
+                f"{exc.to_wire() if exc else ''}{detail() if detail else ''}"
             )
         if exc is None:
             return

@@ -20,7 +20,6 @@ from pulsing_daemon.envelope import (
     Envelope,
     EnvelopeState,
     classify,
-    deadline_error,
     not_run_at_shutdown,
     shut_down_while_running,
 )
@@ -29,7 +28,7 @@ from pulsing_daemon.exceptions import PulsingRuntimeError
 from pulsing_daemon.handover import hand_over
 from pulsing_daemon.hosts.base import ActorHost
 from pulsing_daemon.hosts.threads import HEAVY_FOR, SYNC_BATCH, SyncCall, SyncCallState
-from pulsing_daemon.running import NOT_STARTED, due, execute, finish_late, start_op
+from pulsing_daemon.running import NOT_STARTED, answer_late, due, execute, start_op
 
 if TYPE_CHECKING:
     from pulsing_daemon.cell import ActorCell
@@ -217,12 +216,10 @@ class SyncBatch:
         return None
 
     async def answer_late(self, envelope: Envelope, is_first: bool) -> Ended | None:
-        """A member past its deadline on the thread: the caller gets the timeout now;
-        the op's real end is recorded late (``finish_late``)."""
+        """A member past its deadline on the thread (``running.answer_late``)."""
         assert envelope.call is not None
         self.mark_started(envelope, is_first)
-        self.cell.answer(envelope, error=deadline_error(envelope))
-        return await finish_late(self.cell, envelope, envelope.call.future)
+        return await answer_late(self.cell, envelope, envelope.call.future)
 
     def ran_heavy_op(self) -> None:
         """A sync op burnt CPU: this actor's batches run on any CPU for a while."""

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import operator
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
     from pulsing_daemon.envelope import Envelope
 
 Clock = Callable[[], float]  # seconds; only differences between readings mean anything
+
+_DEADLINE = operator.attrgetter("deadline")
 
 
 def loop_clock() -> Clock:
@@ -126,7 +129,7 @@ class DeadlineWatch:
         self._at = math.inf
         due = sorted(
             (envelope for envelope in self._watched if envelope.deadline <= due_by),
-            key=_deadline_of,
+            key=_DEADLINE,
         )
         for envelope in due:
             self.drop(envelope)
@@ -136,10 +139,6 @@ class DeadlineWatch:
             earliest = min(envelope.deadline for envelope in self._watched)
             if earliest < self._at:  # (expire may have added one and armed for it)
                 self._arm(earliest)
-
-
-def _deadline_of(envelope: Envelope) -> float:
-    return envelope.deadline
 
 
 def deadline_scope(seconds: float) -> Any:

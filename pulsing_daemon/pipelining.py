@@ -33,13 +33,7 @@ from pulsing_daemon.exceptions import (
 )
 from pulsing_daemon.handover import hand_over, lost_error
 from pulsing_daemon.hosts.base import ActorHost, NotStarted, call_deadline
-from pulsing_daemon.running import (
-    NOT_STARTED,
-    due,
-    ended_past_deadline,
-    past_deadline,
-    start_op,
-)
+from pulsing_daemon.running import NOT_STARTED, answer_late, due, past_deadline, start_op
 
 if TYPE_CHECKING:
     from pulsing_daemon.cell import ActorCell
@@ -101,7 +95,7 @@ async def execute_pipelined(cell: ActorCell, host: ActorHost, first: Envelope) -
                 continue
             envelope.executed = True
             if host.ended_late(running):  # its answer and its deadline came in one turn
-                ended = await ended_past_deadline(cell, envelope, running)
+                ended = await answer_late(cell, envelope, running)
                 if ended is not None:
                     await _take_back(cell, host, window)
                     return ended
@@ -205,13 +199,14 @@ async def _take_back(cell: ActorCell, host: ActorHost, window: Window) -> None:
             )
         else:
             envelope.executed = True
+            if host.ended_late(running):
+                cell.answer(envelope, error=deadline_error(envelope))
+                continue
             value, error, failure = classify(running)
             if failure is not None:
                 error = lost_error(envelope, failure) or PulsingSystemError(
                     f"{envelope.op} crashed: {type(failure).__name__}: {failure}"
                 )
-            if host.ended_late(running):
-                value, error = None, deadline_error(envelope)
             cell.answer(envelope, value, error)
     cell.mailbox.extendleft(reversed(back))
     cell.queued += len(back)

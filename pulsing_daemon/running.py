@@ -200,27 +200,21 @@ async def past_deadline(
 ) -> Ended | None:
     """The op outlived its deadline: stop it if the host can, answer the caller."""
     envelope.interrupted = await host.interrupt(running)
-    cell.answer(envelope, error=deadline_error(envelope))
     if envelope.interrupted:
+        cell.answer(envelope, error=deadline_error(envelope))
         return None
-    return await finish_late(cell, envelope, running)
+    return await answer_late(cell, envelope, running)
 
 
-async def ended_past_deadline(
+async def answer_late(
     cell: ActorCell, envelope: Envelope, running: asyncio.Future[Any]
 ) -> Ended | None:
-    """The op ended past its deadline (the host says so: ``ActorHost.ended_late``)
-    though the loop saw its answer first: the caller gets its deadline, the outcome
-    goes where a late one goes (``finish_late``)."""
+    """An op running past its deadline, or that ended past it though the loop saw its
+    result first (a loop held up past both: ``SyncCall.ended_late``,
+    ``ActorHost.ended_late``): the caller gets the deadline now; once the op ends, its
+    real outcome goes to ``on_late`` (idempotency records it), and a crash is still a
+    failure."""
     cell.answer(envelope, error=deadline_error(envelope))
-    return await finish_late(cell, envelope, running)
-
-
-async def finish_late(
-    cell: ActorCell, envelope: Envelope, running: asyncio.Future[Any]
-) -> Ended | None:
-    """Wait for an op whose caller already has its timeout; its real outcome goes to
-    ``on_late`` (idempotency records it), and a crash is still a failure."""
     await asyncio.wait((running,))  # the actor is busy until the op ends
     value, error, failure = classify(running)
     if envelope.on_late is not None:

@@ -182,6 +182,9 @@ class ActorHost(abc.ABC):
     # the first unanswered ask may have run (InstanceLost); the ones behind it fail with
     # NotStarted. A remote instance hides its round trip this way (pipelining.py).
     pipelines: ClassVar[bool] = False
+    # Hosts whose instance says when an op ended past its deadline (a child process, a
+    # Ray worker) make their own and mark those answers in it (``ended_late``).
+    late_answers: LateAnswers | None = None
 
     exited: asyncio.Future[Exit]
 
@@ -261,10 +264,11 @@ class ActorHost(abc.ABC):
 
     def ended_late(self, running: asyncio.Future[Any]) -> bool:
         """Hosts that ``pipelines``: the instance said this answered ask's op ended past
-        its deadline (``LateAnswers``). The cell then answers the caller's deadline,
-        though the answer came before the deadline in its loop's turn (a loop held up
-        past both)."""
-        return False
+        its deadline (the host marked it in ``late_answers``). The cell then answers the
+        caller's deadline, though the answer came before the deadline in its loop's turn
+        (a loop held up past both)."""
+        late = self.late_answers
+        return late is not None and late.take(running)
 
     def info(self) -> dict[str, Any]:
         """Extra facts for status (a pid, ...)."""

@@ -239,8 +239,8 @@ class Child:
         if self.frames.buffer or time.monotonic() - self.loop_answered < LOOP_BUSY:
             return None  # asks in a run: the loop batches them
         deadline = message.get("deadline")
-        if deadline is not None and time.monotonic() >= deadline:
-            return None  # the loop's clock is time.monotonic: not started, expired
+        if _past(deadline):
+            return None  # not started, expired: the loop answers it
         try:
             bound = self._prepare(message)
         except BaseException:
@@ -266,8 +266,7 @@ class Child:
         finally:
             self.watch.unregister(fd)  # before the answer: the daemon wakes to a child
             # that is about to block, with little left to do on this CPU
-        late = deadline is not None and time.monotonic() >= deadline
-        frame = self._outcome(call_id, value, error, late)
+        frame = self._outcome(call_id, value, error, _past(deadline))
         # Answered before the next ask may start: answers go out in the order run.
         self.sink.send(frame)
         with self.state:
@@ -341,7 +340,6 @@ class Child:
         the daemon answers it as never executed, or gives it to the next instance. A
         sync op and the sync asks queued right behind it go to an op thread in one
         batch, as in the daemon (``hosts.threads.run_sync_batch``)."""
-        loop = asyncio.get_running_loop()
         while True:
             while not self.calls:
                 self.calls_ready.clear()
@@ -353,7 +351,7 @@ class Child:
                 await self.direct_ended.wait()
             call_id, message = self.calls.popitem(last=False)
             deadline = message.get("deadline")
-            if self.failed or (deadline is not None and loop.time() >= deadline):
+            if self.failed or _past(deadline):
                 self.reply({"t": "not_started", "id": call_id, "expired": not self.failed})
                 continue
             try:
@@ -368,7 +366,7 @@ class Child:
                 continue
             self.tasks[call_id] = running
             await asyncio.wait((running,))
-            self._answer(call_id, deadline is not None and loop.time() >= deadline, running)
+            self._answer(call_id, _past(deadline), running)
 
     async def _run_batch(self, call_id: int, message: dict[str, Any], first: Any) -> None:
         """Run a sync ask and the sync asks queued right behind it in one trip to an op
@@ -447,6 +445,13 @@ class Child:
             self.send({"t": "end", "id": call_id})
         finally:
             self.tasks.pop(call_id, None)
+
+
+def _past(deadline: float | None) -> bool:
+    """An ask's deadline (None: none) has passed. It is on the daemon loop's clock,
+    ``time.monotonic`` (uvloop's cut to the millisecond), which is this process's loop
+    clock too and may be read from any thread."""
+    return deadline is not None and time.monotonic() >= deadline
 
 
 async def _watch_parent(parent: int) -> None:

@@ -202,7 +202,7 @@ class ProcessHost(ActorHost):
         self.proc: spawn.Child | None = None
         self.writer: asyncio.WriteTransport | None = None
         self._calls: dict[int, asyncio.Future[Any]] = {}
-        self._late = LateAnswers()  # answers of ops that ended past their deadline
+        self.late_answers = LateAnswers()  # see ActorHost.ended_late
         self._streams: dict[int, asyncio.Queue[tuple[str, Any]]] = {}
         self._next_id = 0
         self._ready: asyncio.Future[dict[str, Any]] = loop.create_future()
@@ -302,7 +302,7 @@ class ProcessHost(ActorHost):
             else:
                 future.cancel()
             if "late" in message:
-                self._late.mark(future)
+                self.late_answers.mark(future)
         elif call_id in self._streams:
             queue = self._streams[call_id]
             if kind == "chunk":
@@ -405,9 +405,6 @@ class ProcessHost(ActorHost):
              "deadline": call_deadline.get()}
         )  # fmt: skip
         return future
-
-    def ended_late(self, running: asyncio.Future[Any]) -> bool:
-        return self._late.take(running)
 
     def send_now(self) -> None:
         """The frames queued so far go out now, not at the end of the loop iteration:

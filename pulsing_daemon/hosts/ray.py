@@ -184,7 +184,7 @@ class RayHost(ActorHost):
         self.pid: int | None = None
         self._next_id = 0
         self._calls: dict[int, asyncio.Future[Any]] = {}
-        self._late = LateAnswers()  # answers of ops that ended past their deadline
+        self.late_answers = LateAnswers()  # see ActorHost.ended_late
         self._answers: dict[int, concurrent.futures.Future[Any]] = {}  # Ray's, by call id
         self._sync_calls: set[int] = set()
         # Batches invoked, not yet sent: (call id, op, request) each.
@@ -465,7 +465,7 @@ class RayHost(ActorHost):
             else:  # cancelled at its deadline
                 future.cancel()
             if "late" in answer:
-                self._late.mark(future)
+                self.late_answers.mark(future)
 
     def produce(self, op: str, args: list[Any], kwargs: dict[str, Any]) -> AsyncIterator[Any]:
         info = resolve_op(self.cls, op, OpKind.STREAM)
@@ -507,9 +507,6 @@ class RayHost(ActorHost):
                     ray.cancel(generator, force=False)
                 except Exception:
                     pass
-
-    def ended_late(self, running: asyncio.Future[Any]) -> bool:
-        return self._late.take(running)
 
     def withdraw(self, running: asyncio.Future[Any], expired: bool) -> None:
         if running.done() or self._death is not None or self.handle is None:

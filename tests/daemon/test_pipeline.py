@@ -163,16 +163,13 @@ class LatePipeHost(PipeHost):
 
     def __init__(self, config: ActorConfig) -> None:
         super().__init__(config)
-        self.late = LateAnswers()
+        self.late_answers = LateAnswers()
 
     def invoke(self, op: str, args: list[Any], kwargs: dict[str, Any]) -> asyncio.Future[Any]:
         future = super().invoke(op, args, kwargs)
         if op == "mark" and str(args[0] if args else kwargs.get("token")).startswith("late"):
-            future.add_done_callback(self.late.mark)
+            future.add_done_callback(self.late_answers.mark)
         return future
-
-    def ended_late(self, running: asyncio.Future[Any]) -> bool:
-        return self.late.take(running)
 
 
 def test_an_ask_whose_op_ended_late_is_answered_with_its_deadline(tmp_path: Path) -> None:
