@@ -20,9 +20,12 @@ actor's output and without (``quiet_on`` / ``quiet_off``, ``logged_*``, ``printe
 the annotated op, its argument checked, against ``quiet_on``). An ``*_on`` variant is
 compared with its ``*_off`` one, the others with the bare echo.
 
-Keyed asks are left out: their hand-over batches (``handover.AHEAD_FOR``) and checkpoint
-passes (``storage.checkpoint.INTERVAL``) are timed in wall-clock seconds, which the
-slowdown turns into far more revocations and checkpoints per ask than at full speed.
+Keyed asks (``sync_idem``, ``async_idem``: a new ``Idempotency-Key`` per ask, compared
+with the same ask without one) count SQLite's work on the loop and the checkpointer's
+thread too. Their hand-over batches (``handover.AHEAD_FOR``) and checkpoint passes
+(``storage.checkpoint.INTERVAL``) are timed in wall-clock seconds, which the slowdown
+would turn into far more revocations and checkpoints per ask than at full speed, so
+their daemon runs with those timers stretched by the slowdown (``benchmarks.slowed``).
 
 Needs ``valgrind`` (Debian: ``apt-get install valgrind``).
 """
@@ -50,6 +53,8 @@ VARIANTS: dict[str, tuple[str, str, str, dict[str, str]] | None] = {
     "async": (suites.ASK_ACTORS, "trivial", "aecho", {}),
     "sync": (suites.ASK_ACTORS, "trivial", "echo", {}),
     "nonblocking": (suites.ASK_ACTORS, "trivial", "necho", {}),
+    "sync_idem": (suites.ASK_ACTORS, "trivial", "echo", {}),
+    "async_idem": (suites.ASK_ACTORS, "trivial", "aecho", {}),
     "quiet_on": (suites.LOG_ACTORS, "chatty", "quiet", {}),
     "quiet_off": (suites.LOG_ACTORS, "chatty", "quiet", _LOGS_OFF),
     "logged_on": (suites.LOG_ACTORS, "chatty", "logged", {}),
@@ -65,7 +70,13 @@ VARIANTS: dict[str, tuple[str, str, str, dict[str, str]] | None] = {
 AGAINST = {
     **{name: name[: -len("_on")] + "_off" for name in VARIANTS if name.endswith("_on")},
     "typed_on": "quiet_on",  # annotated vs unannotated, capture on for both
+    "sync_idem": "sync",
+    "async_idem": "async",
 }
+KEYED = ("sync_idem", "async_idem")
+# How much slower the server runs under callgrind: the keyed variants' timers are
+# stretched by this much (benchmarks.slowed).
+SLOWDOWN = 50
 DEFAULT = ("bare", "async", "sync", "nonblocking")
 
 
@@ -99,8 +110,11 @@ def measure(name: str, seconds: float) -> dict[str, Any]:
     else:
         actors, actor, op, env = target
         server = harness.Daemon(workdir, actors, env=env or None)
-        spec = suites._ask_spec(server.port, f"/v1/actors/{actor}/ask", op)
+        keyed = {"idempotency": True} if name in KEYED else {}
+        spec = suites._ask_spec(server.port, f"/v1/actors/{actor}/ask", op, **keyed)
     server.launcher = _valgrind(out)
+    if name in KEYED:
+        server.launcher += [harness.PYTHON, "-m", "benchmarks.slowed", str(SLOWDOWN), "--"]
     try:
         server.start(timeout=600)
         load = {**spec, "mode": "throughput", "conns": 64, "sample_every": 16}
