@@ -50,7 +50,7 @@ async def run_batch(cell: ActorCell, host: ActorHost, first: Envelope) -> Ended 
         return ended
     if not due(cell, first):
         return None
-    if first.handover is not None and not await hand_over(cell, first):
+    if first.handover is not None and not first.handed and not await hand_over(cell, first):
         return None
     lock = threading.Lock()
     members = [(first, prepared)]

@@ -31,13 +31,13 @@ import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
+from pulsing_daemon.envelope import Envelope, EnvelopeState
 from pulsing_daemon.exceptions import PulsingError, PulsingRuntimeError, PulsingSystemError
 from pulsing_daemon.hosts.base import InstanceLost
 from pulsing_daemon.hosts.threads import SyncCallState
 
 if TYPE_CHECKING:
     from pulsing_daemon.cell import ActorCell
-    from pulsing_daemon.envelope import Envelope
 
 # Keyed asks queued behind the one being handed over that go in the same commit.
 AHEAD = 64
@@ -72,16 +72,13 @@ class Handover(Protocol):
 
 
 async def hand_over(cell: ActorCell, envelope: Envelope) -> bool:
-    """Make ``envelope``'s "handed over" record durable before its op may start.
+    """Make the "handed over" record of ``envelope`` (keyed, not handed over yet: an
+    ask handed over ahead is not passed here) durable before its op may start.
 
     Also hands over the keyed asks queued right behind it, in the same commit. True
     when the op may start; False when the envelope was answered instead (the record
     could not be written).
     """
-    from pulsing_daemon.envelope import EnvelopeState
-
-    if envelope.handover is None or envelope.handed:
-        return True
     loop = asyncio.get_running_loop()
     batch = [envelope]
     for queued in cell.mailbox:
@@ -154,8 +151,6 @@ def decline(envelope: Envelope) -> None:
     """Settle a keyed ask whose claim found the record of an earlier ask with its key:
     its op never starts, and the idempotency store answers from that record. Not an
     outcome of the actor's, so not counted in its status nor its metrics."""
-    from pulsing_daemon.envelope import EnvelopeState
-
     envelope.state = EnvelopeState.DONE
     if envelope.watch is not None:
         envelope.watch.drop(envelope)
@@ -169,8 +164,6 @@ def decline(envelope: Envelope) -> None:
 def revoke_waiting(cell: ActorCell) -> None:
     """Take back asks handed over ahead that have not started: queued in the mailbox,
     or waiting in a batch of sync ops behind one that is still running."""
-    from pulsing_daemon.envelope import EnvelopeState
-
     # Only those handed over AHEAD_FOR ago or more (a later run has its own timer).
     before = asyncio.get_running_loop().time() - AHEAD_FOR * 0.9
     for queued in cell.mailbox:

@@ -120,14 +120,57 @@ class IdempotencyStore:
                 return self._answer_from(cell, envelope, key, outcome, request_fingerprint)
             return _replay(outcome)
         # Not running here: claimed in memory, so repeats arriving from now on wait for
-        # this one. Whether the store holds a record of an earlier ask with this key is
-        # found when the op is handed over (pulsing_daemon.handover): the durable claim
-        # is a conditional insert, which finds the earlier record instead of writing; the
-        # op then never starts and the record answers. An ask that never gets that far
-        # looks the record up when it is answered (``_first``). Nothing is written until
-        # the handover: a crash before it leaves the key free.
+        # this one, which runs here; the cell records it as handed over. Whether the
+        # store holds a record of an earlier ask with this key is found when the op is
+        # handed over (pulsing_daemon.handover): the durable claim is a conditional
+        # insert, which finds the earlier record instead of writing; the op then never
+        # starts and the record answers. An ask that never gets that far looks the
+        # record up when it is answered (below). Nothing is written until the handover:
+        # a crash before it leaves the key free.
         self._running[slot] = _Running(request_fingerprint)
-        return await self._first(cell, envelope, key, request_fingerprint)
+        handover = envelope.handover = _Handover(self, cell.name, key, request_fingerprint)
+        try:
+            cell.submit(envelope)
+        except PulsingError as error:  # the actor cannot take it: it never ran, no record
+            return self._settle_unheld(cell, envelope, key, request_fingerprint, error)
+
+        def late(value: Any, error: PulsingError | None) -> None:
+            # A sync op finished after its caller timed out: store what really happened.
+            self._record_outcome(handover, (value, error), True, None, True)
+
+        envelope.on_late = late
+        try:
+            value = await envelope.future
+            outcome: Outcome = (value, None)
+        except PulsingError as error:
+            outcome = (None, error)
+        if envelope.recording:  # stored or dropped when answered (_Handover.settle)
+            if outcome[1] is not None:
+                raise outcome[1]
+            return outcome[0], False
+        found = handover.found
+        if found is not None:  # the key had a record: the op was not started
+            self._release(slot, found)
+            return self._answer_from(cell, envelope, key, found, request_fingerprint)
+        if outcome[1] is not None and not handover.held:
+            # Answered before it ever held the key (expired in the mailbox, actor
+            # stopped, bad arguments): an earlier ask's record, if any, answers instead.
+            return self._settle_unheld(cell, envelope, key, request_fingerprint, outcome[1])
+        if not _left_running(envelope, outcome[1]):  # else ``late`` settles the record
+            # Stored (committed) before the caller hears the outcome.
+            written: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            if self._record_outcome(
+                handover,
+                outcome,
+                envelope.executed,
+                envelope.result_json,
+                bool(envelope.handed),
+                functools.partial(_resolve, written, None),
+            ):
+                await written
+        if outcome[1] is not None:
+            raise outcome[1]
+        return outcome[0], False
 
     def _answer_from(
         self,
@@ -185,59 +228,6 @@ class IdempotencyStore:
         running = self._running.pop(slot, None)
         if running is not None and running.outcome is not None and not running.outcome.done():
             running.outcome.set_result(outcome)
-
-    async def _first(
-        self,
-        cell: ActorCell,
-        envelope: Envelope,
-        key: str,
-        request_fingerprint: str,
-    ) -> tuple[Any, bool]:
-        """Run the first ask with this key here; the cell records it as handed over."""
-        slot = (cell.name, key)
-        handover = envelope.handover = _Handover(self, cell.name, key, request_fingerprint)
-        try:
-            cell.submit(envelope)
-        except PulsingError as error:  # the actor cannot take it: it never ran, no record
-            return self._settle_unheld(cell, envelope, key, request_fingerprint, error)
-
-        def late(value: Any, error: PulsingError | None) -> None:
-            # A sync op finished after its caller timed out: store what really happened.
-            self._record_outcome(handover, (value, error), True, None, True)
-
-        envelope.on_late = late
-        try:
-            value = await envelope.future
-            outcome: Outcome = (value, None)
-        except PulsingError as error:
-            outcome = (None, error)
-        if envelope.recording:  # stored or dropped when answered (_Handover.settle)
-            if outcome[1] is not None:
-                raise outcome[1]
-            return outcome[0], False
-        found = handover.found
-        if found is not None:  # the key had a record: the op was not started
-            self._release(slot, found)
-            return self._answer_from(cell, envelope, key, found, request_fingerprint)
-        if outcome[1] is not None and not handover.held:
-            # Answered before it ever held the key (expired in the mailbox, actor
-            # stopped, bad arguments): an earlier ask's record, if any, answers instead.
-            return self._settle_unheld(cell, envelope, key, request_fingerprint, outcome[1])
-        if not _left_running(envelope, outcome[1]):  # else ``late`` settles the record
-            # Stored (committed) before the caller hears the outcome.
-            written: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            if self._record_outcome(
-                handover,
-                outcome,
-                envelope.executed,
-                envelope.result_json,
-                bool(envelope.handed),
-                functools.partial(_resolve, written, None),
-            ):
-                await written
-        if outcome[1] is not None:
-            raise outcome[1]
-        return outcome[0], False
 
     def _record_outcome(
         self,
@@ -324,7 +314,7 @@ class _Handover:
         # its outcome stored (or its record dropped) before its caller hears it, from
         # here, with no turn of the caller's task in between. What this does not settle
         # (never held the key, found an earlier record, left running past its deadline)
-        # ``IdempotencyStore._first`` settles when the caller wakes, as it always could.
+        # ``IdempotencyStore.ask`` settles when the caller wakes, as it always could.
         if (
             not self.held
             or self.found is not None

@@ -51,7 +51,7 @@ async def execute_pipelined(cell: ActorCell, host: ActorHost, first: Envelope) -
     loop = asyncio.get_running_loop()
     if not due(cell, first):
         return None
-    if first.handover is not None and not await hand_over(cell, first):
+    if first.handover is not None and not first.handed and not await hand_over(cell, first):
         return None
     running, ended = start_op(
         cell, first, lambda: host.invoke(first.op, first.args, first.kwargs)

@@ -86,7 +86,8 @@ async def execute(
     as it is."""
     if not due(cell, envelope):
         return None
-    if envelope.handover is not None and not await hand_over(cell, envelope):
+    keyed = envelope.handover is not None and not envelope.handed  # else handed over ahead
+    if keyed and not await hand_over(cell, envelope):
         return None
     remaining = envelope.deadline - asyncio.get_running_loop().time()
     if start is not None:
