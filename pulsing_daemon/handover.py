@@ -72,13 +72,15 @@ class Handover(Protocol):
 
 
 async def hand_over(cell: ActorCell, envelope: Envelope) -> bool:
-    """Make the "handed over" record of ``envelope`` (keyed, not handed over yet: an
-    ask handed over ahead is not passed here) durable before its op may start.
+    """Make ``envelope``'s "handed over" record durable before its op may start.
 
     Also hands over the keyed asks queued right behind it, in the same commit. True
     when the op may start; False when the envelope was answered instead (the record
-    could not be written).
+    could not be written). Callers skip the call for an ask handed over ahead (one
+    coroutine less per ask: most keyed asks under load are), which has its record.
     """
+    if envelope.handover is None or envelope.handed:
+        return True
     loop = asyncio.get_running_loop()
     batch = [envelope]
     for queued in cell.mailbox:
