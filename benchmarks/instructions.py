@@ -17,8 +17,11 @@ Variants: the bare echo and the async, sync and ``@nonblocking`` asks of
 ``ask_throughput`` (the default), and ``actor_logs``' ops with the daemon capturing the
 actor's output and without (``quiet_on`` / ``quiet_off``, ``logged_*``, ``printed_*``;
 ``logged_floor``: a logging call's record to a handler that does nothing; ``typed_on``:
-the annotated op, its argument checked, against ``quiet_on``). An ``*_on`` variant is
-compared with its ``*_off`` one, the others with the bare echo.
+the annotated op, its argument checked, against ``quiet_on``). ``followers_on`` and
+``followers_off``: ``event_followers``' async asks with 100 followers of the event log
+and without, an actor crashing every ``EVENT_EVERY`` seconds times the slowdown in both
+(so about as many asks per event as at full speed), counted over three such periods.
+An ``*_on`` variant is compared with its ``*_off`` one, the others with the bare echo.
 
 Keyed asks (``sync_idem``, ``async_idem``: a new ``Idempotency-Key`` per ask, compared
 with the same ask without one) count SQLite's work on the loop and the checkpointer's
@@ -33,6 +36,7 @@ Needs ``valgrind`` (Debian: ``apt-get install valgrind``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import subprocess
@@ -65,8 +69,12 @@ VARIANTS: dict[str, tuple[str, str, str, dict[str, str]] | None] = {
     "printed_off": (suites.LOG_ACTORS, "chatty", "printed", _LOGS_OFF),
     # actor_logs' annotated op (its argument checked)
     "typed_on": (suites.LOG_ACTORS, "chatty", "typed", {}),
+    # event_followers' row: async asks while an actor crashes now and then (its
+    # events), with 100 followers of the event log and without
+    "followers_on": (suites.EVENT_ACTORS, "trivial", "aecho", {}),
+    "followers_off": (suites.EVENT_ACTORS, "trivial", "aecho", {}),
 }
-# What a variant is compared with: the bare echo, or as here (actor_logs' rows).
+# What a variant is compared with: the bare echo, or as here.
 AGAINST = {
     **{name: name[: -len("_on")] + "_off" for name in VARIANTS if name.endswith("_on")},
     "typed_on": "quiet_on",  # annotated vs unannotated, capture on for both
@@ -74,9 +82,15 @@ AGAINST = {
     "async_idem": "async",
 }
 KEYED = ("sync_idem", "async_idem")
+FOLLOWERS = ("followers_on", "followers_off")
 # How much slower the server runs under callgrind: the keyed variants' timers are
-# stretched by this much (benchmarks.slowed).
+# stretched by this much (benchmarks.slowed), and the followers variants' actor crashes
+# that much less often, so there are as many asks per event as at full speed.
 SLOWDOWN = 50
+# The followers variants count three crash periods (instead of --seconds): a crash,
+# its events and their fan-out come in every run, and about as many in each.
+CRASH_EVERY = suites.EVENT_EVERY * SLOWDOWN
+FOLLOWERS_SECONDS = 3 * CRASH_EVERY
 DEFAULT = ("bare", "async", "sync", "nonblocking")
 
 
@@ -115,8 +129,16 @@ def measure(name: str, seconds: float) -> dict[str, Any]:
     server.launcher = _valgrind(out)
     if name in KEYED:
         server.launcher += [harness.PYTHON, "-m", "benchmarks.slowed", str(SLOWDOWN), "--"]
+    extra = contextlib.ExitStack()
+    source = followers = None
     try:
         server.start(timeout=600)
+        if name in FOLLOWERS:
+            source = extra.enter_context(suites.EventSource(server.port, CRASH_EVERY))
+            if name == "followers_on":
+                followers = suites.start_followers(server.port)
+                extra.callback(followers.kill)
+            seconds = FOLLOWERS_SECONDS
         load = {**spec, "mode": "throughput", "conns": 64, "sample_every": 16}
         harness.run_loadgen({**load, "warmup": 0.5, "duration": 2.0})
         _callgrind_control(server.pid, "-i", "on")
@@ -127,11 +149,19 @@ def measure(name: str, seconds: float) -> dict[str, Any]:
         requests = result["total_requests"]
         if result["errors"] or not requests:
             raise RuntimeError(f"{name}: {result['errors']} errors, {requests} requests")
-        return {
+        counted = {
             "requests": requests,
             "instructions_per_request": _total_instructions(out) / requests,
         }
+        if source is not None:  # how many events there were (the whole run's)
+            counted["crashes"] = source.crashes
+        if followers is not None:
+            followers.terminate()
+            received = json.loads(followers.communicate(timeout=30)[0].splitlines()[-1])
+            counted["events_per_follower"] = received["events"] / received["followers"]
+        return counted
     finally:
+        extra.close()
         server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -163,7 +193,12 @@ def main(argv: list[str] | None = None) -> int:
         base = AGAINST.get(name, "bare")
         against = results.get(base) if name != "bare" else None
         ratio = f"  {per / against['instructions_per_request']:.3f}x {base}" if against else ""
-        count = f"({row['requests']} requests)"
+        count = f"({row['requests']} requests"
+        if "crashes" in row:
+            count += f"; {row['crashes']} crashes"
+        if "events_per_follower" in row:
+            count += f", {row['events_per_follower']:.0f} events per follower"
+        count += ")"
         print(f"{name:12} {per / 1000:9.1f}k instructions/request {count}{ratio}")
     if ns.json is not None:
         ns.json.write_text(json.dumps(results, indent=1) + "\n")

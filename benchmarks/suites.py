@@ -1470,20 +1470,22 @@ max_restarts = 1000000
 """
 
 
-class _EventSource:
-    """Crashes an actor every EVENT_EVERY seconds, so the followers have events to carry."""
+class EventSource:
+    """Crashes an actor every ``every`` seconds, so the followers have events to carry."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, every: float = EVENT_EVERY) -> None:
         import threading
 
         self.port = port
+        self.every = every
+        self.crashes = 0  # crash asks answered
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         import http.client
 
-        while not self.stop.wait(EVENT_EVERY):
+        while not self.stop.wait(self.every):
             conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
             try:
                 conn.request(
@@ -1493,18 +1495,33 @@ class _EventSource:
                     headers={"Content-Type": "application/json"},
                 )
                 conn.getresponse().read()
+                self.crashes += 1
             except OSError:
                 pass
             finally:
                 conn.close()
 
-    def __enter__(self) -> _EventSource:
+    def __enter__(self) -> EventSource:
         self.thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop.set()
         self.thread.join(10)
+
+
+def start_followers(port: int, followers: int = EVENT_FOLLOWERS) -> subprocess.Popen:
+    """``benchmarks.event_followers``: ``followers`` NDJSON followers of the event log at
+    ``port``, all connected when this returns (stop it with ``terminate``)."""
+    process = subprocess.Popen(
+        [PYTHON, "-m", "benchmarks.event_followers", str(port), str(followers)],
+        stdout=subprocess.PIPE, text=True, cwd=str(harness.REPO), env=child_env(),
+    )  # fmt: skip
+    assert process.stdout is not None
+    if process.stdout.readline().strip() != "ready":
+        process.kill()
+        raise RuntimeError("event followers did not connect")
+    return process
 
 
 def event_followers(ctx: Context) -> None:
@@ -1526,21 +1543,11 @@ def event_followers(ctx: Context) -> None:
     warmup, duration = ctx.pick((0.4, 1.5), (0.5, 2.5))
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in specs}
     received: list[dict[str, Any]] = []
-    with _EventSource(daemon.port):
+    with EventSource(daemon.port):
         for r in range(rounds):
             for name in _rotate(list(runs), r):
                 server, spec = specs[name]
-                followers = None
-                if name.endswith("followers"):
-                    followers = subprocess.Popen(
-                        [PYTHON, "-m", "benchmarks.event_followers", str(server.port),
-                         str(EVENT_FOLLOWERS)],
-                        stdout=subprocess.PIPE, text=True, cwd=str(harness.REPO),
-                        env=child_env(),
-                    )  # fmt: skip
-                    assert followers.stdout is not None
-                    if followers.stdout.readline().strip() != "ready":
-                        raise RuntimeError("event followers did not connect")
+                followers = start_followers(server.port) if name.endswith("followers") else None
                 cpu0, t0 = cpu_seconds(server.pid), time.perf_counter()
                 result = run_loadgen(
                     {**spec, "mode": "throughput", "conns": 64, "warmup": warmup,
