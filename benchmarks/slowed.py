@@ -21,9 +21,13 @@ RUN = "python -m pulsing_daemon"
 
 
 def main(argv: list[str]) -> None:
-    factor = float(argv[0])
+    usage = f"usage: python -m benchmarks.slowed FACTOR -- {RUN} ..."
+    try:
+        factor = float(argv[0])
+    except (IndexError, ValueError):
+        raise SystemExit(usage) from None
     if factor <= 0 or "pulsing_daemon" not in argv:
-        raise SystemExit(f"usage: python -m benchmarks.slowed FACTOR -- {RUN} ...")
+        raise SystemExit(usage)
     from pulsing_daemon import handover
     from pulsing_daemon.storage import checkpoint
 

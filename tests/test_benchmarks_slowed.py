@@ -45,7 +45,12 @@ def test_the_timers_are_stretched_and_the_daemon_gets_its_own_arguments() -> Non
 
 
 def test_a_bad_command_line_is_refused() -> None:
-    for args in (("0", "--", "python", "-m", "pulsing_daemon"), ("50", "--", "python", "x.py")):
+    for args in (
+        ("0", "--", "python", "-m", "pulsing_daemon"),
+        ("50", "--", "python", "x.py"),
+        ("fast", "--", "python", "-m", "pulsing_daemon"),
+        (),
+    ):
         done = probe(*args)
         assert done.returncode != 0
         assert "usage: python -m benchmarks.slowed FACTOR" in done.stderr
