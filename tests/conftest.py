@@ -26,6 +26,14 @@ import pytest
 from e2e_helpers import pulsing_command
 from raytest import ray_cluster, ray_netns  # noqa: F401 - session fixtures of the Ray tests
 
+# A shell runs a command it puts in the background (``pytest &``, ``nohup ... &``) with
+# SIGINT ignored, and an ignored signal stays ignored across exec: the CLI processes
+# the tests start and interrupt, as a user's Ctrl-C would, would never see it. A
+# handled signal is reset to its default at exec, so handling it here gives every
+# process the tests start the disposition it has under a terminal.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 TESTS_DIR = Path(__file__).resolve().parent
 ACTORS_DIR = TESTS_DIR / "e2e"  # e2e_actors.py lives here
 START_TIMEOUT = 15.0
