@@ -23,7 +23,6 @@ from pulsing_daemon.envelope import (
     Envelope,
     EnvelopeState,
     classify,
-    deadline_error,
     shut_down_while_running,
 )
 from pulsing_daemon.exceptions import (
@@ -200,7 +199,10 @@ async def _take_back(cell: ActorCell, host: ActorHost, window: Window) -> None:
         else:
             envelope.executed = True
             if host.ended_late(running):
-                cell.answer(envelope, error=deadline_error(envelope))
+                # As in the run: the caller gets its deadline, ``on_late`` the real
+                # outcome (a keyed ask's record). Being taken back, the actor is
+                # stopping or failing already: a crash here is no new failure.
+                await answer_late(cell, envelope, running)
                 continue
             value, error, failure = classify(running)
             if failure is not None:

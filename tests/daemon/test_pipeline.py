@@ -218,3 +218,36 @@ def test_late_answers_are_told_once_and_held_weakly() -> None:
         assert not late._futures  # forgotten with its future
 
     asyncio.run(main())
+
+
+def test_an_ask_taken_back_at_a_stop_whose_op_ended_late_records_its_outcome(
+    tmp_path: Path,
+) -> None:
+    """An ask sent ahead that ran, and whose op the instance says ended past its
+    deadline, found in the window when the actor stops: its caller gets the deadline and
+    ``on_late`` the real outcome, as in the run (a keyed ask's record is settled)."""
+    late_outcomes: list[tuple[Any, Any]] = []
+
+    async def run() -> None:
+        cell = ActorCell(actor_config(tmp_path), LatePipeHost, default_timeout=5.0)
+        cell.start()
+        try:
+            await asyncio.wait_for(cell.wait_started(2.0), BOUND)
+            first = send(cell, "slow", 0.1)
+            ahead = send(cell, "mark", "late-at-stop")
+            ahead.on_late = lambda value, error: late_outcomes.append((value, error))
+
+            async def sent_ahead() -> None:
+                while cell.in_flight < 2:
+                    await asyncio.sleep(0.001)
+
+            await asyncio.wait_for(sent_ahead(), BOUND)
+            stopping = asyncio.create_task(cell.stop())
+            assert await answer(first) == 0.1
+            assert isinstance(await failure(ahead), PulsingTimeoutError) and ahead.executed
+            await asyncio.wait_for(stopping, BOUND)
+        finally:
+            await asyncio.wait_for(cell.stop(), BOUND)
+
+    asyncio.run(run())
+    assert late_outcomes == [("late-at-stop", None)]
