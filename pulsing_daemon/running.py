@@ -86,8 +86,8 @@ async def execute(
     as it is."""
     if not due(cell, envelope):
         return None
-    keyed = envelope.handover is not None and not envelope.handed  # else handed over ahead
-    if keyed and not await hand_over(cell, envelope):
+    unhanded = envelope.handover is not None and not envelope.handed  # keyed, not ahead
+    if unhanded and not await hand_over(cell, envelope):
         return None
     remaining = envelope.deadline - asyncio.get_running_loop().time()
     if start is not None:
